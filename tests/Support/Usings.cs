@@ -1,0 +1,3 @@
+global using Xunit;
+global using PureFlux.Runtime;
+global using PureFlux.Kernels;
