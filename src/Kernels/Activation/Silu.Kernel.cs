@@ -12,6 +12,7 @@ public static partial class Silu
         kernel((int)x.Count, x.AsView<float>(), y.AsView<float>());
     }
 
+    [IlgpuKernel]
     private static void Kernel(Index1D i, ArrayView<float> x, ArrayView<float> y)
     {
         float v = x[i];
