@@ -1,0 +1,225 @@
+using System.Text;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using Microsoft.ML.Tokenizers;
+
+namespace PureFlux.Model.Text;
+
+/// <summary>Raised when a tokenizer.json cannot be read or does not describe a Qwen-style byte-level BPE.</summary>
+public sealed class TokenizerLoadException(string message, Exception? inner = null) : Exception(message, inner);
+
+/// <summary>
+/// A prompt ready for the text encoder: <see cref="Ids"/> and <see cref="AttentionMask"/> have length
+/// <c>maxLength</c>; the first <see cref="RealTokens"/> entries are the prompt, the rest is padding.
+/// </summary>
+public sealed record TokenizedPrompt(int[] Ids, int[] AttentionMask, int RealTokens, bool Truncated, string? Warning)
+{
+    public int Length => Ids.Length;
+}
+
+/// <summary>
+/// The Qwen3 tokenizer (byte-level BPE, as in Hugging Face's Qwen2TokenizerFast), built with
+/// Microsoft.ML.Tokenizers from a snapshot's tokenizer.json: NFC normalisation, the Qwen split regex,
+/// GPT-2 byte-to-unicode mapping, BPE merges by rank, and every entry of <c>added_tokens</c> matched
+/// verbatim in the input before any of that (so "&lt;|im_start|&gt;" typed in a prompt becomes id 151644,
+/// as in transformers with split_special_tokens=False).
+/// </summary>
+public sealed class Qwen3Tokenizer
+{
+    /// <summary>The chat wrapping FLUX.2 [klein] applies (Qwen3 chat template, one user turn,
+    /// add_generation_prompt=True, enable_thinking=False).</summary>
+    public const string ChatTemplate = "<|im_start|>user\n{prompt}<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n";
+
+    /// <summary>Klein's text length (Flux2KleinPipeline's max_sequence_length default).</summary>
+    public const int KleinMaxLength = 512;
+
+    private readonly BpeTokenizer _bpe;
+    private readonly Dictionary<string, int> _addedTokens;
+
+    private Qwen3Tokenizer(string path, BpeTokenizer bpe, Dictionary<string, int> addedTokens, int padId)
+    {
+        Path = path;
+        _bpe = bpe;
+        _addedTokens = addedTokens;
+        PadId = padId;
+    }
+
+    /// <summary>The tokenizer.json this was built from.</summary>
+    public string Path { get; }
+
+    /// <summary>Id of &lt;|endoftext|&gt; (151643 in Qwen3), used to right-pad prompts.</summary>
+    public int PadId { get; }
+
+    /// <summary>Added tokens (special or not) and their ids, e.g. &lt;|im_start|&gt; → 151644.</summary>
+    public IReadOnlyDictionary<string, int> AddedTokens => _addedTokens;
+
+    /// <summary>The copy of the real Qwen3 tokenizer.json shipped next to the binaries (assets/qwen3-tokenizer/).</summary>
+    public static string BuiltInPath => System.IO.Path.Combine(AppContext.BaseDirectory, "assets", "qwen3-tokenizer", "tokenizer.json");
+
+    private static readonly Lazy<Qwen3Tokenizer> BuiltInTokenizer = new(() => FromFile(BuiltInPath));
+
+    /// <summary>The built-in tokenizer (loaded once; about 1 s).</summary>
+    public static Qwen3Tokenizer BuiltIn => BuiltInTokenizer.Value;
+
+    /// <summary>Loads a Hugging Face tokenizer.json (model type BPE, byte-level).</summary>
+    /// <exception cref="TokenizerLoadException">Missing, unreadable or unsupported file; the message names it.</exception>
+    public static Qwen3Tokenizer FromFile(string path)
+    {
+        byte[] bytes;
+        try { bytes = File.ReadAllBytes(path); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
+        {
+            throw new TokenizerLoadException($"{path}: cannot read tokenizer file ({e.Message})", e);
+        }
+        try
+        {
+            return Build(path, bytes);
+        }
+        catch (TokenizerLoadException) { throw; }
+        catch (Exception e) when (e is JsonException or InvalidOperationException or ArgumentException or FormatException or KeyNotFoundException or RegexParseException)
+        {
+            throw new TokenizerLoadException($"{path}: not a valid byte-level BPE tokenizer.json ({e.Message})", e);
+        }
+    }
+
+    private static Qwen3Tokenizer Build(string path, byte[] bytes)
+    {
+        using var doc = JsonDocument.Parse(bytes);
+        var root = doc.RootElement;
+        if (root.ValueKind != JsonValueKind.Object) throw Bad(path, "the top level must be a JSON object");
+        if (!root.TryGetProperty("model", out var model) || model.ValueKind != JsonValueKind.Object)
+            throw Bad(path, "missing \"model\" object");
+        string type = model.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String ? t.GetString()! : "(none)";
+        if (type != "BPE") throw Bad(path, $"model.type is \"{type}\"; only \"BPE\" is supported");
+        if (!model.TryGetProperty("vocab", out var vocabEl) || vocabEl.ValueKind != JsonValueKind.Object)
+            throw Bad(path, "missing model.vocab object");
+        if (!model.TryGetProperty("merges", out var mergesEl) || mergesEl.ValueKind != JsonValueKind.Array)
+            throw Bad(path, "missing model.merges array");
+
+        var vocab = new Dictionary<string, int>(vocabEl.GetPropertyCount(), StringComparer.Ordinal);
+        foreach (var p in vocabEl.EnumerateObject())
+        {
+            if (p.Value.ValueKind != JsonValueKind.Number || !p.Value.TryGetInt32(out int id) || id < 0)
+                throw Bad(path, $"model.vocab entry \"{p.Name}\" must map to a non-negative integer id");
+            vocab[p.Name] = id;
+        }
+        if (vocab.Count == 0) throw Bad(path, "model.vocab is empty");
+
+        // Merges come as "a b" strings (older files) or ["a", "b"] pairs (tokenizers >= 0.20).
+        var merges = new List<string>(mergesEl.GetArrayLength());
+        foreach (var m in mergesEl.EnumerateArray())
+        {
+            if (m.ValueKind == JsonValueKind.String) merges.Add(m.GetString()!);
+            else if (m.ValueKind == JsonValueKind.Array && m.GetArrayLength() == 2 && m[0].ValueKind == JsonValueKind.String && m[1].ValueKind == JsonValueKind.String)
+                merges.Add(m[0].GetString() + " " + m[1].GetString());
+            else throw Bad(path, $"model.merges entry {m.GetRawText()} must be \"a b\" or [\"a\", \"b\"]");
+        }
+
+        var added = new Dictionary<string, int>(StringComparer.Ordinal);
+        if (root.TryGetProperty("added_tokens", out var addedEl) && addedEl.ValueKind == JsonValueKind.Array)
+        {
+            foreach (var a in addedEl.EnumerateArray())
+            {
+                if (!a.TryGetProperty("content", out var c) || c.ValueKind != JsonValueKind.String || !a.TryGetProperty("id", out var i) || !i.TryGetInt32(out int id))
+                    throw Bad(path, $"added_tokens entry {a.GetRawText()} needs \"content\" and an integer \"id\"");
+                added[c.GetString()!] = id;
+            }
+        }
+
+        string pattern = FindSplitRegex(root) ?? throw Bad(path, "pre_tokenizer has no Split regex (expected the Qwen/GPT-4 style split pattern)");
+        var regex = new Regex(pattern, RegexOptions.Compiled | RegexOptions.CultureInvariant);
+
+        var options = new BpeOptions(vocab)
+        {
+            Merges = merges,
+            SpecialTokens = added,
+            PreTokenizer = new RegexPreTokenizer(regex, added),
+            Normalizer = HasNfc(root) ? new NfcNormalizer() : null,
+            ByteLevel = true,
+        };
+        var bpe = BpeTokenizer.Create(options);
+
+        if (!added.TryGetValue("<|endoftext|>", out int pad)) throw Bad(path, "added_tokens lacks <|endoftext|> (the padding token)");
+        return new Qwen3Tokenizer(path, bpe, added, pad);
+    }
+
+    private static TokenizerLoadException Bad(string path, string what) => new($"{path}: not a valid byte-level BPE tokenizer.json: {what}");
+
+    /// <summary>The pattern of the first Split pre-tokenizer (top level or inside a Sequence).</summary>
+    private static string? FindSplitRegex(JsonElement root)
+    {
+        if (!root.TryGetProperty("pre_tokenizer", out var pre) || pre.ValueKind != JsonValueKind.Object) return null;
+        IEnumerable<JsonElement> items = pre.TryGetProperty("pretokenizers", out var seq) && seq.ValueKind == JsonValueKind.Array
+            ? seq.EnumerateArray() : [pre];
+        foreach (var p in items)
+        {
+            if (p.TryGetProperty("type", out var ty) && ty.GetString() == "Split"
+                && p.TryGetProperty("pattern", out var pat) && pat.ValueKind == JsonValueKind.Object
+                && pat.TryGetProperty("Regex", out var rx) && rx.ValueKind == JsonValueKind.String)
+                return rx.GetString();
+        }
+        return null;
+    }
+
+    private static bool HasNfc(JsonElement root)
+    {
+        if (!root.TryGetProperty("normalizer", out var n) || n.ValueKind != JsonValueKind.Object) return false;
+        if (n.TryGetProperty("type", out var ty) && ty.GetString() == "NFC") return true;
+        return n.TryGetProperty("normalizers", out var list) && list.ValueKind == JsonValueKind.Array
+            && list.EnumerateArray().Any(x => x.TryGetProperty("type", out var tt) && tt.GetString() == "NFC");
+    }
+
+    /// <summary>Token ids of <paramref name="text"/> as is (no chat template, no padding). "" gives no ids.</summary>
+    public int[] Encode(string text)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        if (text.Length == 0) return [];
+        return [.. _bpe.EncodeToIds(text)];
+    }
+
+    /// <summary>Text of ids (added tokens as written); for diagnostics.</summary>
+    public string Decode(IEnumerable<int> ids) => _bpe.Decode(ids, considerSpecialTokens: true);
+
+    /// <summary>Wraps a prompt the way Flux2KleinPipeline does before tokenising (see <see cref="ChatTemplate"/>).</summary>
+    public static string ApplyChatTemplate(string prompt)
+    {
+        ArgumentNullException.ThrowIfNull(prompt);
+        return "<|im_start|>user\n" + prompt + "<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n";
+    }
+
+    /// <summary>
+    /// Klein's text input: the chat-wrapped prompt tokenised, truncated to <paramref name="maxLength"/> and
+    /// right-padded with &lt;|endoftext|&gt;; mask 1 for real tokens, 0 for padding. Ids [maxLength], mask [maxLength].
+    /// </summary>
+    /// <exception cref="ArgumentException">Empty (or whitespace-only) prompt, or maxLength &lt; 1.</exception>
+    public TokenizedPrompt EncodeForKlein(string prompt, int maxLength = KleinMaxLength)
+    {
+        ArgumentNullException.ThrowIfNull(prompt);
+        if (string.IsNullOrWhiteSpace(prompt))
+            throw new ArgumentException("the prompt is empty; describe the image to generate", nameof(prompt));
+        if (maxLength < 1)
+            throw new ArgumentException($"maxLength must be at least 1; got {maxLength}", nameof(maxLength));
+
+        int[] all = Encode(ApplyChatTemplate(prompt));
+        bool truncated = all.Length > maxLength;
+        int real = Math.Min(all.Length, maxLength);
+        var ids = new int[maxLength];
+        var mask = new int[maxLength];
+        Array.Copy(all, ids, real);
+        Array.Fill(ids, PadId, real, maxLength - real);
+        Array.Fill(mask, 1, 0, real);
+        string? warning = truncated
+            ? $"warning: the prompt is {all.Length} tokens with the chat template; only the first {maxLength} are used, the rest (about {all.Length - maxLength} tokens at the end of the prompt) is ignored"
+            : null;
+        return new TokenizedPrompt(ids, mask, real, truncated, warning);
+    }
+
+    /// <summary>Unicode NFC, as the Qwen tokenizer.json's normalizer asks.</summary>
+    private sealed class NfcNormalizer : Normalizer
+    {
+        public override string Normalize(string original) =>
+            original.IsNormalized(NormalizationForm.FormC) ? original : original.Normalize(NormalizationForm.FormC);
+
+        public override string Normalize(ReadOnlySpan<char> original) => Normalize(original.ToString());
+    }
+}
