@@ -1,0 +1,107 @@
+namespace PureFlux.Model.Config;
+
+/// <summary>
+/// text_encoder/config.json (transformers Qwen3ForCausalLM). The sizes (vocab_size, hidden_size, intermediate_size,
+/// num_hidden_layers, num_attention_heads) are required: transformers' defaults describe an 8B model, so a file
+/// without them is broken rather than meant. Other fields default as in transformers. RoPE accepts both the
+/// older <c>rope_theta</c> + <c>rope_scaling</c> fields and the newer <c>rope_parameters: {rope_theta, rope_type}</c>;
+/// only the default (unscaled) RoPE is supported.
+/// </summary>
+public sealed record Qwen3Config
+{
+    public required int VocabSize { get; init; }
+    public required int HiddenSize { get; init; }
+    public required int IntermediateSize { get; init; }
+    public required int NumHiddenLayers { get; init; }
+    public required int NumAttentionHeads { get; init; }
+    public required int NumKeyValueHeads { get; init; }
+    /// <summary>Per-head width; in Qwen3 not hidden_size / heads (klein 4B: 32 heads × 128 = 4096 ≠ 2560).</summary>
+    public required int HeadDim { get; init; }
+    public double RmsNormEps { get; init; } = 1e-6;
+    public double RopeTheta { get; init; } = 10000.0;
+    public string RopeType { get; init; } = "default";
+    public bool AttentionBias { get; init; }
+    public bool TieWordEmbeddings { get; init; }
+    public string HiddenAct { get; init; } = "silu";
+    public int MaxPositionEmbeddings { get; init; } = 32768;
+    /// <summary>"dtype" (or the older "torch_dtype") the weights were saved in, if stated.</summary>
+    public string? DType { get; init; }
+
+    public int QueryWidth => NumAttentionHeads * HeadDim;
+    public int KeyValueWidth => NumKeyValueHeads * HeadDim;
+
+    public static Qwen3Config Load(string path) => Read(ConfigJson.Load(path));
+
+    public static Qwen3Config Parse(string json, string path = "text_encoder/config.json") =>
+        Read(ConfigJson.Parse(System.Text.Encoding.UTF8.GetBytes(json), path));
+
+    private static Qwen3Config Read(ConfigJson j)
+    {
+        string? modelType = j.StringOrNull("model_type");
+        if (modelType is not null && modelType != "qwen3")
+            throw j.Error("model_type", $"is \"{modelType}\"; expected \"qwen3\"");
+
+        int heads = j.Positive("num_attention_heads");
+        int hidden = j.Positive("hidden_size");
+        int kvHeads = j.Positive("num_key_value_heads", heads);
+        if (heads % kvHeads != 0)
+            throw j.Error("num_key_value_heads", $"is {kvHeads}; it must divide num_attention_heads = {heads}");
+        int headDim = j.Raw("head_dim") is null
+            ? (hidden % heads == 0 ? hidden / heads : throw j.Error("head_dim", $"is missing and hidden_size {hidden} is not a multiple of num_attention_heads {heads}"))
+            : j.Positive("head_dim");
+        if (headDim % 2 != 0) throw j.Error("head_dim", $"is {headDim}; RoPE needs an even head_dim");
+
+        var (theta, ropeType) = ReadRope(j);
+        string act = j.String("hidden_act", "silu");
+        if (act != "silu") throw j.Error("hidden_act", $"is \"{act}\"; only \"silu\" is supported");
+        if (j.Bool("use_sliding_window", false))
+            throw j.Error("use_sliding_window", "is true; sliding-window attention is not supported (klein uses full attention)");
+        var layerTypes = j.StringArray("layer_types", []);
+        int bad = Array.FindIndex(layerTypes, t => t != "full_attention");
+        if (bad >= 0) throw j.Error("layer_types", $"has \"{layerTypes[bad]}\" at layer {bad}; only \"full_attention\" is supported");
+
+        var c = new Qwen3Config
+        {
+            VocabSize = j.Positive("vocab_size"),
+            HiddenSize = hidden,
+            IntermediateSize = j.Positive("intermediate_size"),
+            NumHiddenLayers = j.Positive("num_hidden_layers"),
+            NumAttentionHeads = heads,
+            NumKeyValueHeads = kvHeads,
+            HeadDim = headDim,
+            RmsNormEps = j.Double("rms_norm_eps", 1e-6),
+            RopeTheta = theta,
+            RopeType = ropeType,
+            AttentionBias = j.Bool("attention_bias", false),
+            TieWordEmbeddings = j.Bool("tie_word_embeddings", false),
+            HiddenAct = act,
+            MaxPositionEmbeddings = j.Positive("max_position_embeddings", 32768),
+            DType = j.StringOrNull("dtype") ?? j.StringOrNull("torch_dtype"),
+        };
+        if (layerTypes.Length != 0 && layerTypes.Length != c.NumHiddenLayers)
+            throw j.Error("layer_types", $"has {layerTypes.Length} entries; expected num_hidden_layers = {c.NumHiddenLayers}");
+        if (c.RmsNormEps <= 0) throw j.Error("rms_norm_eps", $"is {c.RmsNormEps}; expected a positive number");
+        return c;
+    }
+
+    private static (double Theta, string Type) ReadRope(ConfigJson j)
+    {
+        // Newer transformers: rope_parameters = {rope_theta, rope_type, ...}; older: rope_theta + rope_scaling.
+        if (j.Object("rope_parameters") is { } p)
+        {
+            string type = p.String("rope_type", "default");
+            if (type != "default") throw p.Error("rope_type", $"is \"{type}\"; only \"default\" RoPE is supported");
+            double theta = p.Has("rope_theta") ? p.Double("rope_theta") : j.Double("rope_theta", 10000.0);
+            if (theta <= 0) throw p.Error("rope_theta", $"is {theta}; expected a positive number");
+            return (theta, type);
+        }
+        if (j.Object("rope_scaling") is { } s)
+        {
+            string type = s.StringOrNull("rope_type") ?? s.String("type", "default");
+            if (type != "default") throw s.Error("rope_type", $"is \"{type}\"; only \"default\" RoPE is supported");
+        }
+        double t = j.Double("rope_theta", 10000.0);
+        if (t <= 0) throw j.Error("rope_theta", $"is {t}; expected a positive number");
+        return (t, "default");
+    }
+}

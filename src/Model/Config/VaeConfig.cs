@@ -1,0 +1,83 @@
+namespace PureFlux.Model.Config;
+
+/// <summary>vae/config.json (diffusers AutoencoderKLFlux2); defaults are diffusers' constructor defaults.</summary>
+public sealed record VaeConfig
+{
+    public int InChannels { get; init; } = 3;
+    public int OutChannels { get; init; } = 3;
+    public string[] DownBlockTypes { get; init; } = ["DownEncoderBlock2D", "DownEncoderBlock2D", "DownEncoderBlock2D", "DownEncoderBlock2D"];
+    public string[] UpBlockTypes { get; init; } = ["UpDecoderBlock2D", "UpDecoderBlock2D", "UpDecoderBlock2D", "UpDecoderBlock2D"];
+    public int[] BlockOutChannels { get; init; } = [128, 256, 512, 512];
+    /// <summary>null = same as <see cref="BlockOutChannels"/>; see <see cref="DecoderChannels"/>.</summary>
+    public int[]? DecoderBlockOutChannels { get; init; }
+    public int LayersPerBlock { get; init; } = 2;
+    public string ActFn { get; init; } = "silu";
+    public int LatentChannels { get; init; } = 32;
+    public int NormNumGroups { get; init; } = 32;
+    public int SampleSize { get; init; } = 1024;
+    public bool ForceUpcast { get; init; } = true;
+    public bool UseQuantConv { get; init; } = true;
+    public bool UsePostQuantConv { get; init; } = true;
+    public bool MidBlockAddAttention { get; init; } = true;
+    public double BatchNormEps { get; init; } = 1e-4;
+    public double BatchNormMomentum { get; init; } = 0.1;
+    /// <summary>Latent patchify size (height, width) before the BatchNorm: klein packs 2×2 → 4 × latent_channels.</summary>
+    public int[] PatchSize { get; init; } = [2, 2];
+
+    public int[] DecoderChannels => DecoderBlockOutChannels ?? BlockOutChannels;
+    /// <summary>Image pixels per latent pixel: 2^(number of blocks − 1) = 8.</summary>
+    public int ScaleFactor => 1 << (BlockOutChannels.Length - 1);
+    /// <summary>Channels of the BatchNorm statistics (patch_h × patch_w × latent_channels = 128).</summary>
+    public int PatchedChannels => PatchSize[0] * PatchSize[1] * LatentChannels;
+
+    public static VaeConfig Load(string path) => Read(ConfigJson.Load(path));
+
+    public static VaeConfig Parse(string json, string path = "vae/config.json") =>
+        Read(ConfigJson.Parse(System.Text.Encoding.UTF8.GetBytes(json), path));
+
+    private static VaeConfig Read(ConfigJson j)
+    {
+        var d = new VaeConfig();
+        var c = new VaeConfig
+        {
+            InChannels = j.Positive("in_channels", d.InChannels),
+            OutChannels = j.Positive("out_channels", d.OutChannels),
+            DownBlockTypes = j.StringArray("down_block_types", d.DownBlockTypes),
+            UpBlockTypes = j.StringArray("up_block_types", d.UpBlockTypes),
+            BlockOutChannels = j.IntArray("block_out_channels", d.BlockOutChannels),
+            DecoderBlockOutChannels = j.IntArrayOrNull("decoder_block_out_channels"),
+            LayersPerBlock = j.Positive("layers_per_block", d.LayersPerBlock),
+            ActFn = j.String("act_fn", d.ActFn),
+            LatentChannels = j.Positive("latent_channels", d.LatentChannels),
+            NormNumGroups = j.Positive("norm_num_groups", d.NormNumGroups),
+            SampleSize = j.Raw("sample_size") is { ValueKind: System.Text.Json.JsonValueKind.Array } ? j.IntArray("sample_size", [d.SampleSize])[0] : j.Int("sample_size", d.SampleSize),
+            ForceUpcast = j.Bool("force_upcast", d.ForceUpcast),
+            UseQuantConv = j.Bool("use_quant_conv", d.UseQuantConv),
+            UsePostQuantConv = j.Bool("use_post_quant_conv", d.UsePostQuantConv),
+            MidBlockAddAttention = j.Bool("mid_block_add_attention", d.MidBlockAddAttention),
+            BatchNormEps = j.Double("batch_norm_eps", d.BatchNormEps),
+            BatchNormMomentum = j.Double("batch_norm_momentum", d.BatchNormMomentum),
+            PatchSize = j.IntArray("patch_size", d.PatchSize),
+        };
+        if (c.BlockOutChannels.Length == 0 || c.BlockOutChannels.Any(x => x < 1))
+            throw j.Error("block_out_channels", "must be a non-empty list of positive channel counts");
+        if (c.DecoderBlockOutChannels is { } dec && (dec.Length != c.BlockOutChannels.Length || dec.Any(x => x < 1)))
+            throw j.Error("decoder_block_out_channels", $"must have {c.BlockOutChannels.Length} positive entries like block_out_channels");
+        if (c.DownBlockTypes.Length != c.BlockOutChannels.Length)
+            throw j.Error("down_block_types", $"has {c.DownBlockTypes.Length} entries; expected one per block_out_channels entry ({c.BlockOutChannels.Length})");
+        if (c.UpBlockTypes.Length != c.BlockOutChannels.Length)
+            throw j.Error("up_block_types", $"has {c.UpBlockTypes.Length} entries; expected one per block_out_channels entry ({c.BlockOutChannels.Length})");
+        int badDown = Array.FindIndex(c.DownBlockTypes, t => t != "DownEncoderBlock2D");
+        if (badDown >= 0) throw j.Error("down_block_types", $"has \"{c.DownBlockTypes[badDown]}\"; only DownEncoderBlock2D is supported");
+        int badUp = Array.FindIndex(c.UpBlockTypes, t => t != "UpDecoderBlock2D");
+        if (badUp >= 0) throw j.Error("up_block_types", $"has \"{c.UpBlockTypes[badUp]}\"; only UpDecoderBlock2D is supported");
+        if (c.ActFn != "silu") throw j.Error("act_fn", $"is \"{c.ActFn}\"; only \"silu\" is supported");
+        foreach (var ch in c.BlockOutChannels.Concat(c.DecoderChannels))
+            if (ch % c.NormNumGroups != 0)
+                throw j.Error("norm_num_groups", $"is {c.NormNumGroups}; it must divide every block channel count (found {ch})");
+        if (c.PatchSize.Length != 2 || c.PatchSize.Any(x => x < 1))
+            throw j.Error("patch_size", $"is [{string.Join(", ", c.PatchSize)}]; expected [height, width] with positive entries");
+        if (c.BatchNormEps <= 0) throw j.Error("batch_norm_eps", $"is {c.BatchNormEps}; expected a positive number");
+        return c;
+    }
+}
