@@ -1,0 +1,70 @@
+using System.CommandLine;
+using PureFlux.Cli.Commands;
+
+namespace PureFlux.Cli;
+
+/// <summary>Where a command writes: normal output and errors (the console, or writers given by tests).</summary>
+public sealed record CliContext(TextWriter Out, TextWriter Err);
+
+/// <summary>
+/// The <c>pureflux</c> command line. Each subcommand lives in its own file under Commands/ as a
+/// <c>static Command Create(CliContext)</c>; add new ones to <see cref="Subcommands"/>.
+/// Exit codes: 0 success, 1 the command failed (one-line message on stderr), 2 bad usage.
+/// </summary>
+public static class Cli
+{
+    public const int Ok = 0, Failed = 1, Usage = 2;
+
+    private static readonly Func<CliContext, Command>[] Subcommands =
+    [
+        DevicesCommand.Create,
+        TokenizeCommand.Create,
+    ];
+
+    public static RootCommand BuildRoot(CliContext ctx)
+    {
+        var root = new RootCommand("PureFlux: FLUX.2 [klein] inference in pure managed C# (ILGPU + SIMD CPU).");
+        foreach (var create in Subcommands) root.Add(create(ctx));
+        return root;
+    }
+
+    /// <summary>Parses and runs a command line; never throws, never prints a stack trace (unless PUREFLUX_DEBUG=1).</summary>
+    public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
+    {
+        var ctx = new CliContext(stdout, stderr);
+        try
+        {
+            var root = BuildRoot(ctx);
+            var parse = root.Parse(args);
+            if (parse.Errors.Count > 0)
+            {
+                var command = parse.CommandResult.Command;
+                string name = command is RootCommand ? "pureflux" : "pureflux " + command.Name;
+                // An unknown word explains more than "required command was not provided": report it first.
+                var error = parse.Errors.OrderBy(e => e.Message.StartsWith("Unrecognized", StringComparison.Ordinal) ? 0 : 1).First();
+                string message = args.Length == 0
+                    ? $"no command given; commands: {string.Join(", ", root.Subcommands.Select(c => c.Name))}"
+                    : OneLine(error.Message);
+                stderr.WriteLine($"error: {message} (see '{name} --help')");
+                return Usage;
+            }
+            return parse.Invoke(new InvocationConfiguration { Output = stdout, Error = stderr, EnableDefaultExceptionHandler = false });
+        }
+        catch (Exception e)
+        {
+            stderr.WriteLine("error: " + Describe(e));
+            if (Environment.GetEnvironmentVariable("PUREFLUX_DEBUG") == "1") stderr.WriteLine(e);
+            return e is ArgumentException ? Usage : Failed;
+        }
+    }
+
+    private static string Describe(Exception e)
+    {
+        // Our own exceptions carry complete messages (file, field, expectation); others get their type too.
+        bool ours = e is ArgumentException or IOException or UnauthorizedAccessException or NotSupportedException
+            || e.GetType().Namespace?.StartsWith("PureFlux", StringComparison.Ordinal) == true;
+        return OneLine(ours ? e.Message : $"{e.GetType().Name}: {e.Message}");
+    }
+
+    private static string OneLine(string s) => s.ReplaceLineEndings(" ").Trim();
+}

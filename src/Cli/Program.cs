@@ -1,0 +1,1 @@
+return PureFlux.Cli.Cli.Run(args, Console.Out, Console.Error);
