@@ -92,6 +92,9 @@ public sealed class SnapshotTests
         Assert.Equal("transformer/diffusion_pytorch_model.safetensors: tensor 'context_embedder.weight' has shape [64, 192], config implies [64, 7680]", e.Message);
         var missing = Assert.Throws<SnapshotException>(() => s.Transformer.Entry("no.such.weight"));
         Assert.StartsWith("transformer/diffusion_pytorch_model.safetensors: no tensor named 'no.such.weight'", missing.Message);
+        Assert.DoesNotContain("nearest", missing.Message);
+        var typo = Assert.Throws<SnapshotException>(() => s.Transformer.Entry("single_transformer_blocks.1.attn.norm_z.weight"));
+        Assert.Contains("nearest: 'single_transformer_blocks.1.attn.norm_k.weight', 'single_transformer_blocks.1.attn.norm_q.weight'", typo.Message);
         Assert.False(s.Transformer.Contains("no.such.weight"));
         Assert.True(s.Transformer.Contains("proj_out.weight"));
     }

@@ -137,9 +137,17 @@ public sealed class WeightSource : IDisposable
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (_fileOf.TryGetValue(name, out var f)) return f;
-        var near = _fileOf.Keys.Where(k => k.Contains(name.Split('.').Last(), StringComparison.Ordinal)).Order().Take(3).ToList();
+        // Hint with the names sharing the longest dotted prefix (e.g. the same block), which is where typos hide.
+        static int Shared(string a, string b)
+        {
+            int n = 0;
+            for (int i = 0; i < Math.Min(a.Length, b.Length) && a[i] == b[i]; i++) if (a[i] == '.') n = i + 1;
+            return n;
+        }
+        int best = _fileOf.Keys.Max(k => Shared(k, name));
+        var near = best == 0 ? [] : _fileOf.Keys.Where(k => Shared(k, name) == best).Order(StringComparer.Ordinal).Take(3).ToList();
         throw new SnapshotException($"{Name}: no tensor named '{name}' ({_fileOf.Count} tensors" +
-            (near.Count > 0 ? $"; similar: '{string.Join("', '", near)}'" : "") + ")");
+            (near.Count > 0 ? $"; nearest: '{string.Join("', '", near)}'" : "") + ")");
     }
 
     /// <summary>dtype, shape and byte range of a tensor.</summary>
