@@ -90,7 +90,7 @@ public class ActivationMoreTests
         y.AssertIntact($"swiglu on {backend}");
     }
 
-    /// <summary>H = 1100: more than one 1024-wide CPU chunk per row, plus an odd tail; 60 rows (> 64K elements of
+    /// <summary>H = 1100: not a multiple of 16 (vector loop plus scalar tail); 60 rows (> 64K elements of
     /// work, the threaded CPU path).</summary>
     [Theory, MemberData(nameof(Backends.All), MemberType = typeof(Backends))]
     public void SwiGlu_wide_rows_match_host(string backend)

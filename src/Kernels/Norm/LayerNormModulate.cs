@@ -48,9 +48,8 @@ public static partial class LayerNormModulate
     }
 
     /// <summary>
-    /// Per row: mean (one read of x from memory), then x − mean written into y and the centred sum of squares taken
-    /// from y while it is still in L1/L2 (two-pass variance: no cancellation, unlike E[x²] − mean²), then y is
-    /// normalised and modulated in place: y·rstd·(1+scale) + shift.
+    /// Per row: mean (the one read of x from memory), centred sum of squares (x is in L1 now; two-pass variance has
+    /// no cancellation, unlike E[x²] − mean²), then one fused write y = (x − mean)·rstd·(1+scale) + shift.
     /// </summary>
     private static unsafe void ForwardCpu(CpuDevice device, Tensor x, Tensor? shift, Tensor? scale, Tensor y, float eps)
     {
@@ -66,21 +65,14 @@ public static partial class LayerNormModulate
         float* px = (float*)x.Pointer, py = (float*)y.Pointer;
         RowParallel.For(device, rows, d, (first, count) =>
         {
-            for (long r = first; r < first + count; r++)
+            fixed (float* pa = onePlusScale, pb = shiftValues)
             {
-                var src = new ReadOnlySpan<float>(px + r * d, d);
-                var dst = new Span<float>(py + r * d, d);
-                float mean = TensorPrimitives.Sum(src) / d;
-                TensorPrimitives.Subtract(src, mean, dst);
-                float rstd = 1f / MathF.Sqrt(TensorPrimitives.SumOfSquares(dst) / d + eps);
-                if (onePlusScale is null)
+                for (long r = first; r < first + count; r++)
                 {
-                    TensorPrimitives.Multiply(dst, rstd, dst);
-                }
-                else
-                {
-                    TensorPrimitives.Multiply(dst, rstd, dst);
-                    TensorPrimitives.FusedMultiplyAdd(dst, onePlusScale, shiftValues!, dst);
+                    float* src = px + r * d;
+                    float mean = RowMath.Sum(src, d) / d;
+                    float rstd = 1f / MathF.Sqrt(RowMath.CentredSumOfSquares(src, d, mean) / d + eps);
+                    RowMath.NormalizeModulate(src, mean, rstd, pa, pb, py + r * d, d);
                 }
             }
         });

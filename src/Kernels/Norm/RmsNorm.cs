@@ -35,15 +35,14 @@ public static partial class RmsNorm
         float* px = (float*)x.Pointer, py = (float*)y.Pointer;
         RowParallel.For(device, rows, d, (first, count) =>
         {
-            var wSpan = new ReadOnlySpan<float>(w);
-            for (long r = first; r < first + count; r++)
+            fixed (float* pw = w)
             {
-                var src = new ReadOnlySpan<float>(px + r * d, d);
-                var dst = new Span<float>(py + r * d, d);
-                float inv = 1f / MathF.Sqrt(TensorPrimitives.SumOfSquares(src) / d + eps);
-                // Same order as PyTorch / transformers: (x · inv) · weight.
-                TensorPrimitives.Multiply(src, inv, dst);
-                TensorPrimitives.Multiply(dst, wSpan, dst);
+                for (long r = first; r < first + count; r++)
+                {
+                    float* src = px + r * d;
+                    float inv = 1f / MathF.Sqrt(RowMath.SumOfSquares(src, d) / d + eps);
+                    RowMath.ScaleMultiply(src, inv, pw, py + r * d, d);
+                }
             }
         });
     }
