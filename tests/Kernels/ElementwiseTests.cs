@@ -8,7 +8,7 @@ public class ElementwiseTests
     private const float Rtol = 1e-6f, Atol = 1e-6f;
 
     [Theory, MemberData(nameof(Backends.All), MemberType = typeof(Backends))]
-    public void Add_Axpy_Scale_match_host(string backend)
+    public void Add_Multiply_Axpy_Scale_match_host(string backend)
     {
         var dev = Backends.Get(backend);
         const int r = 3, c = 37; // odd: exercises SIMD tails
@@ -22,6 +22,12 @@ public class ElementwiseTests
             Elementwise.Add(ta, tb, y);
             Compare.Close(a.Zip(b, (p, q) => p + q).ToArray(), y.ToFloatArray(), Rtol, Atol, $"add on {backend}");
             y.AssertIntact($"add on {backend}");
+        }
+        using (var y = new Guarded(dev, DType.F32, r, c))
+        {
+            Elementwise.Multiply(ta, tb, y);
+            Compare.Close(a.Zip(b, (p, q) => p * q).ToArray(), y.ToFloatArray(), Rtol, Atol, $"multiply on {backend}");
+            y.AssertIntact($"multiply on {backend}");
         }
         using (var y = HostData.GuardedWith(dev, b, r, c))
         {

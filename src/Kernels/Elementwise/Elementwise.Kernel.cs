@@ -17,6 +17,12 @@ public static partial class Elementwise
         k(LaunchCount(nameof(Add), a.Count), a.AsView<float>(), b.AsView<float>(), y.AsView<float>());
     }
 
+    private static void MultiplyIlgpu(IlgpuDevice device, Tensor a, Tensor b, Tensor y)
+    {
+        var k = device.Kernel(static acc => acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>>(MultiplyKernel));
+        k(LaunchCount(nameof(Multiply), a.Count), a.AsView<float>(), b.AsView<float>(), y.AsView<float>());
+    }
+
     private static void AxpyIlgpu(IlgpuDevice device, float alpha, Tensor x, Tensor y)
     {
         var k = device.Kernel(static acc => acc.LoadAutoGroupedStreamKernel<Index1D, float, ArrayView<float>, ArrayView<float>>(AxpyKernel));
@@ -49,6 +55,9 @@ public static partial class Elementwise
 
     [IlgpuKernel]
     private static void AddKernel(Index1D i, ArrayView<float> a, ArrayView<float> b, ArrayView<float> y) => y[i] = a[i] + b[i];
+
+    [IlgpuKernel]
+    private static void MultiplyKernel(Index1D i, ArrayView<float> a, ArrayView<float> b, ArrayView<float> y) => y[i] = a[i] * b[i];
 
     [IlgpuKernel]
     private static void AxpyKernel(Index1D i, float alpha, ArrayView<float> x, ArrayView<float> y) => y[i] += alpha * x[i];

@@ -23,6 +23,23 @@ public static partial class Elementwise
         }
     }
 
+    /// <summary>y = a · b (element-wise). a, b, y: F32, same shape; y may alias a or b.</summary>
+    public static void Multiply(Tensor a, Tensor b, Tensor y)
+    {
+        const string op = nameof(Elementwise) + "." + nameof(Multiply);
+        CheckF32(op, ("a", a), ("b", b), ("y", y));
+        Check.SameShape(op, "a", a, "b", b);
+        Check.SameShape(op, "a", a, "y", y);
+        if (a.Count == 0) return;
+        switch (Check.SameDevice(op, a, b, y))
+        {
+            case CpuDevice cpu:
+                Chunked(cpu, a.Count, (s, n) => TensorPrimitives.Multiply(Span(a, s, n), Span(b, s, n), Span(y, s, n)));
+                break;
+            case IlgpuDevice gpu: MultiplyIlgpu(gpu, a, b, y); break;
+        }
+    }
+
     /// <summary>y += alpha · x. x, y: F32, same shape.</summary>
     public static void Axpy(float alpha, Tensor x, Tensor y)
     {
