@@ -154,11 +154,13 @@ public static partial class Attention
         int skp = (p.Sk + Panel - 1) / Panel * Panel;
         int panels = skp / Panel;
         long kvHeadFloats = (long)skp * dp; // both packed K and packed V hold skp × dp per kv head (K uses d rows)
-        float* kt = (float*)NativeMemory.AlignedAlloc((nuint)(kvHeadFloats * p.Hkv * sizeof(float)), 64);
-        float* vpk = (float*)NativeMemory.AlignedAlloc((nuint)(kvHeadFloats * p.Hkv * sizeof(float)), 64);
+        // Packed K/V and the key row come from the device pool (64-byte aligned; reused by the next call, no page faults).
+        using var ktTensor = Tensor.Empty(device, DType.F32, new Shape(checked((int)(kvHeadFloats * p.Hkv))), "attention packed K");
+        using var vTensor = Tensor.Empty(device, DType.F32, new Shape(checked((int)(kvHeadFloats * p.Hkv))), "attention packed V");
+        using var keyAddTensor = Tensor.Empty(device, DType.F32, new Shape(skp), "attention key row");
+        float* kt = (float*)ktTensor.Pointer, vpk = (float*)vTensor.Pointer;
         // Additive key row: 0 = attend, −∞ = padding or KeyMask 0. Added to every logits row.
-        float* keyAdd = (float*)NativeMemory.AlignedAlloc((nuint)(skp * sizeof(float)), 64);
-        try
+        float* keyAdd = (float*)keyAddTensor.Pointer;
         {
             float* kp = (float*)k.Pointer, vp = (float*)v.Pointer;
             byte* keyMask = opt.KeyMask is { } km ? (byte*)km.Pointer : null;
@@ -166,30 +168,7 @@ public static partial class Attention
                 keyAdd[j] = j < p.Sk && (keyMask == null || keyMask[j] != 0) ? 0f : float.NegativeInfinity;
 
             // Pack K (transposed panels) and V (padded rows): one item per (kv head, panel).
-            int packItems = p.Hkv * panels;
-            ParallelItems(device, packItems, _ => 0, (item, _) =>
-            {
-                int h = item / panels, panel = item % panels;
-                float* ktp = kt + h * kvHeadFloats + (long)panel * Panel * d;
-                float* vdst = vpk + h * kvHeadFloats + (long)panel * Panel * dp;
-                for (int jj = 0; jj < Panel; jj++)
-                {
-                    int j = panel * Panel + jj;
-                    float* vrow = vdst + (long)jj * dp;
-                    if (j < p.Sk)
-                    {
-                        float* ksrc = kp + ((long)j * p.Hkv + h) * d;
-                        for (int c = 0; c < d; c++) ktp[c * Panel + jj] = ksrc[c];
-                        new ReadOnlySpan<float>(vp + ((long)j * p.Hkv + h) * d, d).CopyTo(new Span<float>(vrow, d));
-                        new Span<float>(vrow + d, dp - d).Clear();
-                    }
-                    else
-                    {
-                        for (int c = 0; c < d; c++) ktp[c * Panel + jj] = 0f;
-                        new Span<float>(vrow, dp).Clear();
-                    }
-                }
-            }, _ => { });
+            ParallelItems(device, p.Hkv * panels, _ => 0, (item, _) => PackPanel(kp, vp, kt, vpk, item / panels, item % panels, p, dp, kvHeadFloats), _ => { });
 
             int qBlocks = (p.Sq + QueryBlock - 1) / QueryBlock;
             var ctx = new FlashContext
@@ -204,11 +183,31 @@ public static partial class Attention
                 (item, scratch) => FlashItem(ctx, item, (float*)scratch),
                 scratch => NativeMemory.AlignedFree((void*)scratch));
         }
-        finally
+    }
+
+    /// <summary>Packs keys [64·panel, 64·panel + 64) of kv head h: Kᵀ panel [D][64] and V rows [64][Dp], zero padded.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static unsafe void PackPanel(float* kp, float* vp, float* kt, float* vpk, int h, int panel, Dims p, int dp, long kvHeadFloats)
+    {
+        int d = p.D;
+        float* ktp = kt + h * kvHeadFloats + (long)panel * Panel * d;
+        float* vdst = vpk + h * kvHeadFloats + (long)panel * Panel * dp;
+        for (int jj = 0; jj < Panel; jj++)
         {
-            NativeMemory.AlignedFree(kt);
-            NativeMemory.AlignedFree(vpk);
-            NativeMemory.AlignedFree(keyAdd);
+            int j = panel * Panel + jj;
+            float* vrow = vdst + (long)jj * dp;
+            if (j < p.Sk)
+            {
+                float* ksrc = kp + ((long)j * p.Hkv + h) * d;
+                for (int c = 0; c < d; c++) ktp[c * Panel + jj] = ksrc[c];
+                new ReadOnlySpan<float>(vp + ((long)j * p.Hkv + h) * d, d).CopyTo(new Span<float>(vrow, d));
+                new Span<float>(vrow + d, dp - d).Clear();
+            }
+            else
+            {
+                for (int c = 0; c < d; c++) ktp[c * Panel + jj] = 0f;
+                new Span<float>(vrow, dp).Clear();
+            }
         }
     }
 
@@ -245,6 +244,7 @@ public static partial class Attention
         else Parallel.For(0, workers, device.ParallelOptions, Work);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // full JIT from the first call, not tier 0
     private static unsafe void FlashItem(in FlashContext c, int item, float* scratch)
     {
         var p = c.P;
@@ -349,6 +349,7 @@ public static partial class Attention
     /// One row of the online softmax: m_new = max(m, max_j s_j); s_j ← exp(s_j − m_new); l ← l·α + Σ s_j with
     /// α = exp(m − m_new). A row with only −∞ so far uses 0 as its max, so its p are exactly 0 (no NaN).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static unsafe void OnlineSoftmaxRow(float* s, int n, ref float m, ref float l, out float alpha)
     {
         var vmax = Vector512.Create(float.NegativeInfinity);
@@ -455,6 +456,7 @@ public static partial class Attention
     }
 
     /// <summary>As <see cref="PvMicro64"/> for a 16-wide column strip (head dims that are not a multiple of 64).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static unsafe void PvMicro16(float* pm, float* v, int ldv, int keys, float* o, float* alpha)
     {
         float* o1 = o + ldv, o2 = o1 + ldv, o3 = o2 + ldv;
