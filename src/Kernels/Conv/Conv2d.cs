@@ -81,19 +81,25 @@ public static partial class Conv2d
         int hp = g.H + g.Pad.Top + g.Pad.Bottom;
         int nvx = (g.Wo + lanes - 1) / lanes;            // output vectors per row
         int wq = nvx * lanes + (g.KW - 1) / s;          // phase row width: covers every tap of every vector
-        long planeStride = (long)hp * s * wq;            // one input channel in xq
-        long xqCount = planeStride * g.C;
+        long xqCount = (long)hp * g.C * s * wq;
         Check.That(xqCount < int.MaxValue, nameof(Conv2d), $"input {g.C}x{g.H}x{g.W} is too large for the CPU path (padded copy has {xqCount} elements)");
 
-        int taps = g.KH * g.KW;
-        int k = g.C * taps;
-        // Tap offsets into xq relative to a vector's (channel 0, top row, phase 0, first pixel) position;
-        // k = c·kh·kw + ky·kw + kx is also the index within a weight row [C, kh, kw].
-        var offsets = new int[k];
-        for (int c = 0; c < g.C; c++)
-            for (int ky = 0; ky < g.KH; ky++)
-                for (int kx = 0; kx < g.KW; kx++)
-                    offsets[c * taps + ky * g.KW + kx] = (int)(c * planeStride + (long)ky * s * wq + (kx % s) * wq + kx / s);
+        int k = g.C * g.KH * g.KW;
+        // The k loop runs ky-major (k = (ky·C + c)·kw + kx) so that, with xq laid out [row][c][phase][i], its loads
+        // walk one contiguous block per ky with a small constant stride: the hardware prefetchers follow it, and
+        // it stays within few pages (a channel-major layout jumps a whole plane, often a new page, per channel).
+        // tapOffsets[k] is relative to a vector's (top row, channel 0, phase 0, first pixel) position;
+        // weightIndex[k] is the position of that tap in a weight row [C, kh, kw].
+        var tapOffsets = new int[k];
+        var weightIndex = new int[k];
+        long rowBlock = (long)g.C * s * wq;            // one padded input row of all channels and phases
+        for (int ky = 0, i = 0; ky < g.KH; ky++)
+            for (int c = 0; c < g.C; c++)
+                for (int kx = 0; kx < g.KW; kx++, i++)
+                {
+                    tapOffsets[i] = (int)(ky * rowBlock + (long)c * s * wq + (kx % s) * wq + kx / s);
+                    weightIndex[i] = (c * g.KH + ky) * g.KW + kx;
+                }
 
         using var xq = Tensor.Empty(device, DType.F32, new Shape((int)xqCount), "conv2d.xq");
         BuildPhaseInput(device, x, xq, g, hp, wq);
@@ -111,13 +117,13 @@ public static partial class Conv2d
         var wType = weight.DType;
         var ctx = new CpuContext(xqp, yp, bp, wPtr, wType, g, lanes, nvx, wq, k, rowChunks);
 
-        fixed (int* offs = offsets)
+        fixed (int* offs = tapOffsets, widx = weightIndex)
         {
-            int* offsPtr = offs;
+            int* offsPtr = offs, widxPtr = widx;
             if (tasks == 1)
-                RunTask(ctx, offsPtr, 0);
+                RunTask(ctx, offsPtr, widxPtr, 0);
             else
-                Parallel.For(0, tasks, device.ParallelOptions, t => RunTask(ctx, offsPtr, t));
+                Parallel.For(0, tasks, device.ParallelOptions, t => RunTask(ctx, offsPtr, widxPtr, t));
         }
     }
 
@@ -131,20 +137,20 @@ public static partial class Conv2d
         public readonly int Lanes = lanes, Nvx = nvx, Wq = wq, K = k, RowChunks = rowChunks;
     }
 
-    /// <summary>xq[c][r][p][i] = x[c][r − top][i·s + p − left], zero outside x (r over the padded rows).</summary>
+    /// <summary>xq[r][c][p][i] = x[c][r − top][i·s + p − left], zero outside x (r over the padded rows).</summary>
     private static unsafe void BuildPhaseInput(CpuDevice device, Tensor x, Tensor xq, Geometry g, int hp, int wq)
     {
         float* src = (float*)x.Pointer;
         float* dst = (float*)xq.Pointer;
         int s = g.Stride;
-        void Channel(int c)
+        void PaddedRow(int r)
         {
-            for (int r = 0; r < hp; r++)
+            int iy = r - g.Pad.Top;
+            for (int c = 0; c < g.C; c++)
             {
-                int iy = r - g.Pad.Top;
                 for (int p = 0; p < s; p++)
                 {
-                    float* row = dst + (((long)c * hp + r) * s + p) * wq;
+                    float* row = dst + (((long)r * g.C + c) * s + p) * wq;
                     if (iy < 0 || iy >= g.H)
                     {
                         new Span<float>(row, wq).Clear();
@@ -172,13 +178,13 @@ public static partial class Conv2d
             }
         }
         if (device.Threads == 1 || (long)g.C * g.H * g.W < 1 << 15)
-            for (int c = 0; c < g.C; c++) Channel(c);
+            for (int r = 0; r < hp; r++) PaddedRow(r);
         else
-            Parallel.For(0, g.C, device.ParallelOptions, Channel);
+            Parallel.For(0, hp, device.ParallelOptions, PaddedRow);
     }
 
     /// <summary>One block of 4 output channels over one chunk of output rows.</summary>
-    private static unsafe void RunTask(in CpuContext ctx, int* offs, int task)
+    private static unsafe void RunTask(in CpuContext ctx, int* offs, int* weightIndex, int task)
     {
         var g = ctx.G;
         int ob = task / ctx.RowChunks, rc = task % ctx.RowChunks;
@@ -191,9 +197,9 @@ public static partial class Conv2d
         float* tile = stackalloc float[OcTile * VecTile * 16];
         try
         {
-            PackWeights(ctx, o0, wp);
+            PackWeights(ctx, o0, weightIndex, wp);
             int s = g.Stride, lanes = ctx.Lanes, nvx = ctx.Nvx;
-            long rowStep = (long)s * s * ctx.Wq;     // xq distance between output rows (s padded rows of s phases)
+            long rowStep = (long)s * g.C * s * ctx.Wq; // xq distance between output rows (s padded rows)
             int jobs = (int)rowCount * nvx;           // output vectors in this task
             long planeOut = (long)g.Ho * g.Wo;
             var jobRow = stackalloc int[VecTile];
@@ -237,8 +243,8 @@ public static partial class Conv2d
         }
     }
 
-    /// <summary>wp[k·4 + j] = weight[o0 + j][k] as F32 (zero for channels past O).</summary>
-    private static unsafe void PackWeights(in CpuContext ctx, int o0, float* wp)
+    /// <summary>wp[k·4 + j] = weight[o0 + j][weightIndex[k]] as F32 (zero for channels past O).</summary>
+    private static unsafe void PackWeights(in CpuContext ctx, int o0, int* weightIndex, float* wp)
     {
         int k = ctx.K, o = ctx.G.O;
         for (int j = 0; j < OcTile; j++)
@@ -255,19 +261,19 @@ public static partial class Conv2d
                 case DType.F32:
                 {
                     float* src = (float*)ctx.Weight + rowStart;
-                    for (int i = 0; i < k; i++) wp[i * OcTile + j] = src[i];
+                    for (int i = 0; i < k; i++) wp[i * OcTile + j] = src[weightIndex[i]];
                     break;
                 }
                 case DType.BF16:
                 {
                     ushort* src = (ushort*)ctx.Weight + rowStart;
-                    for (int i = 0; i < k; i++) wp[i * OcTile + j] = BitConverter.Int32BitsToSingle(src[i] << 16);
+                    for (int i = 0; i < k; i++) wp[i * OcTile + j] = BitConverter.Int32BitsToSingle(src[weightIndex[i]] << 16);
                     break;
                 }
                 default:
                 {
                     Half* src = (Half*)ctx.Weight + rowStart;
-                    for (int i = 0; i < k; i++) wp[i * OcTile + j] = (float)src[i];
+                    for (int i = 0; i < k; i++) wp[i * OcTile + j] = (float)src[weightIndex[i]];
                     break;
                 }
             }
