@@ -130,6 +130,144 @@ public class ConvTests
         Assert.Contains("dtype", Assert.Throws<ArgumentException>(() => Conv2d.Forward(x, wI8, null, y, 1, pad)).Message);
     }
 
+    // ------------------------------------------------------------------ GroupNorm
+
+    // Normalised outputs are O(1..4); mean and variance are reductions over up to 396 values whose fp32 summation
+    // order differs from PyTorch's, which moves results by a few 1e-7. 1e-5 abs + 1e-5 rel is ~20× that.
+    private const float NormRtol = 1e-5f, NormAtol = 1e-5f;
+
+    public static TheoryData<string, string, int, bool> GroupNormCases()
+    {
+        var data = new TheoryData<string, string, int, bool>();
+        foreach (var backend in Backends.Ids)
+            foreach (var (name, groups) in new[] { ("c32g8", 8), ("c64g32", 32), ("c16g1", 1) })
+                foreach (var silu in new[] { false, true })
+                    data.Add(backend, name, groups, silu);
+        return data;
+    }
+
+    [Theory, MemberData(nameof(GroupNormCases))]
+    public void GroupNorm_matches_golden(string backend, string name, int groups, bool silu)
+    {
+        var dev = Backends.Get(backend);
+        using var x = Golden.Load(dev, $"group_norm.{name}.x");
+        using var w = Golden.Load(dev, $"group_norm.{name}.weight");
+        using var b = Golden.Load(dev, $"group_norm.{name}.bias");
+        using var y = new Guarded(dev, DType.F32, Golden.Dims($"group_norm.{name}.out"));
+        GroupNorm.Forward(x, w, b, y, groups, 1e-6f, silu);
+        var expected = Golden.F($"group_norm.{name}.out");
+        if (silu) // the golden has no SiLU: apply it on the host, in double
+            expected = Array.ConvertAll(expected, v => (float)(v / (1 + Math.Exp(-(double)v))));
+        Compare.Close(expected, y.ToFloatArray(), NormRtol, NormAtol, $"group_norm {name} silu={silu} on {backend}");
+        y.AssertIntact($"group_norm {name} on {backend}");
+    }
+
+    public static TheoryData<string, int, int, int, int, float, bool> GroupNormRandomCases()
+    {
+        var data = new TheoryData<string, int, int, int, int, float, bool>();
+        foreach (var backend in Backends.Ids)
+        {
+            // backend, C, groups, H, W, offset added to x, in place
+            data.Add(backend, 6, 3, 7, 5, 0f, false);       // odd sizes
+            data.Add(backend, 4, 2, 45, 50, 100f, false);   // planes longer than the CPU chunks; a large mean (two-pass variance)
+            data.Add(backend, 6, 2, 3, 11, -3f, true);      // y aliases x
+        }
+        return data;
+    }
+
+    [Theory, MemberData(nameof(GroupNormRandomCases))]
+    public void GroupNorm_random_matches_float64_reference(string backend, int c, int groups, int h, int w, float offset, bool inPlace)
+    {
+        var dev = Backends.Get(backend);
+        var rng = new Random(c * 100 + h);
+        var xs = Array.ConvertAll(RandomValues(rng, c * h * w), v => v + offset);
+        var ws = RandomValues(rng, c);
+        var bs = RandomValues(rng, c);
+        // float64 reference: two-pass mean and biased variance per group, then the affine and SiLU.
+        int cpg = c / groups, n = cpg * h * w;
+        var expected = new float[xs.Length];
+        for (int g = 0; g < groups; g++)
+        {
+            double mean = 0, m2 = 0;
+            for (int i = 0; i < n; i++) mean += xs[g * n + i];
+            mean /= n;
+            for (int i = 0; i < n; i++) m2 += (xs[g * n + i] - mean) * (xs[g * n + i] - mean);
+            double rstd = 1 / Math.Sqrt(m2 / n + 1e-6);
+            for (int i = 0; i < n; i++)
+            {
+                int ch = g * cpg + i / (h * w);
+                double v = (xs[g * n + i] - mean) * rstd * ws[ch] + bs[ch];
+                expected[g * n + i] = (float)(v / (1 + Math.Exp(-v)));
+            }
+        }
+        using var x = Tensor.FromArray(dev, xs, c, h, w);
+        using var wt = Tensor.FromArray(dev, ws, c);
+        using var bt = Tensor.FromArray(dev, bs, c);
+        using var guarded = new Guarded(dev, DType.F32, c, h, w);
+        var y = inPlace ? x : guarded.Tensor;
+        GroupNorm.Forward(x, wt, bt, y, groups, 1e-6f, silu: true);
+        // With |mean| = 100 and unit spread, x itself carries fp32 rounding of 100·2^-24 ≈ 6e-6 relative to the
+        // spread, and the GPU path sums in fp32: allow 5e-5 there (an indexing or formula bug is O(1)).
+        float atol = offset == 0f ? NormAtol : 5e-5f;
+        Compare.Close(expected, y.ToFloatArray(), NormRtol, atol, $"group_norm random c{c} g{groups} {h}x{w} on {backend}");
+        guarded.AssertIntact($"group_norm random on {backend}");
+    }
+
+    [Fact]
+    public void GroupNorm_rejects_bad_arguments()
+    {
+        var dev = Backends.Get("cpu");
+        using var x = Tensor.Zeros(dev, DType.F32, new Shape(6, 4, 4));
+        using var w = Tensor.Zeros(dev, DType.F32, new Shape(6));
+        using var w5 = Tensor.Zeros(dev, DType.F32, new Shape(5));
+        using var y = Tensor.Zeros(dev, DType.F32, new Shape(6, 4, 4));
+        using var yBad = Tensor.Zeros(dev, DType.F32, new Shape(6, 4, 5));
+        Assert.Contains("groups", Assert.Throws<ArgumentException>(() => GroupNorm.Forward(x, w, w, y, 4, 1e-6f)).Message);
+        Assert.Contains("weight", Assert.Throws<ArgumentException>(() => GroupNorm.Forward(x, w5, w, y, 2, 1e-6f)).Message);
+        Assert.Contains("y", Assert.Throws<ArgumentException>(() => GroupNorm.Forward(x, w, w, yBad, 2, 1e-6f)).Message);
+    }
+
+    // ------------------------------------------------------------------ Upsample
+
+    [Theory, MemberData(nameof(Backends.All), MemberType = typeof(Backends))]
+    public void Upsample_nearest2x_matches_golden(string backend)
+    {
+        var dev = Backends.Get(backend);
+        using var x = Golden.Load(dev, "upsample_nearest2x.x");
+        using var y = new Guarded(dev, DType.F32, Golden.Dims("upsample_nearest2x.out"));
+        Upsample.Nearest2x(x, y);
+        // Pure copies: exact.
+        Compare.Close(Golden.F("upsample_nearest2x.out"), y.ToFloatArray(), 0f, 0f, $"upsample on {backend}");
+        y.AssertIntact($"upsample on {backend}");
+    }
+
+    [Theory, MemberData(nameof(Backends.All), MemberType = typeof(Backends))]
+    public void Upsample_nearest2x_odd_width_is_exact(string backend)
+    {
+        var dev = Backends.Get(backend);
+        const int c = 3, h = 5, w = 21; // 21 = two 8-wide vectors + a 5-wide tail on the CPU path
+        var xs = RandomValues(new Random(5), c * h * w);
+        using var x = Tensor.FromArray(dev, xs, c, h, w);
+        using var y = new Guarded(dev, DType.F32, 1, c, 2 * h, 2 * w);
+        Upsample.Nearest2x(x, y);
+        var expected = new float[c * 4 * h * w];
+        for (int ch = 0; ch < c; ch++)
+            for (int oy = 0; oy < 2 * h; oy++)
+                for (int ox = 0; ox < 2 * w; ox++)
+                    expected[(ch * 2 * h + oy) * 2 * w + ox] = xs[(ch * h + oy / 2) * w + ox / 2];
+        Compare.Close(expected, y.ToFloatArray(), 0f, 0f, $"upsample odd on {backend}");
+        y.AssertIntact($"upsample odd on {backend}");
+    }
+
+    [Fact]
+    public void Upsample_rejects_bad_shapes()
+    {
+        var dev = Backends.Get("cpu");
+        using var x = Tensor.Zeros(dev, DType.F32, new Shape(2, 3, 4));
+        using var y = Tensor.Zeros(dev, DType.F32, new Shape(2, 6, 7));
+        Assert.Contains("expected [2, 6, 8]", Assert.Throws<ArgumentException>(() => Upsample.Nearest2x(x, y)).Message);
+    }
+
     internal static float[] RandomValues(Random rng, int n)
     {
         var a = new float[n];
