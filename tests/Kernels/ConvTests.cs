@@ -72,6 +72,32 @@ public class ConvTests
         y.AssertIntact($"conv random on {backend}");
     }
 
+    /// <summary>
+    /// The CPU path switches to row-major tasks with weights packed once per call when its padded input copy
+    /// passes 8 MiB; the small cases above never get there. CPU only (the float64 reference takes ~0.3 s).
+    /// </summary>
+    [Theory]
+    [InlineData(1, 256, 1, 1, 1, 1)]
+    [InlineData(2, 512, 0, 1, 0, 1)]
+    public void Conv2d_cpu_large_input_row_major_path_matches_reference(int stride, int size, int top, int bottom, int left, int right)
+    {
+        var dev = Backends.Get("cpu");
+        const int c = 32, o = 6; // o % 4 = 2: a partial channel block
+        int h = size, w = size - 3; // width not a multiple of 16
+        var pad = new Conv2dPadding(top, bottom, left, right);
+        var rng = new Random(stride);
+        float[] xs = RandomValues(rng, c * h * w), ws = RandomValues(rng, o * c * 9), bs = RandomValues(rng, o);
+        int ho = (h + top + bottom - 3) / stride + 1, wo = (w + left + right - 3) / stride + 1;
+        using var x = Tensor.FromArray(dev, xs, c, h, w);
+        using var wt = Tensor.FromArray(dev, ws, o, c, 3, 3);
+        using var b = Tensor.FromArray(dev, bs, o);
+        using var y = new Guarded(dev, DType.F32, o, ho, wo);
+        Conv2d.Forward(x, wt, b, y, stride, pad);
+        var (expected, bound) = ReferenceConv(xs, ws, bs, c, h, w, o, 3, 3, stride, pad);
+        AssertWithinBound(expected, bound, y.ToFloatArray(), c * 9, $"large conv s{stride} on cpu");
+        y.AssertIntact("large conv on cpu");
+    }
+
     [Theory, MemberData(nameof(Backends.All), MemberType = typeof(Backends))]
     public void Conv2d_bf16_and_f16_weights_match_reference(string backend)
     {

@@ -29,7 +29,11 @@ public readonly record struct Conv2dPadding(int Top, int Bottom, int Left, int R
 /// still fill the tile. Each step of the k loop does 4 vector loads, 4 weight broadcasts and 16 FMAs. Weights
 /// are re-packed per task into [k][4 channels] (converting F16/BF16 on the way), so broadcasts read
 /// sequential memory; that costs O·C·kh·kw per call, negligible next to the O·C·kh·kw·H'·W' FMAs.
-/// Threads split (blocks of 4 output channels) × (chunks of output rows).
+/// Threads split (blocks of 4 output channels) × (chunks of output rows) while the padded input fits the
+/// cache; for larger inputs tasks are row chunks that run every channel block (weights packed once per call),
+/// so the input is read from DRAM once instead of once per channel block.
+/// Measured (Zen 4, 2 threads, 3×3 pad 1): 512→512 at 32×32 / 64×64 and 256→256 at 128×128 run at 90–95% of
+/// a register-only Vector512 FMA loop per CPU-second (~105 of ~114 GFLOP/s per core); see bench/ConvBenchmarks.cs.
 /// </para>
 /// </summary>
 public static partial class Conv2d
@@ -73,6 +77,8 @@ public static partial class Conv2d
     private const int OcTile = 4;
     /// <summary>Output vectors (runs of Lanes pixels) per register tile.</summary>
     private const int VecTile = 4;
+    /// <summary>Padded-input size above which tasks go row-major (see ForwardCpu); about a quarter of a 32 MiB L3.</summary>
+    private const long RowMajorInputBytes = 8 << 20;
 
     private static unsafe void ForwardCpu(CpuDevice device, Tensor x, Tensor weight, Tensor? bias, Tensor y, Geometry g)
     {
@@ -105,10 +111,17 @@ public static partial class Conv2d
         BuildPhaseInput(device, x, xq, g, hp, wq);
 
         int oBlocks = (g.O + OcTile - 1) / OcTile;
-        // Enough tasks to balance the threads; rows are split only when there are few output-channel blocks.
-        int rowChunks = Math.Clamp((3 * device.Threads + oBlocks - 1) / oBlocks, 1, g.Ho);
+        // Two task orders. While xq is small enough to stay in the last-level cache, tasks are (block of 4 output
+        // channels) × (row chunk), each packing its own weights: no packing pass, and the input is re-read from
+        // cache once per block. Past that, re-reading xq per channel block would stream it from DRAM
+        // O/4 times, so all weights are packed once (O·K values, parallel) and tasks are row chunks that run every
+        // channel block on rows whose input stays in L2 while the (cache-resident) packed weights stream.
+        bool rowMajor = xqCount * sizeof(float) > RowMajorInputBytes && oBlocks > 1;
+        int rowChunks = rowMajor
+            ? Math.Min(g.Ho, 4 * device.Threads)
+            : Math.Clamp((3 * device.Threads + oBlocks - 1) / oBlocks, 1, g.Ho); // split rows only when blocks are few
         if (device.Threads == 1) rowChunks = 1;
-        int tasks = oBlocks * rowChunks;
+        int tasks = rowMajor ? rowChunks : oBlocks * rowChunks;
 
         float* xqp = (float*)xq.Pointer;
         float* yp = (float*)y.Pointer;
@@ -120,10 +133,25 @@ public static partial class Conv2d
         fixed (int* offs = tapOffsets, widx = weightIndex)
         {
             int* offsPtr = offs, widxPtr = widx;
-            if (tasks == 1)
-                RunTask(ctx, offsPtr, widxPtr, 0);
-            else
-                Parallel.For(0, tasks, device.ParallelOptions, t => RunTask(ctx, offsPtr, widxPtr, t));
+            if (!rowMajor)
+            {
+                if (tasks == 1)
+                    RunChannelBlockTask(ctx, offsPtr, widxPtr, 0);
+                else
+                    Parallel.For(0, tasks, device.ParallelOptions, t => RunChannelBlockTask(ctx, offsPtr, widxPtr, t));
+                return;
+            }
+            long blockStride = (long)k * OcTile;
+            float* packed = (float*)NativeMemory.AlignedAlloc((nuint)(oBlocks * blockStride) * sizeof(float), 64);
+            try
+            {
+                Parallel.For(0, oBlocks, device.ParallelOptions, ob => PackWeights(ctx, ob * OcTile, widxPtr, packed + ob * blockStride));
+                Parallel.For(0, tasks, device.ParallelOptions, t => RunRowTask(ctx, offsPtr, packed, t));
+            }
+            finally
+            {
+                NativeMemory.AlignedFree(packed);
+            }
         }
     }
 
@@ -183,63 +211,81 @@ public static partial class Conv2d
             Parallel.For(0, hp, device.ParallelOptions, PaddedRow);
     }
 
-    /// <summary>One block of 4 output channels over one chunk of output rows.</summary>
-    private static unsafe void RunTask(in CpuContext ctx, int* offs, int* weightIndex, int task)
+    /// <summary>Channel-block-major task: one block of 4 output channels (weights packed here) over one chunk of output rows.</summary>
+    private static unsafe void RunChannelBlockTask(in CpuContext ctx, int* offs, int* weightIndex, int task)
     {
-        var g = ctx.G;
         int ob = task / ctx.RowChunks, rc = task % ctx.RowChunks;
-        int o0 = ob * OcTile;
-        var (rowStart, rowCount) = Partition.Range(g.Ho, rc, ctx.RowChunks);
+        var (rowStart, rowCount) = Partition.Range(ctx.G.Ho, rc, ctx.RowChunks);
         if (rowCount == 0) return;
-
-        int k = ctx.K;
-        float* wp = (float*)NativeMemory.AlignedAlloc((nuint)k * OcTile * sizeof(float), 64);
+        float* wp = (float*)NativeMemory.AlignedAlloc((nuint)ctx.K * OcTile * sizeof(float), 64);
         float* tile = stackalloc float[OcTile * VecTile * 16];
         try
         {
-            PackWeights(ctx, o0, weightIndex, wp);
-            int s = g.Stride, lanes = ctx.Lanes, nvx = ctx.Nvx;
-            long rowStep = (long)s * g.C * s * ctx.Wq; // xq distance between output rows (s padded rows)
-            int jobs = (int)rowCount * nvx;           // output vectors in this task
-            long planeOut = (long)g.Ho * g.Wo;
-            var jobRow = stackalloc int[VecTile];
-            var jobX = stackalloc int[VecTile];
-            var inp = stackalloc float*[VecTile];
+            PackWeights(ctx, ob * OcTile, weightIndex, wp);
+            int jobs = (int)rowCount * ctx.Nvx;
             for (int j0 = 0; j0 < jobs; j0 += VecTile)
-            {
-                int valid = Math.Min(VecTile, jobs - j0);
-                for (int v = 0; v < VecTile; v++)
-                {
-                    int j = j0 + Math.Min(v, valid - 1);   // a short last group repeats its last vector
-                    jobRow[v] = (int)rowStart + j / nvx;
-                    jobX[v] = j % nvx * lanes;
-                    inp[v] = ctx.Xq + jobRow[v] * rowStep + jobX[v];
-                }
-                if (lanes == 16)
-                    Tile512(wp, offs, k, inp[0], inp[1], inp[2], inp[3], tile);
-                else
-                    Tile256(wp, offs, k, inp[0], inp[1], inp[2], inp[3], tile);
-
-                // Epilogue: bias, then store the valid channels and pixels.
-                for (int oc = 0; oc < OcTile && o0 + oc < g.O; oc++)
-                {
-                    float b = ctx.Bias is null ? 0f : ctx.Bias[o0 + oc];
-                    for (int v = 0; v < valid; v++)
-                    {
-                        float* acc = tile + (oc * VecTile + v) * 16;
-                        float* dst = ctx.Y + (o0 + oc) * planeOut + (long)jobRow[v] * g.Wo + jobX[v];
-                        int n = Math.Min(lanes, g.Wo - jobX[v]);
-                        if (n == 16)
-                            (Vector512.Load(acc) + Vector512.Create(b)).Store(dst);
-                        else
-                            for (int i = 0; i < n; i++) dst[i] = acc[i] + b;
-                    }
-                }
-            }
+                ComputeTile(ctx, offs, wp, ob * OcTile, (int)rowStart, j0, jobs, tile);
         }
         finally
         {
             NativeMemory.AlignedFree(wp);
+        }
+    }
+
+    /// <summary>Row-major task: one chunk of output rows, every block of output channels (weights packed once per call).</summary>
+    private static unsafe void RunRowTask(in CpuContext ctx, int* offs, float* packedWeights, int task)
+    {
+        var (rowStart, rowCount) = Partition.Range(ctx.G.Ho, task, ctx.RowChunks);
+        if (rowCount == 0) return;
+        float* tile = stackalloc float[OcTile * VecTile * 16];
+        int jobs = (int)rowCount * ctx.Nvx;
+        int oBlocks = (ctx.G.O + OcTile - 1) / OcTile;
+        long blockStride = (long)ctx.K * OcTile;
+        // The tile's input (a few rows of xq) stays in L1/L2 while the packed weights stream from L3.
+        for (int j0 = 0; j0 < jobs; j0 += VecTile)
+            for (int ob = 0; ob < oBlocks; ob++)
+                ComputeTile(ctx, offs, packedWeights + ob * blockStride, ob * OcTile, (int)rowStart, j0, jobs, tile);
+    }
+
+    /// <summary>
+    /// Output vectors [j0, j0 + 4) of a row chunk (vector j: row rowStart + j / nvx, pixels (j % nvx)·lanes …) for
+    /// output channels o0 … o0 + 3: the register tile, then bias and the stores of the valid channels and pixels.
+    /// </summary>
+    private static unsafe void ComputeTile(in CpuContext ctx, int* offs, float* wp, int o0, int rowStart, int j0, int jobs, float* tile)
+    {
+        var g = ctx.G;
+        int s = g.Stride, lanes = ctx.Lanes, nvx = ctx.Nvx;
+        long rowStep = (long)s * g.C * s * ctx.Wq; // xq distance between output rows (s padded rows)
+        long planeOut = (long)g.Ho * g.Wo;
+        var jobRow = stackalloc int[VecTile];
+        var jobX = stackalloc int[VecTile];
+        var inp = stackalloc float*[VecTile];
+        int valid = Math.Min(VecTile, jobs - j0);
+        for (int v = 0; v < VecTile; v++)
+        {
+            int j = j0 + Math.Min(v, valid - 1);   // a short last group repeats its last vector
+            jobRow[v] = rowStart + j / nvx;
+            jobX[v] = j % nvx * lanes;
+            inp[v] = ctx.Xq + jobRow[v] * rowStep + jobX[v];
+        }
+        if (lanes == 16)
+            Tile512(wp, offs, ctx.K, inp[0], inp[1], inp[2], inp[3], tile);
+        else
+            Tile256(wp, offs, ctx.K, inp[0], inp[1], inp[2], inp[3], tile);
+
+        for (int oc = 0; oc < OcTile && o0 + oc < g.O; oc++)
+        {
+            float b = ctx.Bias is null ? 0f : ctx.Bias[o0 + oc];
+            for (int v = 0; v < valid; v++)
+            {
+                float* acc = tile + (oc * VecTile + v) * 16;
+                float* dst = ctx.Y + (o0 + oc) * planeOut + (long)jobRow[v] * g.Wo + jobX[v];
+                int n = Math.Min(lanes, g.Wo - jobX[v]);
+                if (n == 16)
+                    (Vector512.Load(acc) + Vector512.Create(b)).Store(dst);
+                else
+                    for (int i = 0; i < n; i++) dst[i] = acc[i] + b;
+            }
         }
     }
 
