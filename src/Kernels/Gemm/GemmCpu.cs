@@ -43,15 +43,16 @@ internal static unsafe class GemmCpu
     public const int MR = 12;
     /// <summary>Columns of the register tile: two 16-float vectors.</summary>
     public const int NR = 32;
-    /// <summary>K depth of one packed block: a KC×NR B panel (32 KiB at 256) sits in L1 while A panels stream from L2.</summary>
-    public static int KC = 256;
-    /// <summary>Rows of A packed at once: MC×KC floats (144 KiB) live in L2 (1 MiB per core).</summary>
-    public static int MC = 144;
+    /// <summary>K depth of one packed block: the KC×NR B panel (48 KiB) is reused from L1/L2 by every A panel; larger KC means
+    /// fewer passes over C. 384 measured best of 192–512 (klein shapes, Zen 4).</summary>
+    public static int KC = 384;
+    /// <summary>Rows of A packed at once: MC×KC floats (432 KiB) live in L2 (1 MiB per core).</summary>
+    public static int MC = 288;
     /// <summary>Most columns of B packed at once: KC×NC floats (up to 3 MiB per thread) stay in L3.</summary>
     public static int NC = 3072;
 
-    [ThreadStatic] private static float* _packA, _packB, _rows;
-    [ThreadStatic] private static long _packACap, _packBCap, _rowsCap;
+    [ThreadStatic] private static float* _packA, _packB;
+    [ThreadStatic] private static long _packACap, _packBCap;
 
     /// <summary>C = A·B (+ bias) using up to <paramref name="threads"/> threads.</summary>
     public static void Run(float* a, long lda, in BOperand b, float* bias, float* c, long ldc, int m, int n, int k, int threads)
@@ -101,7 +102,6 @@ internal static unsafe class GemmCpu
         int mcMax = Math.Min(MC, RoundUp(mLen, MR));
         float* packA = Buffer(ref _packA, ref _packACap, (long)mcMax * kcMax);
         float* packB = Buffer(ref _packB, ref _packBCap, (long)ncMax * kcMax);
-        float* rows = b.Layout == BLayout.NK && b.Type != DType.F32 ? Buffer(ref _rows, ref _rowsCap, (long)NR * kcMax) : null;
 
         for (int jc = n0; jc < n0 + nLen; jc += ncMax)
         {
@@ -109,7 +109,7 @@ internal static unsafe class GemmCpu
             for (int pc = 0; pc < k; pc += kcMax)
             {
                 int kc = Math.Min(kcMax, k - pc);
-                PackB(b, pc, kc, jc, nc, packB, rows);
+                PackB(b, pc, kc, jc, nc, packB);
                 bool accumulate = pc > 0;
                 for (int ic = m0; ic < m0 + mLen; ic += mcMax)
                 {
@@ -154,8 +154,9 @@ internal static unsafe class GemmCpu
     /// columns past nc are zero. F16/BF16 weights are widened to F32 here, a panel at a time: the full
     /// weight is never expanded.
     /// </summary>
-    internal static void PackB(in BOperand b, int k0, int kc, int n0, int nc, float* dst, float* rows)
+    internal static void PackB(in BOperand b, int k0, int kc, int n0, int nc, float* dst)
     {
+        Vector512<float>* block = stackalloc Vector512<float>[32]; // 16 rows + transpose scratch
         for (int jp = 0; jp < nc; jp += NR)
         {
             int nr = Math.Min(NR, nc - jp);
@@ -174,44 +175,77 @@ internal static unsafe class GemmCpu
                 }
                 continue;
             }
-            // NK: row n of the weight holds K contiguous values; each goes to column j of the panel.
-            for (int j = 0; j < NR; j++)
+            // NK: row n of the weight holds K contiguous values. 16 rows × 16 k are loaded (widened from
+            // F16/BF16), transposed in registers and stored as 16 k-rows of the panel.
+            for (int kk = 0; kk < kc; kk += 16)
             {
-                if (j >= nr)
+                int kn = Math.Min(16, kc - kk);
+                for (int half = 0; half < NR; half += 16)
                 {
-                    for (int kk = 0; kk < kc; kk++) panel[kk * NR + j] = 0f;
-                    continue;
+                    for (int i = 0; i < 16; i++)
+                        block[i] = half + i < nr ? LoadRow16(b, (n0 + jp + half + i) * b.Stride + k0 + kk, kn) : Vector512<float>.Zero;
+                    Transpose16x16(block, block + 16);
+                    for (int q = 0; q < kn; q++)
+                        Vector512.Store(block[q], panel + (kk + q) * NR + half);
                 }
-                long offset = (n0 + jp + j) * b.Stride + k0;
-                float* src;
-                if (b.Type == DType.F32) src = (float*)b.Data + offset;
-                else
-                {
-                    src = rows;
-                    WidenRow((ushort*)b.Data + offset, b.Type, kc, rows);
-                }
-                for (int kk = 0; kk < kc; kk++) panel[kk * NR + j] = src[kk];
             }
         }
     }
 
-    /// <summary>F16 or BF16 bits → F32, 16 at a time.</summary>
-    internal static void WidenRow(ushort* src, DType type, int count, float* dst)
+    /// <summary>16 consecutive weight elements from <paramref name="offset"/> as floats; past <paramref name="count"/> zero.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> LoadRow16(in BOperand b, long offset, int count)
     {
-        int i = 0;
-        if (type == DType.BF16)
+        if (b.Type == DType.F32)
         {
-            for (; i + 16 <= count; i += 16)
-                Vector512.Store(Bf16ToSingle(Vector256.Load(src + i)), dst + i);
-            for (; i < count; i++) dst[i] = Bf16.ToFloat(src[i]);
+            float* src = (float*)b.Data + offset;
+            return count == 16 ? Vector512.Load(src) : Avx512F.MaskLoad(src, TailMask(count), Vector512<float>.Zero);
         }
+        ushort* bits = (ushort*)b.Data + offset;
+        Vector256<ushort> h;
+        if (count == 16) h = Vector256.Load(bits);
         else
         {
-            for (; i + 16 <= count; i += 16)
-                Vector512.Store(HalfToSingle(Vector256.Load(src + i)), dst + i);
-            for (; i < count; i++) dst[i] = (float)BitConverter.UInt16BitsToHalf(src[i]);
+            ushort* tmp = stackalloc ushort[16];
+            for (int i = 0; i < 16; i++) tmp[i] = i < count ? bits[i] : (ushort)0;
+            h = Vector256.Load(tmp);
+        }
+        return b.Type == DType.BF16 ? Bf16ToSingle(h) : HalfToSingle(h);
+    }
+
+    /// <summary>In-place 16×16 float transpose: unpack pairs, 64-bit pairs, then two rounds of 128-bit lane shuffles.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Transpose16x16(Vector512<float>* r, Vector512<float>* t)
+    {
+        for (int i = 0; i < 16; i += 2)
+        {
+            t[i] = Avx512F.UnpackLow(r[i], r[i + 1]);
+            t[i + 1] = Avx512F.UnpackHigh(r[i], r[i + 1]);
+        }
+        for (int i = 0; i < 16; i += 4)
+        {
+            r[i] = Avx512F.Shuffle(t[i], t[i + 2], 0x44);
+            r[i + 1] = Avx512F.Shuffle(t[i], t[i + 2], 0xEE);
+            r[i + 2] = Avx512F.Shuffle(t[i + 1], t[i + 3], 0x44);
+            r[i + 3] = Avx512F.Shuffle(t[i + 1], t[i + 3], 0xEE);
+        }
+        for (int i = 0; i < 4; i++)
+        {
+            t[i] = Avx512F.Shuffle4x128(r[i], r[i + 4], 0x88);
+            t[i + 4] = Avx512F.Shuffle4x128(r[i], r[i + 4], 0xDD);
+            t[i + 8] = Avx512F.Shuffle4x128(r[i + 8], r[i + 12], 0x88);
+            t[i + 12] = Avx512F.Shuffle4x128(r[i + 8], r[i + 12], 0xDD);
+        }
+        for (int i = 0; i < 8; i++)
+        {
+            r[i] = Avx512F.Shuffle4x128(t[i], t[i + 8], 0x88);
+            r[i + 8] = Avx512F.Shuffle4x128(t[i], t[i + 8], 0xDD);
         }
     }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> TailMask(int count) =>
+        Vector512.LessThan(Vector512<int>.Indices, Vector512.Create(count)).AsSingle();
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static Vector512<float> Bf16ToSingle(Vector256<ushort> bits) =>
