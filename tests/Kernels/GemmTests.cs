@@ -121,6 +121,20 @@ public class GemmTests
         CheckLinear(cpu, m, n, k, "BF16", withBias: false, $"linear cpu bf16 M={m} N={n} K={k} threads={threads}");
     }
 
+    /// <summary>M ≤ 4 takes the CPU's streaming (GEMV) path: every row count, every weight dtype, K tails.</summary>
+    [Theory]
+    [InlineData(1, "F32", 2)]
+    [InlineData(2, "BF16", 2)]
+    [InlineData(3, "F16", 1)]
+    [InlineData(4, "BF16", 2)]
+    [InlineData(5, "F16", 2)] // first size on the packed path
+    public void Linear_cpu_small_m(int m, string dtype, int threads)
+    {
+        using var cpu = new CpuDevice(threads);
+        foreach (int k in new[] { 7, 16, 301 })
+            CheckLinear(cpu, m, 257, k, dtype, withBias: k != 16, $"linear cpu M={m} K={k} {dtype}");
+    }
+
     [Theory, MemberData(nameof(Backends.All), MemberType = typeof(Backends))]
     public void Linear_flattens_leading_axes(string backend)
     {

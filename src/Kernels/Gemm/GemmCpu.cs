@@ -67,6 +67,11 @@ internal static unsafe class GemmCpu
             }
             return;
         }
+        if (m <= GemvMaxRows && b.Layout == BLayout.NK)
+        {
+            Gemv(a, lda, b, bias, c, ldc, m, n, k, threads);
+            return;
+        }
         // Work per thread must cover at least a few tiles; split N (no duplicated B packing) when it is
         // wide enough, otherwise M (each thread then packs all of the narrow B).
         long flops = 2L * m * n * k;
@@ -93,6 +98,53 @@ internal static unsafe class GemmCpu
             }
         });
     }
+
+    /// <summary>Up to this many rows of A, a Linear streams the weight once (dot products) instead of packing it:
+    /// packing costs about as much as the product itself when M is tiny (e.g. M = 1 modulation linears).</summary>
+    public const int GemvMaxRows = 4;
+
+    /// <summary>C[m ≤ 4, N] = A · Bᵀ (+ bias) for a weight B [N, K]: each weight row is read once (widened 16 at a time)
+    /// and multiplied with every row of A; threads split N.</summary>
+    private static void Gemv(float* a, long lda, in BOperand b, float* bias, float* c, long ldc, int m, int n, int k, int threads)
+    {
+        threads = (int)Math.Clamp(Math.Min(threads, (long)n * k / (1 << 16)), 1, 64);
+        var bb = b;
+        nint pa = (nint)a, pbias = (nint)bias, pc = (nint)c;
+        if (threads == 1) { GemvRows(a, lda, bb, bias, c, ldc, m, 0, n, k); return; }
+        Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, t =>
+        {
+            var (start, len) = Partition.Range(n, t, threads, 16);
+            GemvRows((float*)pa, lda, bb, (float*)pbias, (float*)pc, ldc, m, (int)start, (int)(start + len), k);
+        });
+    }
+
+    private static void GemvRows(float* a, long lda, in BOperand b, float* bias, float* c, long ldc, int m, int n0, int n1, int k)
+    {
+        for (int j = n0; j < n1; j++)
+        {
+            long rowOffset = j * b.Stride;
+            Vector512<float> s0 = default, s1 = default, s2 = default, s3 = default;
+            for (int p = 0; p < k; p += 16)
+            {
+                int count = Math.Min(16, k - p);
+                var w = LoadRow16(b, rowOffset + p, count);
+                var mask = TailMask(count);
+                s0 = Vector512.FusedMultiplyAdd(LoadA(a + p, count, mask), w, s0);
+                if (m > 1) s1 = Vector512.FusedMultiplyAdd(LoadA(a + lda + p, count, mask), w, s1);
+                if (m > 2) s2 = Vector512.FusedMultiplyAdd(LoadA(a + 2 * lda + p, count, mask), w, s2);
+                if (m > 3) s3 = Vector512.FusedMultiplyAdd(LoadA(a + 3 * lda + p, count, mask), w, s3);
+            }
+            float add = bias == null ? 0f : bias[j];
+            c[j] = Vector512.Sum(s0) + add;
+            if (m > 1) c[ldc + j] = Vector512.Sum(s1) + add;
+            if (m > 2) c[2 * ldc + j] = Vector512.Sum(s2) + add;
+            if (m > 3) c[3 * ldc + j] = Vector512.Sum(s3) + add;
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> LoadA(float* src, int count, Vector512<float> mask) =>
+        count == 16 ? Vector512.Load(src) : Avx512F.MaskLoad(src, mask, Vector512<float>.Zero);
 
     /// <summary>The single-threaded blocked loop nest over C[m0.., n0..] (one thread's share).</summary>
     public static void Block(float* a, long lda, in BOperand b, float* bias, float* c, long ldc, int m0, int mLen, int n0, int nLen, int k)
@@ -202,14 +254,8 @@ internal static unsafe class GemmCpu
             return count == 16 ? Vector512.Load(src) : Avx512F.MaskLoad(src, TailMask(count), Vector512<float>.Zero);
         }
         ushort* bits = (ushort*)b.Data + offset;
-        Vector256<ushort> h;
-        if (count == 16) h = Vector256.Load(bits);
-        else
-        {
-            ushort* tmp = stackalloc ushort[16];
-            for (int i = 0; i < 16; i++) tmp[i] = i < count ? bits[i] : (ushort)0;
-            h = Vector256.Load(tmp);
-        }
+        var h = count == 16 ? Vector256.Load(bits)
+            : Avx512BW.VL.MaskLoad(bits, Vector256.LessThan(Vector256<ushort>.Indices, Vector256.Create((ushort)count)), Vector256<ushort>.Zero);
         return b.Type == DType.BF16 ? Bf16ToSingle(h) : HalfToSingle(h);
     }
 
