@@ -120,19 +120,39 @@ internal static unsafe class GemmCpu
 
     private static void GemvRows(float* a, long lda, in BOperand b, float* bias, float* c, long ldc, int m, int n0, int n1, int k)
     {
+        switch (b.Type)
+        {
+            case DType.F32: GemvRows<F32Row>(a, lda, b, bias, c, ldc, m, n0, n1, k); break;
+            case DType.BF16: GemvRows<Bf16Row>(a, lda, b, bias, c, ldc, m, n0, n1, k); break;
+            default: GemvRows<F16Row>(a, lda, b, bias, c, ldc, m, n0, n1, k); break;
+        }
+    }
+
+    /// <summary>The GEMV loop, specialised by the JIT per weight type (struct generic) so the widening is inlined.</summary>
+    private static void GemvRows<TRow>(float* a, long lda, in BOperand b, float* bias, float* c, long ldc, int m, int n0, int n1, int k)
+        where TRow : struct, IWeightRow
+    {
+        int full = k & ~15, tail = k - full;
+        var tailMask = TailMask(tail);
         for (int j = n0; j < n1; j++)
         {
             long rowOffset = j * b.Stride;
             Vector512<float> s0 = default, s1 = default, s2 = default, s3 = default;
-            for (int p = 0; p < k; p += 16)
+            for (int p = 0; p < full; p += 16)
             {
-                int count = Math.Min(16, k - p);
-                var w = LoadRow16(b, rowOffset + p, count);
-                var mask = TailMask(count);
-                s0 = Vector512.FusedMultiplyAdd(LoadA(a + p, count, mask), w, s0);
-                if (m > 1) s1 = Vector512.FusedMultiplyAdd(LoadA(a + lda + p, count, mask), w, s1);
-                if (m > 2) s2 = Vector512.FusedMultiplyAdd(LoadA(a + 2 * lda + p, count, mask), w, s2);
-                if (m > 3) s3 = Vector512.FusedMultiplyAdd(LoadA(a + 3 * lda + p, count, mask), w, s3);
+                var w = TRow.Load16(b.Data, rowOffset + p);
+                s0 = Vector512.FusedMultiplyAdd(Vector512.Load(a + p), w, s0);
+                if (m > 1) s1 = Vector512.FusedMultiplyAdd(Vector512.Load(a + lda + p), w, s1);
+                if (m > 2) s2 = Vector512.FusedMultiplyAdd(Vector512.Load(a + 2 * lda + p), w, s2);
+                if (m > 3) s3 = Vector512.FusedMultiplyAdd(Vector512.Load(a + 3 * lda + p), w, s3);
+            }
+            if (tail > 0)
+            {
+                var w = LoadRow16(b, rowOffset + full, tail);
+                s0 = Vector512.FusedMultiplyAdd(Avx512F.MaskLoad(a + full, tailMask, Vector512<float>.Zero), w, s0);
+                if (m > 1) s1 = Vector512.FusedMultiplyAdd(Avx512F.MaskLoad(a + lda + full, tailMask, Vector512<float>.Zero), w, s1);
+                if (m > 2) s2 = Vector512.FusedMultiplyAdd(Avx512F.MaskLoad(a + 2 * lda + full, tailMask, Vector512<float>.Zero), w, s2);
+                if (m > 3) s3 = Vector512.FusedMultiplyAdd(Avx512F.MaskLoad(a + 3 * lda + full, tailMask, Vector512<float>.Zero), w, s3);
             }
             float add = bias == null ? 0f : bias[j];
             c[j] = Vector512.Sum(s0) + add;
@@ -142,9 +162,29 @@ internal static unsafe class GemmCpu
         }
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<float> LoadA(float* src, int count, Vector512<float> mask) =>
-        count == 16 ? Vector512.Load(src) : Avx512F.MaskLoad(src, mask, Vector512<float>.Zero);
+    /// <summary>16 consecutive weight elements as floats, for one storage type.</summary>
+    private interface IWeightRow
+    {
+        static abstract Vector512<float> Load16(void* data, long offset);
+    }
+
+    private readonly struct F32Row : IWeightRow
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<float> Load16(void* data, long offset) => Vector512.Load((float*)data + offset);
+    }
+
+    private readonly struct Bf16Row : IWeightRow
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<float> Load16(void* data, long offset) => Bf16ToSingle(Vector256.Load((ushort*)data + offset));
+    }
+
+    private readonly struct F16Row : IWeightRow
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<float> Load16(void* data, long offset) => HalfToSingle(Vector256.Load((ushort*)data + offset));
+    }
 
     /// <summary>The single-threaded blocked loop nest over C[m0.., n0..] (one thread's share).</summary>
     public static void Block(float* a, long lda, in BOperand b, float* bias, float* c, long ldc, int m0, int mLen, int n0, int nLen, int k)
