@@ -156,7 +156,8 @@ public static class GemmQuickBench
     }
 
     /// <summary>Prints GFLOP/s of Gemm.Linear (F32, BF16 weights; int8, int4 quantized) at the klein shapes for
-    /// 1 thread and all threads, then the ladder at a smaller shape. <paramref name="shapes"/> filters by "MxKxN".</summary>
+    /// 1 thread and all threads, then the ladder at a smaller shape. <paramref name="shapes"/> filters by "MxKxN"
+    /// ("ladder" selects the ladder).</summary>
     public static void Run(params string[] shapes)
     {
         Console.WriteLine($"GEMM quick bench on {new CpuDevice().Name}");
@@ -177,7 +178,7 @@ public static class GemmQuickBench
                 x.Dispose(); wf.Dispose(); wb.Dispose(); y.Dispose();
             }
         }
-        if (shapes.Length > 0) return;
+        if (shapes.Length > 0 && !shapes.Contains("ladder")) return;
         var ladder = new GemmShapes.Shape(256, 1024, 1024, "ladder");
         var b = new GemmLadderBenchmarks { Shape = ladder };
         b.Setup();
