@@ -107,10 +107,10 @@ public class GemmTests
         CheckLinear(dev, m, n, k, dtype, withBias: n == 17, $"linear M={m} N={n} K={k} {dtype} on {backend}");
     }
 
-    /// <summary>Sizes that cross every CPU blocking boundary: several K blocks (KC 256), M blocks (MC 144),
-    /// M tiles (12) and N panels (32) with ragged edges, both thread splits, and 2 vs 1 threads.</summary>
+    /// <summary>Sizes that cross every CPU blocking boundary: several K blocks (KC 384), M blocks (MC 280),
+    /// M tiles (14) and N panels (32) with ragged edges, both thread splits, and 2 vs 1 threads.</summary>
     [Theory]
-    [InlineData(150, 170, 600, 2)]  // N split, 3 K blocks, 2 M blocks
+    [InlineData(300, 170, 800, 2)]  // N split, 3 K blocks, 2 M blocks (280 + 20)
     [InlineData(301, 20, 300, 2)]   // narrow N: M split across threads
     [InlineData(13, 999, 257, 1)]
     [InlineData(64, 3072, 64, 2)]

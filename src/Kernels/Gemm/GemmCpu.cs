@@ -39,17 +39,18 @@ internal readonly unsafe struct BOperand(void* data, DType type, BLayout layout,
 /// </summary>
 internal static unsafe class GemmCpu
 {
-    /// <summary>Rows of the register tile (MR × 2 zmm accumulators).</summary>
-    public const int MR = 12;
+    /// <summary>Rows of the register tile: 14 × 2 zmm accumulators + 2 B vectors + 1 broadcast = 31 of 32 registers
+    /// (14×32 measured ~5% faster than 12×32 on Zen 4; the JIT keeps all of them in registers, no spills).</summary>
+    public const int MR = 14;
     /// <summary>Columns of the register tile: two 16-float vectors.</summary>
     public const int NR = 32;
     /// <summary>K depth of one packed block: the KC×NR B panel (48 KiB) is reused from L1/L2 by every A panel; larger KC means
     /// fewer passes over C. 384 measured best of 192–512 (klein shapes, Zen 4).</summary>
-    public static int KC = 384;
-    /// <summary>Rows of A packed at once: MC×KC floats (432 KiB) live in L2 (1 MiB per core).</summary>
-    public static int MC = 288;
+    public const int KC = 384;
+    /// <summary>Rows of A packed at once (a multiple of MR): MC×KC floats (420 KiB) live in L2 (1 MiB per core).</summary>
+    public const int MC = 280;
     /// <summary>Most columns of B packed at once: KC×NC floats (up to 3 MiB per thread) stay in L3.</summary>
-    public static int NC = 3072;
+    public const int NC = 3072;
 
     [ThreadStatic] private static float* _packA, _packB;
     [ThreadStatic] private static long _packACap, _packBCap;
@@ -213,7 +214,7 @@ internal static unsafe class GemmCpu
                         float* panelB = packB + (long)jr * kc;
                         float* biasTile = bias == null ? null : bias + jc + jr;
                         for (int ir = 0; ir < mc; ir += MR)
-                            Kernel12x32(packA + (long)ir * kc, panelB, kc, c + (ic + ir) * ldc + jc + jr, ldc,
+                            Kernel14x32(packA + (long)ir * kc, panelB, kc, c + (ic + ir) * ldc + jc + jr, ldc,
                                 Math.Min(MR, mc - ir), nr, accumulate, biasTile);
                     }
                 }
@@ -418,38 +419,11 @@ internal static unsafe class GemmCpu
         }
     }
 
-    /// <summary>6×32 register tile: C[0..mr, 0..nr] (+)= Apanel[kc][6] · Bpanel[kc][32]. 12 zmm accumulators.</summary>
+    /// <summary>14×32 register tile: C[0..mr, 0..nr] (+)= Apanel[kc][14] · Bpanel[kc][32]. 28 zmm accumulators.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static void Kernel6x32(float* a, float* b, int kc, float* c, long ldc, int mr, int nr, bool accumulate, float* bias)
+    internal static void Kernel14x32(float* a, float* b, int kc, float* c, long ldc, int mr, int nr, bool accumulate, float* bias)
     {
-        Vector512<float> c00 = Vector512<float>.Zero, c01 = Vector512<float>.Zero, c10 = Vector512<float>.Zero, c11 = Vector512<float>.Zero, c20 = Vector512<float>.Zero, c21 = Vector512<float>.Zero, c30 = Vector512<float>.Zero, c31 = Vector512<float>.Zero, c40 = Vector512<float>.Zero, c41 = Vector512<float>.Zero, c50 = Vector512<float>.Zero, c51 = Vector512<float>.Zero;
-        for (int k = 0; k < kc; k++)
-        {
-            var b0 = Vector512.Load(b);
-            var b1 = Vector512.Load(b + 16);
-            var a0 = Vector512.Create(a[0]); c00 = Vector512.FusedMultiplyAdd(a0, b0, c00); c01 = Vector512.FusedMultiplyAdd(a0, b1, c01);
-            var a1 = Vector512.Create(a[1]); c10 = Vector512.FusedMultiplyAdd(a1, b0, c10); c11 = Vector512.FusedMultiplyAdd(a1, b1, c11);
-            var a2 = Vector512.Create(a[2]); c20 = Vector512.FusedMultiplyAdd(a2, b0, c20); c21 = Vector512.FusedMultiplyAdd(a2, b1, c21);
-            var a3 = Vector512.Create(a[3]); c30 = Vector512.FusedMultiplyAdd(a3, b0, c30); c31 = Vector512.FusedMultiplyAdd(a3, b1, c31);
-            var a4 = Vector512.Create(a[4]); c40 = Vector512.FusedMultiplyAdd(a4, b0, c40); c41 = Vector512.FusedMultiplyAdd(a4, b1, c41);
-            var a5 = Vector512.Create(a[5]); c50 = Vector512.FusedMultiplyAdd(a5, b0, c50); c51 = Vector512.FusedMultiplyAdd(a5, b1, c51);
-            a += 6;
-            b += 32;
-        }
-        var tile = new TileStore(bias, accumulate, nr);
-        tile.Row(c + 0 * ldc, c00, c01);
-        if (mr > 1) tile.Row(c + 1 * ldc, c10, c11);
-        if (mr > 2) tile.Row(c + 2 * ldc, c20, c21);
-        if (mr > 3) tile.Row(c + 3 * ldc, c30, c31);
-        if (mr > 4) tile.Row(c + 4 * ldc, c40, c41);
-        if (mr > 5) tile.Row(c + 5 * ldc, c50, c51);
-    }
-
-    /// <summary>12×32 register tile: C[0..mr, 0..nr] (+)= Apanel[kc][12] · Bpanel[kc][32]. 24 zmm accumulators.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static void Kernel12x32(float* a, float* b, int kc, float* c, long ldc, int mr, int nr, bool accumulate, float* bias)
-    {
-        Vector512<float> c00 = Vector512<float>.Zero, c01 = Vector512<float>.Zero, c10 = Vector512<float>.Zero, c11 = Vector512<float>.Zero, c20 = Vector512<float>.Zero, c21 = Vector512<float>.Zero, c30 = Vector512<float>.Zero, c31 = Vector512<float>.Zero, c40 = Vector512<float>.Zero, c41 = Vector512<float>.Zero, c50 = Vector512<float>.Zero, c51 = Vector512<float>.Zero, c60 = Vector512<float>.Zero, c61 = Vector512<float>.Zero, c70 = Vector512<float>.Zero, c71 = Vector512<float>.Zero, c80 = Vector512<float>.Zero, c81 = Vector512<float>.Zero, c90 = Vector512<float>.Zero, c91 = Vector512<float>.Zero, c100 = Vector512<float>.Zero, c101 = Vector512<float>.Zero, c110 = Vector512<float>.Zero, c111 = Vector512<float>.Zero;
+        Vector512<float> c00 = Vector512<float>.Zero, c01 = Vector512<float>.Zero, c10 = Vector512<float>.Zero, c11 = Vector512<float>.Zero, c20 = Vector512<float>.Zero, c21 = Vector512<float>.Zero, c30 = Vector512<float>.Zero, c31 = Vector512<float>.Zero, c40 = Vector512<float>.Zero, c41 = Vector512<float>.Zero, c50 = Vector512<float>.Zero, c51 = Vector512<float>.Zero, c60 = Vector512<float>.Zero, c61 = Vector512<float>.Zero, c70 = Vector512<float>.Zero, c71 = Vector512<float>.Zero, c80 = Vector512<float>.Zero, c81 = Vector512<float>.Zero, c90 = Vector512<float>.Zero, c91 = Vector512<float>.Zero, c100 = Vector512<float>.Zero, c101 = Vector512<float>.Zero, c110 = Vector512<float>.Zero, c111 = Vector512<float>.Zero, c120 = Vector512<float>.Zero, c121 = Vector512<float>.Zero, c130 = Vector512<float>.Zero, c131 = Vector512<float>.Zero;
         for (int k = 0; k < kc; k++)
         {
             var b0 = Vector512.Load(b);
@@ -466,7 +440,9 @@ internal static unsafe class GemmCpu
             var a9 = Vector512.Create(a[9]); c90 = Vector512.FusedMultiplyAdd(a9, b0, c90); c91 = Vector512.FusedMultiplyAdd(a9, b1, c91);
             var a10 = Vector512.Create(a[10]); c100 = Vector512.FusedMultiplyAdd(a10, b0, c100); c101 = Vector512.FusedMultiplyAdd(a10, b1, c101);
             var a11 = Vector512.Create(a[11]); c110 = Vector512.FusedMultiplyAdd(a11, b0, c110); c111 = Vector512.FusedMultiplyAdd(a11, b1, c111);
-            a += 12;
+            var a12 = Vector512.Create(a[12]); c120 = Vector512.FusedMultiplyAdd(a12, b0, c120); c121 = Vector512.FusedMultiplyAdd(a12, b1, c121);
+            var a13 = Vector512.Create(a[13]); c130 = Vector512.FusedMultiplyAdd(a13, b0, c130); c131 = Vector512.FusedMultiplyAdd(a13, b1, c131);
+            a += 14;
             b += 32;
         }
         var tile = new TileStore(bias, accumulate, nr);
@@ -482,5 +458,8 @@ internal static unsafe class GemmCpu
         if (mr > 9) tile.Row(c + 9 * ldc, c90, c91);
         if (mr > 10) tile.Row(c + 10 * ldc, c100, c101);
         if (mr > 11) tile.Row(c + 11 * ldc, c110, c111);
+        if (mr > 12) tile.Row(c + 12 * ldc, c120, c121);
+        if (mr > 13) tile.Row(c + 13 * ldc, c130, c131);
     }
+
 }

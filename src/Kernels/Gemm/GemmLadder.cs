@@ -9,7 +9,7 @@ namespace PureFlux.Kernels;
 /// <list type="number">
 /// <item><see cref="Naive"/>: three scalar loops.</item>
 /// <item><see cref="Blocked"/>: 64×64 cache blocks, AVX-512 dot products along K (4 weight rows per pass).</item>
-/// <item><see cref="Packed"/>: BLIS-style packing + 12×32 register tile, one thread (<see cref="GemmCpu"/>).</item>
+/// <item><see cref="Packed"/>: BLIS-style packing + 14×32 register tile, one thread (<see cref="GemmCpu"/>).</item>
 /// <item><see cref="PackedParallel"/>: the same across threads (what <see cref="Gemm.Linear"/> runs).</item>
 /// </list>
 /// </summary>
