@@ -1,0 +1,193 @@
+using System.Diagnostics;
+using BenchmarkDotNet.Attributes;
+using BenchmarkDotNet.Columns;
+using BenchmarkDotNet.Configs;
+using BenchmarkDotNet.Jobs;
+using BenchmarkDotNet.Reports;
+using BenchmarkDotNet.Running;
+
+namespace PureFlux.Bench;
+
+/// <summary>GEMM shapes of FLUX.2 klein 4B (hidden 3072, MLP 9216) and Qwen3-4B (hidden 2560, MLP 9728).</summary>
+public static class GemmShapes
+{
+    public readonly record struct Shape(int M, int K, int N, string What)
+    {
+        public double Flops => 2.0 * M * K * N;
+        public override string ToString() => $"{M}x{K}x{N}";
+    }
+
+    public static readonly Shape[] Klein =
+    [
+        new(4096, 3072, 3072, "klein attention proj, 4096 image tokens"),
+        new(768, 3072, 9216, "klein MLP up (x N), 768 tokens"),
+        new(768, 9216, 3072, "klein MLP down, 768 tokens"),
+        new(512, 2560, 9728, "Qwen3 MLP up, 512 prompt tokens"),
+        new(1536, 3072, 3072, "klein proj, 1536 tokens"),
+    ];
+}
+
+/// <summary>Adds a GFLOP/s column: 2·M·K·N / mean time, from the benchmark's Shape parameter.</summary>
+public sealed class GflopsColumn : IColumn
+{
+    public string Id => "GFLOPs";
+    public string ColumnName => "GFLOP/s";
+    public bool AlwaysShow => true;
+    public ColumnCategory Category => ColumnCategory.Custom;
+    public int PriorityInCategory => 0;
+    public bool IsNumeric => true;
+    public UnitType UnitType => UnitType.Dimensionless;
+    public string Legend => "2·M·K·N / mean time";
+    public bool IsAvailable(Summary summary) => true;
+    public bool IsDefault(Summary summary, BenchmarkCase benchmarkCase) => false;
+    public string GetValue(Summary summary, BenchmarkCase benchmarkCase) => GetValue(summary, benchmarkCase, SummaryStyle.Default);
+
+    public string GetValue(Summary summary, BenchmarkCase benchmarkCase, SummaryStyle style)
+    {
+        var report = summary[benchmarkCase];
+        var shape = benchmarkCase.Parameters.Items.FirstOrDefault(p => p.Value is GemmShapes.Shape)?.Value as GemmShapes.Shape?;
+        if (report?.ResultStatistics is null || shape is null) return "-";
+        double seconds = report.ResultStatistics.Mean * 1e-9;
+        return (shape.Value.Flops / seconds / 1e9).ToString("F1");
+    }
+}
+
+/// <summary>Short runs: GEMMs at these shapes take 0.1–1 s each on 2 cores, so a few iterations suffice.</summary>
+public sealed class GemmBenchConfig : ManualConfig
+{
+    public GemmBenchConfig()
+    {
+        AddJob(Job.Default.WithWarmupCount(1).WithIterationCount(3).WithLaunchCount(1).WithInvocationCount(1).WithUnrollFactor(1));
+        AddColumn(new GflopsColumn());
+    }
+}
+
+/// <summary>Gemm.Linear at klein shapes: F32 vs BF16 weights vs int8 (per-channel) vs int4 (group 64), all CPU threads.</summary>
+[Config(typeof(GemmBenchConfig))]
+public class GemmBenchmarks
+{
+    private CpuDevice _cpu = null!;
+    private Tensor _x = null!, _wF32 = null!, _wBf16 = null!, _y = null!;
+    private QuantizedTensor _wInt8 = null!, _wInt4 = null!;
+
+    public static IEnumerable<GemmShapes.Shape> Shapes => GemmShapes.Klein;
+
+    [ParamsSource(nameof(Shapes))]
+    public GemmShapes.Shape Shape;
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        _cpu = new CpuDevice();
+        (_x, _wF32, _wBf16, _y) = GemmQuickBench.MakeOperands(_cpu, Shape.M, Shape.K, Shape.N);
+        _wInt8 = Quantize.Int8(_wF32);
+        _wInt4 = Quantize.Int4(_wF32, 64);
+    }
+
+    [GlobalCleanup]
+    public void Cleanup()
+    {
+        _x.Dispose(); _wF32.Dispose(); _wBf16.Dispose(); _y.Dispose(); _wInt8.Dispose(); _wInt4.Dispose();
+        _cpu.Dispose();
+    }
+
+    [Benchmark(Baseline = true)] public void LinearF32() => Gemm.Linear(_x, _wF32, null, _y);
+    [Benchmark] public void LinearBf16() => Gemm.Linear(_x, _wBf16, null, _y);
+    [Benchmark] public void LinearInt8() => QuantizedGemm.Linear(_x, _wInt8, null, _y);
+    [Benchmark] public void LinearInt4() => QuantizedGemm.Linear(_x, _wInt4, null, _y);
+}
+
+/// <summary>The CPU kernel ladder (naive → blocked SIMD → packed 1 thread → packed all threads) at one mid-size shape.</summary>
+[Config(typeof(GemmBenchConfig))]
+public class GemmLadderBenchmarks
+{
+    private float[] _x = null!, _w = null!, _y = null!;
+
+    public static IEnumerable<GemmShapes.Shape> Shapes => [new GemmShapes.Shape(256, 1024, 1024, "ladder")];
+
+    [ParamsSource(nameof(Shapes))]
+    public GemmShapes.Shape Shape;
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        var rng = new Random(1);
+        _x = Enumerable.Range(0, Shape.M * Shape.K).Select(_ => rng.NextSingle() - 0.5f).ToArray();
+        _w = Enumerable.Range(0, Shape.N * Shape.K).Select(_ => rng.NextSingle() - 0.5f).ToArray();
+        _y = new float[Shape.M * Shape.N];
+    }
+
+    [Benchmark(Baseline = true)] public void Naive() => GemmLadder.Naive(_x, _w, _y, Shape.M, Shape.N, Shape.K);
+    [Benchmark] public void Blocked() => GemmLadder.Blocked(_x, _w, _y, Shape.M, Shape.N, Shape.K);
+    [Benchmark] public void Packed() => GemmLadder.Packed(_x, _w, _y, Shape.M, Shape.N, Shape.K);
+    [Benchmark] public void PackedParallel() => GemmLadder.PackedParallel(_x, _w, _y, Shape.M, Shape.N, Shape.K, Environment.ProcessorCount);
+}
+
+/// <summary>
+/// Plain console timing (no BenchmarkDotNet): best-of-N wall time → GFLOP/s per shape and kernel version.
+/// Call <see cref="Run"/> from any console (BenchmarkDotNet runs are long on 2 cores).
+/// </summary>
+public static class GemmQuickBench
+{
+    public static (Tensor X, Tensor WF32, Tensor WBf16, Tensor Y) MakeOperands(Device device, int m, int k, int n)
+    {
+        var rng = new Random(42);
+        var x = new float[(long)m * k];
+        var w = new float[(long)n * k];
+        for (long i = 0; i < x.Length; i++) x[i] = rng.NextSingle() * 2f - 1f;
+        for (long i = 0; i < w.Length; i++) w[i] = (rng.NextSingle() * 2f - 1f) * 0.05f;
+        var wb = Array.ConvertAll(w, Bf16.FromFloat);
+        return (Tensor.FromArray(device, x, m, k), Tensor.FromArray(device, w, n, k),
+            Tensor.FromSpan<ushort>(device, wb, new Shape(n, k), DType.BF16), Tensor.Empty(device, DType.F32, m, n));
+    }
+
+    /// <summary>Times one action: one warm-up, then the best of <paramref name="reps"/> runs (seconds).</summary>
+    public static double Time(Action action, int reps = 3)
+    {
+        action();
+        double best = double.MaxValue;
+        for (int r = 0; r < reps; r++)
+        {
+            var sw = Stopwatch.StartNew();
+            action();
+            best = Math.Min(best, sw.Elapsed.TotalSeconds);
+        }
+        return best;
+    }
+
+    /// <summary>Prints GFLOP/s of Gemm.Linear (F32, BF16 weights; int8, int4 quantized) at the klein shapes for
+    /// 1 thread and all threads, then the ladder at a smaller shape. <paramref name="shapes"/> filters by "MxKxN"
+    /// ("ladder" selects the ladder).</summary>
+    public static void Run(params string[] shapes)
+    {
+        Console.WriteLine($"GEMM quick bench on {new CpuDevice().Name}");
+        Console.WriteLine($"{"shape M x K x N",-18} {"threads",7} {"version",-10} {"ms",9} {"GFLOP/s",9}");
+        foreach (var s in GemmShapes.Klein)
+        {
+            if (shapes.Length > 0 && !shapes.Contains(s.ToString())) continue;
+            foreach (int threads in new[] { 1, Environment.ProcessorCount }.Distinct())
+            {
+                using var cpu = new CpuDevice(threads);
+                var (x, wf, wb, y) = MakeOperands(cpu, s.M, s.K, s.N);
+                using var q8 = Quantize.Int8(wf);
+                using var q4 = Quantize.Int4(wf, 64);
+                Report(s, threads, "f32", Time(() => Gemm.Linear(x, wf, null, y)));
+                Report(s, threads, "bf16", Time(() => Gemm.Linear(x, wb, null, y)));
+                Report(s, threads, "int8", Time(() => QuantizedGemm.Linear(x, q8, null, y)));
+                Report(s, threads, "int4/g64", Time(() => QuantizedGemm.Linear(x, q4, null, y)));
+                x.Dispose(); wf.Dispose(); wb.Dispose(); y.Dispose();
+            }
+        }
+        if (shapes.Length > 0 && !shapes.Contains("ladder")) return;
+        var ladder = new GemmShapes.Shape(256, 1024, 1024, "ladder");
+        var b = new GemmLadderBenchmarks { Shape = ladder };
+        b.Setup();
+        Report(ladder, 1, "naive", Time(b.Naive, 1));
+        Report(ladder, 1, "blocked", Time(b.Blocked));
+        Report(ladder, 1, "packed", Time(b.Packed));
+        Report(ladder, Environment.ProcessorCount, "packed-mt", Time(b.PackedParallel));
+    }
+
+    private static void Report(GemmShapes.Shape s, int threads, string version, double seconds) =>
+        Console.WriteLine($"{s,-18} {threads,7} {version,-10} {seconds * 1e3,9:F1} {s.Flops / seconds / 1e9,9:F1}");
+}
