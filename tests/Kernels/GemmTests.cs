@@ -210,6 +210,9 @@ public class GemmTests
         Assert.Throws<ArgumentException>(() => Gemm.MatMul(x, b, y));
         using var bOk = Tensor.Zeros(cpu, DType.F32, new Shape(8, 6));
         Assert.Throws<ArgumentException>(() => Gemm.MatMul(x, bOk, yBad));
+        using var square = Tensor.Zeros(cpu, DType.F32, new Shape(8, 8));
+        using var wSquare = Tensor.Zeros(cpu, DType.F32, new Shape(8, 8));
+        Assert.Throws<ArgumentException>(() => Gemm.Linear(square, wSquare, null, square)); // in place
         var ex = Assert.Throws<ArgumentException>(() => Gemm.Linear(x, wBadK, null, y));
         Assert.Contains("Gemm.Linear", ex.Message);
     }

@@ -33,6 +33,8 @@ public static partial class Gemm
             Check.DType(op, "bias", bias, DType.F32);
             Check.Shape(op, "bias", bias, n);
         }
+        CheckNoOverlap(op, "y", y, "x", x);
+        CheckNoOverlap(op, "y", y, "weight", weight);
         switch (Check.SameDevice(op, x, weight, bias, y))
         {
             case CpuDevice cpu: LinearCpu(cpu, x, weight, bias, y, m, n, k); break;
@@ -52,6 +54,8 @@ public static partial class Gemm
         int m = a.Shape[0], k = a.Shape[1], n = b.Shape[1];
         Check.That(b.Shape[0] == k, op, $"b ({b.Name ?? "unnamed"}) has shape {b.Shape}; expected [{k}, N] to match a {a.Shape}");
         Check.Shape(op, "c", c, m, n);
+        CheckNoOverlap(op, "c", c, "a", a);
+        CheckNoOverlap(op, "c", c, "b", b);
         switch (Check.SameDevice(op, a, b, c))
         {
             case CpuDevice cpu: MatMulCpu(cpu, a, b, c, m, n, k); break;
@@ -92,6 +96,13 @@ public static partial class Gemm
             case IlgpuDevice gpu: LaunchNaive(gpu, x, weight, bias, y, m, n, k); break;
         }
     }
+
+    /// <summary>The output is written while the inputs are still being read (packed block by block), so it must not share memory with them.</summary>
+    internal static void CheckNoOverlap(string op, string outArg, Tensor output, string inArg, Tensor input) =>
+        Check.That(output.Buffer != input.Buffer
+                || output.ByteOffset >= input.ByteOffset + input.ByteCount
+                || input.ByteOffset >= output.ByteOffset + output.ByteCount,
+            op, $"{outArg} must not overlap {inArg} (in-place GEMM is not supported)");
 
     private static unsafe void LinearCpu(CpuDevice device, Tensor x, Tensor weight, Tensor? bias, Tensor y, int m, int n, int k)
     {

@@ -49,6 +49,7 @@ public static partial class QuantizedGemm
             Check.DType(op, "bias", bias, DType.F32);
             Check.Shape(op, "bias", bias, n);
         }
+        Gemm.CheckNoOverlap(op, "y", y, "x", x);
         switch (Check.SameDevice(op, x, w.Data, w.Scales, bias, y))
         {
             case CpuDevice cpu: LinearCpu(cpu, x, w, bias, y, m, n, k); break;
