@@ -17,6 +17,9 @@ public static class Cli
 
     private static readonly Func<CliContext, Command>[] Subcommands =
     [
+        GenerateCommand.Create,
+        VerifyCommand.Create,
+        MakeModelCommand.Create,
         DevicesCommand.Create,
         TokenizeCommand.Create,
     ];

@@ -1,0 +1,165 @@
+using System.Text.Json;
+using PureFlux.Model.Flux2;
+using PureFlux.Model.Layers;
+using PureFlux.Model.Pipeline;
+using PureFlux.Model.Qwen3;
+using PureFlux.Model.Scheduler;
+using PureFlux.Model.Snapshot;
+using PureFlux.Model.Vae;
+
+namespace PureFlux.Model.Verification;
+
+/// <summary>One compared tensor: max |actual − expected|, that relative to max |expected|, and the tolerance.</summary>
+public sealed record VerifyRow(string Component, string Tensor, double MaxAbs, double Relative, double Tolerance)
+{
+    public bool Passed => Relative <= Tolerance && !double.IsNaN(Relative);
+}
+
+/// <summary>
+/// Runs every component of a golden set (the layout of PureFlux's tests/golden: model/ +
+/// text_encoder_forward, transformer_forward, vae_forward, pipeline_h*_w*.safetensors + scheduler.json)
+/// on a device and compares each checked tensor. Tolerances are relative to the tensor's max magnitude:
+/// 2e-4 for one forward of a component, 1e-3 for the 4-step pipeline, exact for the scheduler.
+/// </summary>
+public sealed class GoldenVerifier(string goldenDir, Device device)
+{
+    public const double ForwardTolerance = 2e-4, PipelineTolerance = 1e-3;
+    private readonly List<VerifyRow> _rows = new();
+
+    public IReadOnlyList<VerifyRow> Rows => _rows;
+
+    public IReadOnlyList<VerifyRow> Run(Action<string>? progress = null)
+    {
+        string modelDir = Path.Combine(goldenDir, "model");
+        using var snapshot = ModelSnapshot.Open(modelDir);
+        string F(string name) => Path.Combine(goldenDir, name);
+
+        if (File.Exists(F("scheduler.json"))) { progress?.Invoke("scheduler"); Scheduler(snapshot, F("scheduler.json")); }
+        if (File.Exists(F("text_encoder_forward.safetensors"))) { progress?.Invoke("text encoder"); TextEncoder(snapshot, F("text_encoder_forward.safetensors")); }
+        if (File.Exists(F("transformer_forward.safetensors"))) { progress?.Invoke("transformer"); Transformer(snapshot, F("transformer_forward.safetensors")); }
+        if (File.Exists(F("vae_forward.safetensors"))) { progress?.Invoke("vae"); Vae(snapshot, F("vae_forward.safetensors")); }
+        foreach (var file in Directory.EnumerateFiles(goldenDir, "pipeline_h*_w*.safetensors").Order())
+        {
+            progress?.Invoke(Path.GetFileNameWithoutExtension(file));
+            Pipeline(snapshot, file);
+        }
+        if (_rows.Count == 0) throw new IOException($"{goldenDir}: no golden files found (expected *_forward.safetensors, pipeline_*.safetensors, scheduler.json)");
+        return _rows;
+    }
+
+    private void Add(string component, string name, float[] expected, float[] actual, double tol)
+    {
+        if (expected.Length != actual.Length)
+        {
+            _rows.Add(new VerifyRow(component, $"{name} (size {actual.Length} vs {expected.Length})", double.NaN, double.NaN, tol));
+            return;
+        }
+        double maxDiff = 0, maxRef = 0;
+        for (int i = 0; i < expected.Length; i++)
+        {
+            double d = Math.Abs((double)actual[i] - expected[i]);
+            if (double.IsNaN(d)) d = double.PositiveInfinity;
+            maxDiff = Math.Max(maxDiff, d);
+            maxRef = Math.Max(maxRef, Math.Abs((double)expected[i]));
+        }
+        _rows.Add(new VerifyRow(component, name, maxDiff, maxRef == 0 ? maxDiff : maxDiff / maxRef, tol));
+    }
+
+    private Action<string, Tensor> Collect(string component, SafetensorsFile golden, double tol, Func<string, string?>? map = null) => (name, t) =>
+    {
+        string? g = map is null ? name : map(name);
+        if (g is not null && golden.Contains(g)) Add(component, g, golden.ReadFloats(g), t.ToFloatArray(), tol);
+    };
+
+    private void Scheduler(ModelSnapshot snapshot, string path)
+    {
+        using var doc = JsonDocument.Parse(File.ReadAllText(path));
+        foreach (var c in doc.RootElement.GetProperty("cases").EnumerateArray())
+        {
+            int steps = c.GetProperty("num_inference_steps").GetInt32(), w = c.GetProperty("width").GetInt32(), h = c.GetProperty("height").GetInt32();
+            var s = FlowMatchEulerScheduler.ForKlein(snapshot.SchedulerConfig, steps, w, h);
+            string key = $"{steps} steps {w}x{h}";
+            Add("scheduler", $"sigmas ({key})", Floats(c, "sigmas"), s.Sigmas, 0);
+            Add("scheduler", $"timesteps ({key})", Floats(c, "timesteps"), s.Timesteps, 0);
+        }
+    }
+
+    private static float[] Floats(JsonElement e, string name) => e.GetProperty(name).EnumerateArray().Select(v => (float)v.GetDouble()).ToArray();
+
+    private void TextEncoder(ModelSnapshot snapshot, string path)
+    {
+        using var g = SafetensorsFile.Open(path);
+        var cfg = snapshot.TextEncoderConfig;
+        int[] layers = Flux2KleinPipeline.DefaultTextLayers(cfg.NumHiddenLayers);
+        using var enc = new Qwen3TextEncoder(cfg, snapshot.TextEncoder.Loader(device), layers);
+        int[] ids = g.ReadInt64("inputs.input_ids").Select(v => (int)v).ToArray();
+        byte[] mask = g.ReadInt64("inputs.attention_mask").Select(v => (byte)v).ToArray();
+        using var _ = enc.Encode(device, ids, mask, Collect("text encoder", g, ForwardTolerance));
+    }
+
+    private void Transformer(ModelSnapshot snapshot, string path)
+    {
+        using var g = SafetensorsFile.Open(path);
+        using var model = new Flux2Transformer(snapshot.TransformerConfig, snapshot.Transformer.Loader(device));
+        var hs = g.Entry("inputs.hidden_states").Shape;
+        var ts = g.Entry("inputs.encoder_hidden_states").Shape;
+        int imgLen = hs[1], textLen = ts[1], hd = model.Config.AttentionHeadDim;
+        var imgIds = g.ReadInt64("inputs.img_ids");
+        int gridH = (int)imgIds.Where((_, i) => i % 4 == 1).Max() + 1, gridW = imgLen / gridH;
+        var (cosH, sinH) = model.RopeTables(textLen, gridH, gridW);
+        Add("transformer", "rope.concat.cos", g.ReadFloats("rope.concat.cos"), cosH, 1e-6);
+        Add("transformer", "rope.concat.sin", g.ReadFloats("rope.concat.sin"), sinH, 1e-6);
+        using var hidden = g.LoadF32("inputs.hidden_states", device);
+        using var text = g.LoadF32("inputs.encoder_hidden_states", device);
+        using var cos = Tensor.FromSpan<float>(device, cosH, new Shape(cosH.Length / hd, hd));
+        using var sin = Tensor.FromSpan<float>(device, sinH, new Shape(sinH.Length / hd, hd));
+        using var output = Tensor.Empty(device, DType.F32, imgLen, model.Config.OutputChannels);
+        model.Forward(hidden.Reshape(imgLen, hs[2]), text.Reshape(textLen, ts[2]), g.ReadFloats("inputs.timestep")[0], cos, sin, output,
+            Collect("transformer", g, ForwardTolerance));
+    }
+
+    private void Vae(ModelSnapshot snapshot, string path)
+    {
+        using var g = SafetensorsFile.Open(path);
+        using var vae = new Flux2Vae(snapshot.VaeConfig, snapshot.Vae.Loader(device));
+        var ds = g.Entry("dec.input").Shape;
+        using (var latent = g.LoadF32("dec.input", device))
+        using (vae.Decode(latent.Reshape(ds[1], ds[2], ds[3]), Collect("vae decode", g, ForwardTolerance))) { }
+        var es = g.Entry("enc.input").Shape;
+        using var input = g.LoadF32("enc.input", device);
+        using var mean = vae.EncodeMean(input.Reshape(es[1], es[2], es[3]), Collect("vae encode", g, ForwardTolerance));
+        Add("vae encode", "enc.latent_mean", g.ReadFloats("enc.latent_mean"), mean.ToFloatArray(), ForwardTolerance);
+        int c = mean.Shape[0], h = mean.Shape[1], w = mean.Shape[2];
+        using var patched = Tensor.Empty(device, DType.F32, 4 * c, h / 2, w / 2);
+        Latents.Patchify(mean, patched);
+        using var normed = Tensor.Empty(device, DType.F32, 4 * c, h / 2, w / 2);
+        BatchNorm.Normalize(patched, vae.BatchNormMean, vae.BatchNormVar, normed, (float)snapshot.VaeConfig.BatchNormEps);
+        Add("vae encode", "enc.pipeline_image_latents", g.ReadFloats("enc.pipeline_image_latents"), normed.ToFloatArray(), ForwardTolerance);
+    }
+
+    private void Pipeline(ModelSnapshot snapshot, string path)
+    {
+        using var g = SafetensorsFile.Open(path);
+        string comp = Path.GetFileNameWithoutExtension(path);
+        var noiseShape = g.Entry("inputs.initial_noise").Shape;
+        int c = noiseShape[1], h = noiseShape[2], w = noiseShape[3];
+        using var pipe = new Flux2KleinPipeline(snapshot, device);
+        int[] ids = g.ReadInt64("inputs.input_ids").Select(v => (int)v).ToArray();
+        int[] mask = g.ReadInt64("inputs.attention_mask").Select(v => (int)v).ToArray();
+        using var embeds = pipe.EncodePrompt(ids, mask);
+        Add(comp, "prompt_embeds", g.ReadFloats("prompt_embeds"), embeds.ToFloatArray(), ForwardTolerance);
+        int steps = g.Entry("timesteps").Shape[0];
+        var scheduler = FlowMatchEulerScheduler.ForKlein(snapshot.SchedulerConfig, steps, 16 * w, 16 * h);
+        Add(comp, "sigmas", g.ReadFloats("sigmas"), scheduler.Sigmas, 0);
+        using var noise = g.LoadF32("inputs.initial_noise", device);
+        using var latents = Tensor.Empty(device, DType.F32, h * w, c);
+        Latents.Pack(noise.Reshape(c, h, w), latents);
+        pipe.Denoise(latents, embeds, scheduler, h, w, onStep: (i, pred, after) =>
+        {
+            Add(comp, $"step.{i}.noise_pred", g.ReadFloats($"step.{i}.noise_pred"), pred.ToFloatArray(), PipelineTolerance);
+            Add(comp, $"step.{i}.latents_after", g.ReadFloats($"step.{i}.latents_after"), after.ToFloatArray(), PipelineTolerance);
+        });
+        using var image = pipe.DecodeLatents(latents, h, w, Collect(comp, g, PipelineTolerance));
+        Add(comp, "decoded_image", g.ReadFloats("decoded_image"), image.ToFloatArray(), PipelineTolerance);
+    }
+}
