@@ -7,13 +7,13 @@ namespace PureFlux.Bench;
 
 /// <summary>
 /// The machine's reference line: what the hardware can do, against which every kernel is judged.
-/// <c>dotnet run -c Release --project bench -- peak [--quick]</c> measures
+/// <c>dotnet run -c Release --project bench -- peak [--quick] [--only fma|mem|blas] [--keep-coretype]</c> measures
 /// (a) FP32 FMA peak: a register-resident Vector512 FMA loop with 16 independent accumulators, 1 and 2 threads;
 /// (b) memory bandwidth on a 1 GiB array: read (sum), copy (counted as bytes read + bytes written) and write (fill);
 /// (c) OpenBLAS sgemm (C = A·Bᵀ, fp32) at M×N×K = 4096×3072×3072 and 768×9216×3072, 1 and 2 threads.
 /// Each figure is the best of several runs (the machine is shared; the best is the least disturbed).
 /// OPENBLAS_CORETYPE (set to Haswell on some machines, which forces AVX2 kernels) is read when OpenBLAS loads,
-/// so this command re-executes itself without it.
+/// so this command re-executes itself without it (--keep-coretype keeps it, to measure what it costs).
 /// </summary>
 public static unsafe class PeakBenchmarks
 {
@@ -22,13 +22,16 @@ public static unsafe class PeakBenchmarks
     public static int Run(string[] args)
     {
         if (Environment.GetEnvironmentVariable("OPENBLAS_CORETYPE") is { Length: > 0 } coreType
-            && Environment.GetEnvironmentVariable(ReexecMarker) is null)
+            && Environment.GetEnvironmentVariable(ReexecMarker) is null && !args.Contains("--keep-coretype"))
         {
             Console.WriteLine($"# OPENBLAS_CORETYPE={coreType} is set; re-running without it so OpenBLAS picks its kernels itself");
             return Reexec(args);
         }
 
         bool quick = args.Contains("--quick");
+        int onlyAt = Array.IndexOf(args, "--only");
+        string only = onlyAt >= 0 && onlyAt + 1 < args.Length ? args[onlyAt + 1] : "all";
+        bool Want(string part) => only == "all" || only == part;
         int reps = quick ? 2 : 5;
         long bytes = quick ? 256L << 20 : 1L << 30;
 
@@ -36,13 +39,14 @@ public static unsafe class PeakBenchmarks
         Console.WriteLine($"# .NET {Environment.Version}, Vector512 hardware-accelerated: {Vector512.IsHardwareAccelerated}, {Environment.ProcessorCount} logical processors");
         Console.WriteLine($"# each number: best of {reps} runs");
 
-        foreach (int threads in new[] { 1, 2 })
+        foreach (int threads in Want("fma") ? new[] { 1, 2 } : [])
         {
             double gflops = Best(reps, () => FmaPeak(threads, quick ? 1L << 24 : 1L << 26));
             Console.WriteLine($"fp32 FMA peak (Vector512, 16 accumulators), {threads} thread{(threads > 1 ? "s" : " ")}: {gflops,8:F1} GFLOP/s");
         }
 
-        float* src = Alloc(bytes), dst = Alloc(bytes);
+        float* src = Want("mem") ? Alloc(bytes) : null, dst = Want("mem") ? Alloc(bytes) : null;
+        if (src != null)
         try
         {
             long n = bytes / sizeof(float);
@@ -63,6 +67,7 @@ public static unsafe class PeakBenchmarks
             NativeMemory.AlignedFree(dst);
         }
 
+        if (!Want("blas")) return 0;
         if (!OpenBlas.TryLoad(out var why))
         {
             Console.WriteLine($"OpenBLAS sgemm: skipped: {why}");

@@ -90,5 +90,45 @@ public class PtxAssemblyTests(ITestOutputHelper output)
             }
     }
 
+    /// <summary>
+    /// The explicitly grouped path (KernelConfig, shared memory, barriers) and a 2-D auto-grouped one, checked on
+    /// probes defined here, so the harness is known to work before such kernels exist in PureFlux.Kernels.
+    /// </summary>
+    [Theory]
+    [InlineData(nameof(ExplicitProbe), true)]
+    [InlineData(nameof(Index2DProbe), false)]
+    public void Harness_handles_both_grouping_kinds(string probe, bool explicitlyGrouped)
+    {
+        var ptxas = PtxAssembler.FindPtxas();
+        if (ptxas is null) Assert.Skip("skipped: ptxas not found (run tools/get-ptxas.sh)");
+        var method = typeof(PtxAssemblyTests).GetMethod(probe, System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Static)!;
+        var k = new KernelMethod("probe." + probe, method, explicitlyGrouped);
+        var ptx = PtxAssembler.CompileToPtx(k, "sm_90");
+        string dir = Directory.CreateTempSubdirectory("pureflux-ptx-probe-").FullName;
+        try
+        {
+            string file = Path.Combine(dir, probe + ".ptx");
+            File.WriteAllText(file, ptx);
+            var (exit, text, reports) = PtxAssembler.Assemble(ptxas, file, "sm_90");
+            output.WriteLine(text);
+            Assert.True(exit == 0, text);
+            var r = Assert.Single(reports);
+            if (explicitlyGrouped) Assert.True(r.SharedBytes >= 256 * sizeof(float), $"expected the probe's shared tile in smem: {r}");
+        }
+        finally { Directory.Delete(dir, recursive: true); }
+    }
+
+    private static void ExplicitProbe(ILGPU.ArrayView<float> x)
+    {
+        var tile = ILGPU.SharedMemory.Allocate<float>(256);
+        int t = ILGPU.Group.IdxX;
+        int i = ILGPU.Grid.GlobalIndex.X;
+        tile[t] = i < x.Length ? x[i] : 0f;
+        ILGPU.Group.Barrier();
+        if (i < x.Length) x[i] = tile[255 - t] * 2f;
+    }
+
+    private static void Index2DProbe(ILGPU.Index2D i, ILGPU.Runtime.ArrayView2D<float, ILGPU.Stride2D.DenseX> x) => x[i] = ILGPU.Algorithms.XMath.Sqrt(x[i] + 1f);
+
     private static string Sanitize(string id) => string.Concat(id.Select(c => char.IsLetterOrDigit(c) || c is '.' or '_' ? c : '_'));
 }

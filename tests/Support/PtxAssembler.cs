@@ -1,6 +1,8 @@
 using System.Diagnostics;
 using System.Reflection;
 using System.Text.RegularExpressions;
+using ILGPU;
+using ILGPU.Algorithms;
 using ILGPU.Backends.EntryPoints;
 using ILGPU.Backends.PTX;
 using ILGPU.Runtime;
@@ -81,19 +83,25 @@ public static partial class PtxAssembler
         _ => throw new ArgumentException($"unsupported target '{sm}'"),
     };
 
-    /// <summary>
-    /// The PTX ILGPU emits for <paramref name="kernel"/> on <paramref name="sm"/>. Uses the same ILGPU context
-    /// (algorithms enabled, O2) as the runtime, so XMath lowers exactly as it would on a real GPU.
-    /// </summary>
+    // A context of its own (same settings as Devices.Context: algorithms enabled, O2, so XMath lowers exactly as
+    // on a real GPU), so PTX compilation never contends with tests running kernels on the shared context.
+    private static readonly Lazy<Context> PtxContext = new(() =>
+        Context.Create(b => b.Default().EnableAlgorithms().Optimize(OptimizationLevel.O2)));
+    private static readonly object CompileLock = new();
+
+    /// <summary>The PTX ILGPU emits for <paramref name="kernel"/> on <paramref name="sm"/>.</summary>
     public static string CompileToPtx(KernelMethod kernel, string sm)
     {
         var arch = Architecture(sm);
-        using var backend = new PTXBackend(Devices.Context, new CudaCapabilityContext(arch), arch, CudaInstructionSet.ISA_78, null);
-        var entry = kernel.ExplicitlyGrouped
-            ? EntryPointDescription.FromExplicitlyGroupedKernel(kernel.Method)
-            : EntryPointDescription.FromImplicitlyGroupedKernel(kernel.Method);
-        var compiled = (PTXCompiledKernel)backend.Compile(entry, KernelSpecialization.Empty);
-        return compiled.PTXAssembly;
+        lock (CompileLock)
+        {
+            using var backend = new PTXBackend(PtxContext.Value, new CudaCapabilityContext(arch), arch, CudaInstructionSet.ISA_78, null);
+            var entry = kernel.ExplicitlyGrouped
+                ? EntryPointDescription.FromExplicitlyGroupedKernel(kernel.Method)
+                : EntryPointDescription.FromImplicitlyGroupedKernel(kernel.Method);
+            var compiled = (PTXCompiledKernel)backend.Compile(entry, KernelSpecialization.Empty);
+            return compiled.PTXAssembly;
+        }
     }
 
     /// <summary>Runs <c>ptxas -arch=sm -O3 -v</c>; returns exit code, combined output and per-entry reports.</summary>
