@@ -38,6 +38,7 @@ public sealed class Flux2KleinPipeline : IDisposable
     private readonly QuantMode _quant;
     private readonly Dictionary<string, float[]> _promptCache = new();
     private Flux2Transformer? _transformer;
+    private WeightSource? _transformerWeights;
     private Flux2Vae? _vae;
     private Qwen3Tokenizer? _tokenizer;
 
@@ -70,13 +71,40 @@ public sealed class Flux2KleinPipeline : IDisposable
         int s = ids.Length, dim = _snapshot.TransformerConfig.JointAttentionDim;
         if (trace is null && _promptCache.TryGetValue(key, out var cached))
             return Tensor.FromSpan<float>(_device, cached, new Shape(s, dim));
-        using var encoder = new Qwen3TextEncoder(_snapshot.TextEncoderConfig, _snapshot.TextEncoder.Loader(_device), TextLayers, _quant);
-        var embeds = encoder.Encode(_device, ids, mask.Select(m => (byte)m).ToArray(), trace);
+        // A private mapping of the encoder's weights: released with the encoder, before the transformer is paged in.
+        using var weights = _snapshot.OpenWeights("text_encoder");
+        var embeds = EncodeWith(weights, ids, mask, trace);
         _promptCache[key] = embeds.ToFloatArray();
         return embeds;
     }
 
-    public Flux2Transformer Transformer => _transformer ??= new Flux2Transformer(_snapshot.TransformerConfig, _snapshot.Transformer.Loader(_device), _quant);
+    private Tensor EncodeWith(WeightSource weights, int[] ids, int[] mask, Action<string, Tensor>? trace)
+    {
+        using var encoder = new Qwen3TextEncoder(_snapshot.TextEncoderConfig, weights.Loader(_device), TextLayers, _quant);
+        return encoder.Encode(_device, ids, mask.Select(m => (byte)m).ToArray(), trace);
+    }
+
+    public Flux2Transformer Transformer
+    {
+        get
+        {
+            if (_transformer is null)
+            {
+                _transformerWeights = _snapshot.OpenWeights("transformer");
+                _transformer = new Flux2Transformer(_snapshot.TransformerConfig, _transformerWeights.Loader(_device), _quant);
+            }
+            return _transformer;
+        }
+    }
+
+    /// <summary>Drops the transformer and unmaps its weights.</summary>
+    public void ReleaseTransformer()
+    {
+        _transformer?.Dispose();
+        _transformer = null;
+        _transformerWeights?.Dispose();
+        _transformerWeights = null;
+    }
 
     public Flux2Vae Vae => _vae ??= new Flux2Vae(_snapshot.VaeConfig, _snapshot.Vae.Loader(_device), withEncoder: false);
 
@@ -149,8 +177,7 @@ public sealed class Flux2KleinPipeline : IDisposable
         Denoise(latents, embeds, scheduler, h, w,
             onStep: (i, _, _) => progress?.Invoke(i + 1, request.Steps),
             stepScope: i => timer?.Stage($"step {i + 1}"));
-        _transformer?.Dispose();
-        _transformer = null;
+        ReleaseTransformer();
         _device.Pool.Trim();
 
         using var image = Timed(timer, "vae", () => DecodeLatents(latents, h, w));
@@ -179,7 +206,7 @@ public sealed class Flux2KleinPipeline : IDisposable
 
     public void Dispose()
     {
-        _transformer?.Dispose();
+        ReleaseTransformer();
         _vae?.Dispose();
     }
 }

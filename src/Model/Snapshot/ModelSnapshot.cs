@@ -105,6 +105,23 @@ public sealed class ModelSnapshot : IDisposable
         }
     }
 
+    /// <summary>
+    /// A fresh, independent mapping of one component's weights ("transformer", "text_encoder" or "vae").
+    /// Disposing it, and the tensors taken from it, unmaps the files and so drops their pages from this
+    /// process's resident set — the pipeline uses this to hold one large component in memory at a time.
+    /// </summary>
+    public WeightSource OpenWeights(string component)
+    {
+        string baseName = component switch
+        {
+            "transformer" => TransformerWeights,
+            "text_encoder" => TextEncoderWeights,
+            "vae" => VaeWeights,
+            _ => throw new ArgumentException($"unknown snapshot component '{component}'; expected transformer, text_encoder or vae"),
+        };
+        return WeightSource.Open(Path.Combine(Directory, component), baseName, component + "/" + baseName);
+    }
+
     private static void NeedWeights(string dir, string component, string baseName)
     {
         string single = Path.Combine(dir, component, baseName);
