@@ -64,6 +64,7 @@ internal static class BenchCommand
                 PeakGFlops = parse.GetValue(peak),
                 Warmup = parse.GetValue(warmup),
             };
+            new PureFlux.Model.Pipeline.GenerateRequest(options.Prompt, px, px, options.Steps, options.Seed).Validate(); // before minutes of work
             if (options.PeakGFlops is { } pk && !(pk > 0)) throw new ArgumentException($"--peak-gflops {pk}: expected a positive number");
             string? jsonPath = parse.GetValue(json);
             if (jsonPath is not null) EnsureWritable(jsonPath);
