@@ -45,7 +45,7 @@ internal static class BenchCommand
         var prompt = new Option<string>("--prompt", "-p") { Description = "Prompt", DefaultValueFactory = _ => new E2eBenchOptions().Prompt };
         var quant = new Option<string>("--quant", "-q") { Description = "Weights: none, int8, int4, or all (= all three, with the quality report)", DefaultValueFactory = _ => "none" };
         var quality = new Option<bool>("--quality") { Description = "Compare quantized modes with an unquantized reference run" };
-        var peak = new Option<double?>("--peak-gflops") { Description = "Peak GFLOP/s for the % column (default: measured, 0.3 s FMA loop)" };
+        var peak = new Option<double?>("--peak-gflops") { Description = "Peak GFLOP/s for the % column (default: measured, best of 3 × 0.1 s FMA loops)" };
         var warmup = new Option<bool>("--warmup") { Description = "Run each mode once at 32x32, 1 step, before measuring (true/false)", DefaultValueFactory = _ => true };
         var json = new Option<string?>("--json") { Description = "Write the results as JSON to this file (for notebooks/)" };
         var device = CommonOptions.Device();
