@@ -46,7 +46,7 @@ internal static class BenchCommand
         var quant = new Option<string>("--quant", "-q") { Description = "Weights: none, int8, int4, or all (= all three, with the quality report)", DefaultValueFactory = _ => "none" };
         var quality = new Option<bool>("--quality") { Description = "Compare quantized modes with an unquantized reference run" };
         var peak = new Option<double?>("--peak-gflops") { Description = "Peak GFLOP/s for the % column (default: measured, best of 3 × 0.1 s FMA loops)" };
-        var warmup = new Option<bool>("--warmup") { Description = "Run each mode once at 32x32, 1 step, before measuring (true/false)", DefaultValueFactory = _ => true };
+        var warmup = new Option<bool>("--warmup") { Description = "Run each mode 3 times at 32x32, 1 step, before measuring, so JIT tiering is done (true/false)", DefaultValueFactory = _ => true };
         var json = new Option<string?>("--json") { Description = "Write the results as JSON to this file (for notebooks/)" };
         var device = CommonOptions.Device();
         device.DefaultValueFactory = _ => "cpu";
