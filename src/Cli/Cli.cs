@@ -22,6 +22,7 @@ public static class Cli
         MakeModelCommand.Create,
         DevicesCommand.Create,
         TokenizeCommand.Create,
+        BenchCommand.Create,
     ];
 
     public static RootCommand BuildRoot(CliContext ctx)

@@ -1,0 +1,144 @@
+using System.CommandLine;
+using PureFlux.Model.Bench;
+using PureFlux.Model.Layers;
+using PureFlux.Model.Snapshot;
+
+namespace PureFlux.Cli.Commands;
+
+/// <summary>
+/// <c>pureflux bench e2e [--model DIR | --preset tiny|small] [--size --steps --quant none|int8|int4|all --quality
+/// --device --peak-gflops --json FILE]</c>: the whole job timed per stage with analytic GFLOP, GFLOP/s and % of peak,
+/// memory peaks, and (for quantized modes) error against the unquantized run.
+/// <c>pureflux bench peak</c>: the measured FMA peak alone.
+/// </summary>
+internal static class BenchCommand
+{
+    public static Command Create(CliContext ctx)
+    {
+        var cmd = new Command("bench", "Measure speed: the whole generation per stage (e2e) or the CPU's FMA peak (peak).");
+        cmd.Add(E2e(ctx));
+        cmd.Add(Peak(ctx));
+        return cmd;
+    }
+
+    private static Command Peak(CliContext ctx)
+    {
+        var seconds = new Option<double>("--seconds") { Description = "How long to run the FMA loop", DefaultValueFactory = _ => 0.3 };
+        var cmd = new Command("peak", "Measure the FMA peak (GFLOP/s) with a Vector512 FMA loop on all threads.") { seconds };
+        cmd.SetAction(parse =>
+        {
+            double s = parse.GetValue(seconds);
+            if (!(s > 0 && s <= 60)) throw new ArgumentException($"--seconds {s}: expected 0 < seconds <= 60");
+            ctx.Out.WriteLine($"FMA peak: {PeakFlops.Measure(s):0.0} GFLOP/s ({Environment.ProcessorCount} threads, {CpuDevice.SimdDescription()}, {s} s)");
+            return Cli.Ok;
+        });
+        return cmd;
+    }
+
+    private static Command E2e(CliContext ctx)
+    {
+        var model = new Option<string?>("--model", "-m") { Description = "Snapshot directory (default: write --preset to a temporary directory)" };
+        var preset = new Option<string>("--preset") { Description = "Random-weight preset when no --model: tiny or small", DefaultValueFactory = _ => "tiny" };
+        var size = new Option<int>("--size") { Description = "Image width and height in pixels, a multiple of 16", DefaultValueFactory = _ => 256 };
+        var steps = new Option<int>("--steps", "-s") { Description = "Denoising steps", DefaultValueFactory = _ => 4 };
+        var seed = new Option<ulong>("--seed") { Description = "Noise seed (the same for every mode)", DefaultValueFactory = _ => 42 };
+        var prompt = new Option<string>("--prompt", "-p") { Description = "Prompt", DefaultValueFactory = _ => new E2eBenchOptions().Prompt };
+        var quant = new Option<string>("--quant", "-q") { Description = "Weights: none, int8, int4, or all (= all three, with the quality report)", DefaultValueFactory = _ => "none" };
+        var quality = new Option<bool>("--quality") { Description = "Compare quantized modes with an unquantized reference run" };
+        var peak = new Option<double?>("--peak-gflops") { Description = "Peak GFLOP/s for the % column (default: measured, best of 3 × 0.1 s FMA loops)" };
+        var warmup = new Option<bool>("--warmup") { Description = "Run each mode 3 times at 32x32, 1 step, before measuring, so JIT tiering is done (true/false)", DefaultValueFactory = _ => true };
+        var json = new Option<string?>("--json") { Description = "Write the results as JSON to this file (for notebooks/)" };
+        var device = CommonOptions.Device();
+        device.DefaultValueFactory = _ => "cpu";
+        var cmd = new Command("e2e", "Time text encoding, each denoising step and the VAE; GFLOP/s, % of peak, memory; quantization error.")
+            { model, preset, size, steps, seed, prompt, quant, quality, peak, warmup, json, device };
+        cmd.SetAction(parse =>
+        {
+            string q = parse.GetValue(quant)!.ToLowerInvariant();
+            QuantMode[] modes = q == "all" ? [QuantMode.None, QuantMode.Int8, QuantMode.Int4] : [GenerateCommand.ParseQuant(q)];
+            int px = parse.GetValue(size);
+            var options = new E2eBenchOptions(px, px, parse.GetValue(steps), parse.GetValue(seed), parse.GetValue(prompt)!, parse.GetValue(device)!)
+            {
+                Modes = modes,
+                Quality = q == "all" || parse.GetValue(quality),
+                PeakGFlops = parse.GetValue(peak),
+                Warmup = parse.GetValue(warmup),
+            };
+            new PureFlux.Model.Pipeline.GenerateRequest(options.Prompt, px, px, options.Steps, options.Seed).Validate(); // before minutes of work
+            if (options.PeakGFlops is { } pk && !(pk > 0)) throw new ArgumentException($"--peak-gflops {pk}: expected a positive number");
+            string? jsonPath = parse.GetValue(json);
+            if (jsonPath is not null) EnsureWritable(jsonPath);
+
+            string? dir = parse.GetValue(model);
+            string? temp = null;
+            string label;
+            if (dir is null)
+            {
+                var p = SnapshotPreset.Find(parse.GetValue(preset)!);
+                if (p != SnapshotPreset.Tiny && p != SnapshotPreset.Small)
+                    throw new ArgumentException($"--preset {p.Name}: only tiny and small are written on the fly; for {p.Name} run 'pureflux make-model --preset {p.Name} --random --out DIR' and pass --model DIR");
+                temp = Path.Combine(Path.GetTempPath(), $"pureflux-bench-{p.Name}-{Environment.ProcessId}-{Guid.NewGuid():N}");
+                ctx.Err.WriteLine($"writing random {p.Name} snapshot to {temp}");
+                RandomSnapshot.Write(temp, p, 0);
+                dir = temp;
+                label = $"{p.Name} (random weights)";
+            }
+            else label = Path.GetFullPath(dir);
+            try
+            {
+                using var snapshot = ModelSnapshot.Open(dir);
+                var report = E2eBench.Run(snapshot, label, options, msg => ctx.Err.WriteLine(msg));
+                Print(ctx.Out, report);
+                if (jsonPath is not null)
+                {
+                    File.WriteAllText(jsonPath, report.ToJson());
+                    ctx.Out.WriteLine($"wrote {jsonPath}");
+                }
+            }
+            finally
+            {
+                if (temp is not null) try { Directory.Delete(temp, recursive: true); } catch (IOException) { }
+            }
+            return Cli.Ok;
+        });
+        return cmd;
+    }
+
+    private static void EnsureWritable(string path)
+    {
+        string full = Path.GetFullPath(path);
+        string? parent = Path.GetDirectoryName(full);
+        if (parent is not null && !Directory.Exists(parent)) throw new IOException($"{path}: directory {parent} does not exist");
+        if (Directory.Exists(full)) throw new IOException($"{path}: is a directory");
+    }
+
+    public static void Print(TextWriter w, E2eBenchReport r)
+    {
+        w.WriteLine($"bench e2e: {r.Model} on {r.Device} ({r.DeviceName})");
+        w.WriteLine($"  {r.Width}x{r.Height}, {r.Steps} steps, seed {r.Seed}, {r.TextTokens} text + {r.ImageTokens} image tokens; " +
+            $"GFLOP: text {r.TextEncoderGFlop:0.###}, step {r.StepGFlop:0.###}, vae {r.VaeGFlop:0.###}; peak {r.PeakGFlops:0.0} GFLOP/s ({r.PeakSource})");
+        foreach (var m in r.Modes)
+        {
+            w.WriteLine();
+            w.WriteLine($"quant {m.Mode}:");
+            w.WriteLine($"  {"stage",-18} {"seconds",9} {"GFLOP",9} {"GFLOP/s",9} {"% peak",7}");
+            foreach (var s in m.Stages)
+                w.WriteLine(s.GFlop > 0
+                    ? $"  {s.Stage,-18} {s.Seconds,9:0.000} {s.GFlop,9:0.###} {s.GFlopPerSecond,9:0.0} {s.PercentOfPeak,6:0.0}%"
+                    : $"  {s.Stage,-18} {s.Seconds,9:0.000} {"-",9} {"-",9} {"-",7}");
+            w.WriteLine($"  {"compute",-18} {m.ComputeSeconds,9:0.000} {m.ComputeGFlop,9:0.###} {m.ComputeGFlopPerSecond,9:0.0} {100 * m.ComputeGFlopPerSecond / r.PeakGFlops,6:0.0}%");
+            w.WriteLine($"  {"total",-18} {m.TotalSeconds,9:0.000}");
+            w.WriteLine($"  peak RSS {CommonOptions.FormatBytes(m.PeakRssBytes)}{(m.PeakRssPerMode ? "" : " (whole process)")}, pool peak {CommonOptions.FormatBytes(m.PoolPeakBytes)}");
+        }
+        if (r.Quality.Length == 0) return;
+        w.WriteLine();
+        w.WriteLine($"quality vs {r.Quality[0].Reference} (same seed and prompt):");
+        w.WriteLine($"  {"mode",-6} {"step",4} {"latent max abs",15} {"latent rel RMS",15}");
+        foreach (var q in r.Quality)
+            for (int i = 0; i < q.Steps.Length; i++)
+                w.WriteLine($"  {q.Mode,-6} {i + 1,4} {q.Steps[i].MaxAbs,15:G4} {q.Steps[i].RelativeRms,15:G4}");
+        w.WriteLine($"  {"mode",-6} {"PSNR (8-bit RGB)",17} {"image max abs",14}");
+        foreach (var q in r.Quality)
+            w.WriteLine($"  {q.Mode,-6} {(double.IsPositiveInfinity(q.ImagePsnrDb) ? "inf (identical)" : $"{q.ImagePsnrDb:0.00} dB"),17} {q.ImageMaxAbs,14:G4}");
+    }
+}

@@ -1,0 +1,95 @@
+using PureFlux.Model.Config;
+
+namespace PureFlux.Model.Bench;
+
+/// <summary>
+/// Floating-point operations of one stage, split by kind. A multiply-add counts as 2 operations.
+/// Elementwise work (norms, RoPE, SiLU, residuals, softmax) is not counted: it is O(S·D), not O(S·D²).
+/// </summary>
+public readonly record struct FlopCount(double Linear, double Attention, double Conv)
+{
+    public double Total => Linear + Attention + Conv;
+    public double GFlop => Total / 1e9;
+
+    public static FlopCount operator +(FlopCount a, FlopCount b) => new(a.Linear + b.Linear, a.Attention + b.Attention, a.Conv + b.Conv);
+    public static FlopCount operator *(double n, FlopCount a) => new(n * a.Linear, n * a.Attention, n * a.Conv);
+    public static readonly FlopCount Zero = new(0, 0, 0);
+}
+
+/// <summary>
+/// Analytic FLOP counts of the FLUX.2 [klein] pipeline, from the configs alone (what the model code runs):
+/// a linear x[M, K]·Wᵀ[K, N] costs 2·M·N·K; attention over S tokens with H heads of width D costs 4·S²·D·H
+/// (QKᵀ and P·V, each 2·S²·D per head; causal/padding masks are not discounted: the kernels compute every score);
+/// a k×k convolution from C to O channels with an Ho×Wo output costs 2·O·C·k²·Ho·Wo.
+/// </summary>
+public static class FlopModel
+{
+    public static double Linear(double m, double k, double n) => 2.0 * m * n * k;
+    public static double Attention(double s, double headDim, double heads) => 4.0 * s * s * headDim * heads;
+    public static double Conv(double outC, double inC, int k, double outH, double outW) => 2.0 * outC * inC * k * k * outH * outW;
+
+    /// <summary>
+    /// Qwen3 prompt encoding of <paramref name="seqLen"/> tokens through the first <paramref name="layersRun"/> layers
+    /// (klein runs max(9, 18, 27) = 27 of 36; see <see cref="Pipeline.Flux2KleinPipeline.DefaultTextLayers"/>).
+    /// The embedding lookup is a gather (0 FLOP).
+    /// </summary>
+    public static FlopCount TextEncoder(Qwen3Config c, int seqLen, int layersRun)
+    {
+        double s = seqLen, h = c.HiddenSize, q = c.QueryWidth, kv = c.KeyValueWidth, f = c.IntermediateSize;
+        double linear = Linear(s, h, q) + 2 * Linear(s, h, kv) + Linear(s, q, h) // q, k, v, o projections
+                      + 2 * Linear(s, h, f) + Linear(s, f, h);                      // gate, up, down
+        double attention = Attention(s, c.HeadDim, c.NumAttentionHeads);           // GQA shares K/V, not the score work
+        return layersRun * new FlopCount(linear, attention, 0);
+    }
+
+    /// <summary>One transformer forward (= one denoising step) on <paramref name="textLen"/> + <paramref name="imageTokens"/> tokens.</summary>
+    public static FlopCount TransformerStep(Flux2TransformerConfig c, int textLen, int imageTokens)
+    {
+        double d = c.InnerDim, f = c.MlpHiddenDim, txt = textLen, img = imageTokens, s = txt + img;
+        // Timestep MLP and the four modulation linears run on one row (M = 1).
+        double linear = Linear(1, c.TimestepGuidanceChannels, d) + Linear(1, d, d)
+                      + 2 * Linear(1, d, 6 * d) + Linear(1, d, 3 * d) + Linear(1, d, 2 * d);
+        linear += Linear(txt, c.JointAttentionDim, d) + Linear(img, c.InChannels, d); // context_embedder, x_embedder
+        linear += Linear(img, d, c.OutputChannels);                                   // proj_out
+        // Double block: per stream q, k, v, out (4·D×D) and the SwiGLU MLP (D→2F, F→D); both streams cover all S rows.
+        double dbl = 4 * Linear(s, d, d) + Linear(s, d, 2 * f) + Linear(s, f, d);
+        // Single block: fused [q|k|v|gate|up] projection (D→3D+2F) and fused output (D+F→D).
+        double sgl = Linear(s, d, 3 * d + 2 * f) + Linear(s, d + f, d);
+        double attention = Attention(s, c.AttentionHeadDim, c.NumAttentionHeads);
+        return new FlopCount(linear, 0, 0)
+             + c.NumLayers * new FlopCount(dbl, attention, 0)
+             + c.NumSingleLayers * new FlopCount(sgl, attention, 0);
+    }
+
+    /// <summary>VAE decode of a latent [latent_channels, h, w] to an image [3, 8h, 8w] (decoder only).</summary>
+    public static FlopCount VaeDecode(VaeConfig c, int latentH, int latentW)
+    {
+        var ch = c.DecoderChannels;
+        int top = ch[^1];
+        double conv = 0, linear = 0, attention = 0;
+        double hh = latentH, ww = latentW;
+        double Resnet(int inC, int outC, double h, double w) =>
+            Conv(outC, inC, 3, h, w) + Conv(outC, outC, 3, h, w) + (inC != outC ? Conv(outC, inC, 1, h, w) : 0);
+
+        conv += Conv(c.LatentChannels, c.LatentChannels, 1, hh, ww);        // post_quant_conv
+        conv += Conv(top, c.LatentChannels, 3, hh, ww);                      // decoder.conv_in
+        conv += 2 * Resnet(top, top, hh, ww);                                // mid resnets
+        double n = hh * ww;
+        linear += 4 * Linear(n, top, top);                                   // mid attention q, k, v, out (one head of width C)
+        attention += Attention(n, top, 1);
+        int prev = top;
+        var rev = ch.Reverse().ToArray();
+        for (int i = 0; i < rev.Length; i++)
+        {
+            for (int j = 0; j <= c.LayersPerBlock; j++) conv += Resnet(j == 0 ? prev : rev[i], rev[i], hh, ww);
+            if (i < rev.Length - 1)
+            {
+                hh *= 2; ww *= 2;                                            // nearest ×2, then a 3×3 conv at the new size
+                conv += Conv(rev[i], rev[i], 3, hh, ww);
+            }
+            prev = rev[i];
+        }
+        conv += Conv(c.OutChannels, ch[0], 3, hh, ww);                       // conv_out
+        return new FlopCount(linear, attention, conv);
+    }
+}
