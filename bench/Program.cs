@@ -5,8 +5,14 @@ namespace PureFlux.Bench;
 /// <summary>
 /// Operator benchmarks at FLUX.2 klein 4B / Qwen3-4B shapes.
 /// <c>dotnet run -c Release --project bench -- --filter '*Gemm*'</c> (BenchmarkDotNet's own options apply).
+/// <c>dotnet run -c Release --project bench -- peak</c>: the machine's reference line (<see cref="PeakBenchmarks"/>).
 /// </summary>
 public static class Program
 {
-    public static void Main(string[] args) => BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
+    public static int Main(string[] args)
+    {
+        if (args is ["peak", ..]) return PeakBenchmarks.Run(args[1..]);
+        BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
+        return 0;
+    }
 }

@@ -9,6 +9,8 @@ public sealed class MemoryPool : IDisposable
 {
     private readonly Device _device;
     private readonly Dictionary<long, Stack<DeviceBuffer>> _free = new();
+    // Buffers rented and not yet returned: a double or foreign Return would hand one buffer to two tensors.
+    private readonly HashSet<DeviceBuffer> _rented = new(ReferenceEqualityComparer.Instance);
     private readonly object _lock = new();
 
     internal MemoryPool(Device device) => _device = device;
@@ -57,6 +59,7 @@ public sealed class MemoryPool : IDisposable
                 ReservedBytes += cls;
                 PeakReservedBytes = Math.Max(PeakReservedBytes, ReservedBytes);
             }
+            _rented.Add(buffer);
             LiveBytes += cls;
             PeakLiveBytes = Math.Max(PeakLiveBytes, LiveBytes);
             return buffer;
@@ -67,6 +70,8 @@ public sealed class MemoryPool : IDisposable
     {
         lock (_lock)
         {
+            if (!_rented.Remove(buffer))
+                throw new ArgumentException($"{_device.Id} pool: a {buffer.Bytes}-byte buffer returned that is not rented from this pool (returned twice, or from another device)");
             LiveBytes -= buffer.Bytes;
             if (!_free.TryGetValue(buffer.Bytes, out var stack)) _free[buffer.Bytes] = stack = new Stack<DeviceBuffer>();
             stack.Push(buffer);

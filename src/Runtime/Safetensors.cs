@@ -49,7 +49,8 @@ public sealed unsafe class SafetensorsFile : IDisposable
     public bool Contains(string name) => _entries.ContainsKey(name);
 
     public SafetensorsEntry Entry(string name) =>
-        _entries.TryGetValue(name, out var e) ? e
+        _disposed ? throw new ObjectDisposedException($"safetensors file {Path}")
+        : _entries.TryGetValue(name, out var e) ? e
             : throw new SafetensorsException($"{Path}: no tensor named '{name}' (the file has {_entries.Count} tensors{Sample()})");
 
     private string Sample() => _entries.Count == 0 ? "" : ", e.g. '" + string.Join("', '", _entries.Keys.Order().Take(3)) + "'";
@@ -107,6 +108,7 @@ public sealed unsafe class SafetensorsFile : IDisposable
                     metadata[m.Name] = m.Value.ValueKind == JsonValueKind.String ? m.Value.GetString()! : m.Value.GetRawText();
                 continue;
             }
+            if (entries.ContainsKey(prop.Name)) throw new SafetensorsException($"{path}: tensor '{prop.Name}' appears more than once in the header");
             entries[prop.Name] = ParseEntry(path, prop, dataLen);
         }
 
@@ -141,10 +143,16 @@ public sealed unsafe class SafetensorsFile : IDisposable
         }
         if (!v.TryGetProperty("data_offsets", out var off) || off.ValueKind != JsonValueKind.Array || off.GetArrayLength() != 2)
             throw new SafetensorsException($"{path}: tensor '{name}': data_offsets must be [begin, end]");
-        if (!off[0].TryGetInt64(out long begin) || !off[1].TryGetInt64(out long end) || begin < 0 || end < begin)
+        if (off[0].ValueKind != JsonValueKind.Number || off[1].ValueKind != JsonValueKind.Number
+            || !off[0].TryGetInt64(out long begin) || !off[1].TryGetInt64(out long end) || begin < 0 || end < begin)
             throw new SafetensorsException($"{path}: tensor '{name}': bad data_offsets {off.GetRawText()}");
         if (end > dataLen)
             throw new SafetensorsException($"{path}: tensor '{name}': data_offsets {off.GetRawText()} run past the end of the data ({dataLen} bytes): file truncated?");
+        long elements = 1;
+        foreach (var d in dims)
+            if (d != 0 && elements > long.MaxValue / 8 / d) { elements = -1; break; } else elements *= d;
+        if (elements < 0)
+            throw new SafetensorsException($"{path}: tensor '{name}': shape {sh.GetRawText()} is too large");
         var shape = new Shape(dims.ToArray());
         long need = dtype.ByteCount(shape.Count);
         if (end - begin != need)
@@ -164,7 +172,7 @@ public sealed unsafe class SafetensorsFile : IDisposable
 
     /// <summary>
     /// The tensor on <paramref name="device"/>, in its stored dtype. On the CPU this is zero-copy: a view of
-    /// the mapping that keeps the file open until the tensor's buffer is disposed. Elsewhere it is uploaded.
+    /// the mapping that keeps the file mapped until the tensor is disposed. Elsewhere it is uploaded.
     /// </summary>
     public Tensor Load(string name, Device device)
     {
@@ -173,7 +181,7 @@ public sealed unsafe class SafetensorsFile : IDisposable
         {
             Interlocked.Increment(ref _refs);
             var buffer = new CpuBuffer(device, (nint)(_base + _dataStart + e.Begin), Math.Max(1, e.Bytes), new Releaser(this));
-            return new Tensor(buffer, 0, e.DType, e.Shape, name);
+            return new Tensor(buffer, 0, e.DType, e.Shape, name, ownsBuffer: true);
         }
         var t = Tensor.Empty(device, e.DType, e.Shape, name);
         t.CopyFrom(Bytes(name));
@@ -274,6 +282,8 @@ public static class SafetensorsWriter
         long offset = 0;
         foreach (var t in tensors)
         {
+            if (header.ContainsKey(t.Name))
+                throw new ArgumentException($"{path}: tensor '{t.Name}' given more than once (or named __metadata__)");
             long bytes = t.DType.ByteCount(t.Shape.Count);
             header[t.Name] = new Dictionary<string, object>
             {

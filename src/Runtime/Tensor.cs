@@ -12,10 +12,14 @@ namespace PureFlux.Runtime;
 public sealed unsafe class Tensor : IDisposable
 {
     private readonly bool _pooled;
+    private readonly bool _ownsBuffer;
     private bool _disposed;
 
-    public Tensor(DeviceBuffer buffer, long byteOffset, DType dtype, Shape shape, string? name = null, bool pooled = false)
+    /// <param name="pooled">Dispose returns <paramref name="buffer"/> to its device's pool.</param>
+    /// <param name="ownsBuffer">Dispose disposes <paramref name="buffer"/> (e.g. a zero-copy view of a file mapping).</param>
+    public Tensor(DeviceBuffer buffer, long byteOffset, DType dtype, Shape shape, string? name = null, bool pooled = false, bool ownsBuffer = false)
     {
+        if (buffer.IsDisposed) throw new ObjectDisposedException($"tensor '{name ?? "?"}': its buffer is already disposed");
         long need = dtype.ByteCount(shape.Count);
         if (byteOffset < 0 || byteOffset + need > buffer.Bytes)
             throw new ArgumentException($"tensor '{name ?? "?"}' {dtype}{shape} needs {need} bytes at offset {byteOffset}, but its buffer has {buffer.Bytes}");
@@ -25,6 +29,7 @@ public sealed unsafe class Tensor : IDisposable
         Shape = shape;
         Name = name;
         _pooled = pooled;
+        _ownsBuffer = ownsBuffer && !pooled;
     }
 
     public DeviceBuffer Buffer { get; }
@@ -110,7 +115,8 @@ public sealed unsafe class Tensor : IDisposable
     }
 
     /// <summary>Pointer to the first element of a CPU tensor.</summary>
-    public nint Pointer => Buffer is CpuBuffer cpu ? cpu.Pointer + (nint)ByteOffset
+    public nint Pointer => _disposed ? throw new ObjectDisposedException($"tensor '{Name ?? "?"}'")
+        : Buffer is CpuBuffer cpu ? cpu.Pointer + (nint)ByteOffset
         : throw new InvalidOperationException($"tensor '{Name ?? "?"}' lives on {Device.Id}; Pointer needs a CPU tensor");
 
     /// <summary>Device memory of an ILGPU tensor, typed as T.</summary>
@@ -182,8 +188,10 @@ public sealed unsafe class Tensor : IDisposable
     /// <summary>Copies this tensor to <paramref name="device"/> (a pooled tensor there).</summary>
     public Tensor To(Device device)
     {
+        CheckLive();
         var t = Empty(device, DType, Shape, Name);
-        CopyTo(t);
+        try { CopyTo(t); }
+        catch { t.Dispose(); throw; }
         return t;
     }
 
@@ -191,6 +199,7 @@ public sealed unsafe class Tensor : IDisposable
     public void CopyTo(Tensor destination)
     {
         CheckLive();
+        destination.CheckLive();
         if (destination.DType != DType || destination.Count != Count)
             throw new ArgumentException($"copy {Name ?? "?"} {DType}{Shape} -> {destination.Name ?? "?"} {destination.DType}{destination.Shape}: dtype and element count must match");
         long bytes = ByteCount;
@@ -234,11 +243,12 @@ public sealed unsafe class Tensor : IDisposable
         if (_disposed) throw new ObjectDisposedException($"tensor '{Name ?? "?"}'");
     }
 
-    /// <summary>Returns a pooled buffer to its pool; views and wrapped memory are left alone.</summary>
+    /// <summary>Returns a pooled buffer to its pool, disposes an owned one; views and wrapped memory are left alone.</summary>
     public void Dispose()
     {
         if (_disposed) return;
         _disposed = true;
         if (_pooled) Device.Pool.Return(Buffer);
+        else if (_ownsBuffer) Buffer.Dispose();
     }
 }
