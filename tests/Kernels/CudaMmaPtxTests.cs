@@ -6,8 +6,9 @@ namespace PureFlux.Tests.Kernels;
 /// <summary>
 /// The tensor-core kernels (inline PTX mma.sync) checked without a GPU: ILGPU's PTX backend compiles them for
 /// sm_80 and sm_90, ptxas assembles them, and the result must have the instruction mix they were written for:
-/// the expected number of mma.sync, 128-bit shared/global accesses, no local memory (ILGPU turned the inline-asm
-/// operands into registers), and no spills, within the register and shared-memory budget of the launch.
+/// the expected number of mma.sync, 128-bit shared/global accesses, no spills and a zero-byte stack frame (ILGPU
+/// passes inline-asm operands through .local variables; ptxas must promote every one of them to registers, or the
+/// mma loop would run through local memory), within the register and shared-memory budget of the launch.
 /// Registers / shared memory per kernel go to the test output.
 /// </summary>
 public partial class CudaMmaPtxTests(ITestOutputHelper output)
@@ -53,7 +54,6 @@ public partial class CudaMmaPtxTests(ITestOutputHelper output)
         Assert.Equal(expectedMma, mma);
         Assert.True(ldShared4 > 0 && stShared4 > 0, $"{kernel}: expected 128-bit shared-memory loads and stores in the PTX");
         Assert.True(ldGlobal4 > 0, $"{kernel}: expected 128-bit global loads in the PTX");
-        Assert.DoesNotContain(".local", ptx);
         Assert.Equal(0, r.SpillStoreBytes);
         Assert.Equal(0, r.SpillLoadBytes);
         Assert.Equal(0, r.StackFrameBytes);

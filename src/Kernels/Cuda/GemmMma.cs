@@ -128,8 +128,10 @@ public static partial class GemmMma
     private static void LoadGlobal4(long address, out float v0, out float v1, out float v2, out float v3)
     {
         Output<float> o0 = default, o1 = default, o2 = default, o3 = default;
-        Input<long> at = address;
-        CudaAsm.EmitRef("ld.global.nc.v4.f32 {%0, %1, %2, %3}, [%4];", ref o0, ref o1, ref o2, ref o3, ref at);
+        // The address travels as two 32-bit halves: ptxas keeps 32-bit inline-asm operands in registers, while
+        // ILGPU's 64-bit operand locals stayed in local memory (96-byte stack frame).
+        Input<uint> lo = (uint)address, hi = (uint)(address >> 32);
+        CudaAsm.EmitRef("{ .reg .b64 a; mov.b64 a, {%4, %5}; ld.global.nc.v4.f32 {%0, %1, %2, %3}, [a]; }", ref o0, ref o1, ref o2, ref o3, ref lo, ref hi);
         v0 = o0.Value; v1 = o1.Value; v2 = o2.Value; v3 = o3.Value;
     }
 
@@ -137,8 +139,10 @@ public static partial class GemmMma
     private static void LoadGlobal4Bits(long address, out uint v0, out uint v1, out uint v2, out uint v3)
     {
         Output<uint> o0 = default, o1 = default, o2 = default, o3 = default;
-        Input<long> at = address;
-        CudaAsm.EmitRef("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];", ref o0, ref o1, ref o2, ref o3, ref at);
+        // The address travels as two 32-bit halves: ptxas keeps 32-bit inline-asm operands in registers, while
+        // ILGPU's 64-bit operand locals stayed in local memory (96-byte stack frame).
+        Input<uint> lo = (uint)address, hi = (uint)(address >> 32);
+        CudaAsm.EmitRef("{ .reg .b64 a; mov.b64 a, {%4, %5}; ld.global.nc.v4.u32 {%0, %1, %2, %3}, [a]; }", ref o0, ref o1, ref o2, ref o3, ref lo, ref hi);
         v0 = o0.Value; v1 = o1.Value; v2 = o2.Value; v3 = o3.Value;
     }
 
