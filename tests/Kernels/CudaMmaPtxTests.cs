@@ -22,6 +22,8 @@ public partial class CudaMmaPtxTests(ITestOutputHelper output)
             // 256 threads per block: 255 registers is the hardware cap; 2 × (A + B) × 128 rows × 64 B = 32 KB.
             data.Add("GemmMma.Bf16Kernel", sm, 32, 255, 32768);
             data.Add("GemmMma.F16Kernel", sm, 32, 255, 32768);
+            // 128 threads; S = Q·Kᵀ 4 × 8 × 2 + P·V 4 × 16 mma; K tile 64 × 256 B + Vᵀ tile 128 × 128 B = 32 KB.
+            data.Add("FlashAttentionMma.Bf16Kernel", sm, 128, 255, 32768);
         }
         return data;
     }

@@ -65,10 +65,10 @@ public static partial class GemmMma
                     if (gk + 6 < k) e6 = x[row + gk + 6];
                     if (gk + 7 < k) e7 = x[row + gk + 7];
                 }
-                sa00 = PackActivations(e0, e1);
-                sa01 = PackActivations(e2, e3);
-                sa02 = PackActivations(e4, e5);
-                sa03 = PackActivations(e6, e7);
+                sa00 = PackBf16(e0, e1);
+                sa01 = PackBf16(e2, e3);
+                sa02 = PackBf16(e4, e5);
+                sa03 = PackBf16(e6, e7);
             }
             {
                 int gCol = n0 + stageRow + 0, gk = 0 + stageK;
@@ -114,10 +114,10 @@ public static partial class GemmMma
                     if (gk + 6 < k) e6 = x[row + gk + 6];
                     if (gk + 7 < k) e7 = x[row + gk + 7];
                 }
-                sa10 = PackActivations(e0, e1);
-                sa11 = PackActivations(e2, e3);
-                sa12 = PackActivations(e4, e5);
-                sa13 = PackActivations(e6, e7);
+                sa10 = PackBf16(e0, e1);
+                sa11 = PackBf16(e2, e3);
+                sa12 = PackBf16(e4, e5);
+                sa13 = PackBf16(e6, e7);
             }
             {
                 int gCol = n0 + stageRow + 64, gk = 0 + stageK;
@@ -176,10 +176,10 @@ public static partial class GemmMma
                         if (gk + 6 < k) e6 = x[row + gk + 6];
                         if (gk + 7 < k) e7 = x[row + gk + 7];
                     }
-                    sa00 = PackActivations(e0, e1);
-                    sa01 = PackActivations(e2, e3);
-                    sa02 = PackActivations(e4, e5);
-                    sa03 = PackActivations(e6, e7);
+                    sa00 = PackBf16(e0, e1);
+                    sa01 = PackBf16(e2, e3);
+                    sa02 = PackBf16(e4, e5);
+                    sa03 = PackBf16(e6, e7);
                 }
                 {
                     int gCol = n0 + stageRow + 0, gk = (kt + 1) * 32 + stageK;
@@ -225,10 +225,10 @@ public static partial class GemmMma
                         if (gk + 6 < k) e6 = x[row + gk + 6];
                         if (gk + 7 < k) e7 = x[row + gk + 7];
                     }
-                    sa10 = PackActivations(e0, e1);
-                    sa11 = PackActivations(e2, e3);
-                    sa12 = PackActivations(e4, e5);
-                    sa13 = PackActivations(e6, e7);
+                    sa10 = PackBf16(e0, e1);
+                    sa11 = PackBf16(e2, e3);
+                    sa12 = PackBf16(e4, e5);
+                    sa13 = PackBf16(e6, e7);
                 }
                 {
                     int gCol = n0 + stageRow + 64, gk = (kt + 1) * 32 + stageK;
@@ -480,10 +480,10 @@ public static partial class GemmMma
                     if (gk + 6 < k) e6 = x[row + gk + 6];
                     if (gk + 7 < k) e7 = x[row + gk + 7];
                 }
-                sa00 = PackActivationsF16(e0, e1);
-                sa01 = PackActivationsF16(e2, e3);
-                sa02 = PackActivationsF16(e4, e5);
-                sa03 = PackActivationsF16(e6, e7);
+                sa00 = PackF16(e0, e1);
+                sa01 = PackF16(e2, e3);
+                sa02 = PackF16(e4, e5);
+                sa03 = PackF16(e6, e7);
             }
             {
                 int gCol = n0 + stageRow + 0, gk = 0 + stageK;
@@ -529,10 +529,10 @@ public static partial class GemmMma
                     if (gk + 6 < k) e6 = x[row + gk + 6];
                     if (gk + 7 < k) e7 = x[row + gk + 7];
                 }
-                sa10 = PackActivationsF16(e0, e1);
-                sa11 = PackActivationsF16(e2, e3);
-                sa12 = PackActivationsF16(e4, e5);
-                sa13 = PackActivationsF16(e6, e7);
+                sa10 = PackF16(e0, e1);
+                sa11 = PackF16(e2, e3);
+                sa12 = PackF16(e4, e5);
+                sa13 = PackF16(e6, e7);
             }
             {
                 int gCol = n0 + stageRow + 64, gk = 0 + stageK;
@@ -591,10 +591,10 @@ public static partial class GemmMma
                         if (gk + 6 < k) e6 = x[row + gk + 6];
                         if (gk + 7 < k) e7 = x[row + gk + 7];
                     }
-                    sa00 = PackActivationsF16(e0, e1);
-                    sa01 = PackActivationsF16(e2, e3);
-                    sa02 = PackActivationsF16(e4, e5);
-                    sa03 = PackActivationsF16(e6, e7);
+                    sa00 = PackF16(e0, e1);
+                    sa01 = PackF16(e2, e3);
+                    sa02 = PackF16(e4, e5);
+                    sa03 = PackF16(e6, e7);
                 }
                 {
                     int gCol = n0 + stageRow + 0, gk = (kt + 1) * 32 + stageK;
@@ -640,10 +640,10 @@ public static partial class GemmMma
                         if (gk + 6 < k) e6 = x[row + gk + 6];
                         if (gk + 7 < k) e7 = x[row + gk + 7];
                     }
-                    sa10 = PackActivationsF16(e0, e1);
-                    sa11 = PackActivationsF16(e2, e3);
-                    sa12 = PackActivationsF16(e4, e5);
-                    sa13 = PackActivationsF16(e6, e7);
+                    sa10 = PackF16(e0, e1);
+                    sa11 = PackF16(e2, e3);
+                    sa12 = PackF16(e4, e5);
+                    sa13 = PackF16(e6, e7);
                 }
                 {
                     int gCol = n0 + stageRow + 64, gk = (kt + 1) * 32 + stageK;

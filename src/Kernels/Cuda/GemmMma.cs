@@ -111,21 +111,21 @@ public static partial class GemmMma
     }
 
     /// <summary>Two F32 → one BF16×2 word (lo in the low half), round-to-nearest-even.</summary>
-    private static uint PackActivations(float lo, float hi)
+    internal static uint PackBf16(float lo, float hi)
     {
         CudaAsm.Emit("cvt.rn.bf16x2.f32 %0, %1, %2;", out uint packed, hi, lo);
         return packed;
     }
 
     /// <summary>Two F32 → one F16×2 word (lo in the low half), round-to-nearest-even.</summary>
-    private static uint PackActivationsF16(float lo, float hi)
+    internal static uint PackF16(float lo, float hi)
     {
         CudaAsm.Emit("cvt.rn.f16x2.f32 %0, %1, %2;", out uint packed, hi, lo);
         return packed;
     }
 
     /// <summary>128-bit read-only global load of four floats at a 16-byte aligned device address.</summary>
-    private static void LoadGlobal4(long address, out float v0, out float v1, out float v2, out float v3)
+    internal static void LoadGlobal4(long address, out float v0, out float v1, out float v2, out float v3)
     {
         Output<float> o0 = default, o1 = default, o2 = default, o3 = default;
         // The address travels as two 32-bit halves: ptxas keeps 32-bit inline-asm operands in registers, while
@@ -136,7 +136,7 @@ public static partial class GemmMma
     }
 
     /// <summary>128-bit read-only global load of four words (eight 16-bit values) at a 16-byte aligned device address.</summary>
-    private static void LoadGlobal4Bits(long address, out uint v0, out uint v1, out uint v2, out uint v3)
+    internal static void LoadGlobal4Bits(long address, out uint v0, out uint v1, out uint v2, out uint v3)
     {
         Output<uint> o0 = default, o1 = default, o2 = default, o3 = default;
         // The address travels as two 32-bit halves: ptxas keeps 32-bit inline-asm operands in registers, while

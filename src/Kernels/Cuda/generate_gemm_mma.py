@@ -38,7 +38,7 @@ def load_tile(ind, k0):
             f"    }}",
         ]
         for w in range(4):
-            o.append(f"    sa{l}{w} = PackActivations(e{2*w}, e{2*w+1});")
+            o.append(f"    sa{l}{w} = PackBf16(e{2*w}, e{2*w+1});")
         o += [
             f"}}",
             f"{{",
@@ -88,7 +88,7 @@ def compute(ind, stage, mma):
             o.append("}")
     return [ind + s for s in o]
 
-def kernel(name, mma, pack, doc):
+def kernel(name, mma, doc):
     I = "        "
     o = [
         f"    /// <summary>{doc}</summary>",
@@ -158,12 +158,12 @@ out = [
     "public static partial class GemmMma",
     "{",
 ]
-out += kernel("Bf16Kernel", "MmaBf16", "PackActivations",
+out += kernel("Bf16Kernel", "MmaBf16",
               "y = x·Wᵀ (+ bias) with W BF16: x rounded to BF16 while staging, mma.m16n8k16 BF16×BF16→F32. CUDA only (inline PTX).")
 out.append("")
-f16 = kernel("F16Kernel", "MmaF16", "PackActivations",
+f16 = kernel("F16Kernel", "MmaF16",
              "y = x·Wᵀ (+ bias) with W F16: x rounded to F16 while staging, mma.m16n8k16 F16×F16→F32. CUDA only (inline PTX).")
-f16 = [s.replace("PackActivations(", "PackActivationsF16(") for s in f16]
+f16 = [s.replace("PackBf16(", "PackF16(") for s in f16]
 out += f16
 out.append("}")
 path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "GemmMma.Kernel.cs")
