@@ -9,7 +9,8 @@ namespace PureFlux.Bench;
 /// Prints TFLOP/s (2·M·N·K / time per call, median of timed runs after a warm-up) and the largest difference of
 /// the two results relative to the SIMT result's magnitude (the tensor-core path rounds x to BF16, so ≈ 1e-3 is
 /// expected; ≫ 1e-2 means a bug). <c>dotnet run -c Release --project bench -- cuda</c>;
-/// bench/torch_baseline.py times PyTorch on the same shapes.
+/// bench/torch_baseline.py times PyTorch on the same shapes. Then attention (24 heads × 128, S = M): the SIMT
+/// <see cref="Attention.Forward"/> against <see cref="FlashAttentionMma"/>, TFLOP/s counting 4·H·S²·D.
 /// </summary>
 public static class CudaBench
 {
@@ -54,8 +55,36 @@ public static class CudaBench
                 output.WriteLine($"{m,6} {k,6} {n,6} {flops / simt / 1e12,13:F1} {flops / mma / 1e12,12:F1} {simt / mma,8:F2} {maxDiff / maxAbs,18:E2}");
             }
         }
+        output.WriteLine();
+        output.WriteLine($"attention, non-causal, {AttentionHeads} heads × {FlashAttentionMma.HeadDim}: SIMT Attention.Forward vs FlashAttentionMma");
+        output.WriteLine($"{"S",6} {"simt TFLOP/s",13} {"mma TFLOP/s",12} {"speedup",8} {"max |diff|/max|o|",18}");
+        foreach (int s in Tokens)
+        {
+            var rng = new Random(s);
+            float[] Rand(long n) { var a = new float[n]; for (long i = 0; i < n; i++) a[i] = (float)(rng.NextDouble() * 2 - 1); return a; }
+            int d = FlashAttentionMma.HeadDim;
+            using var q = Tensor.FromArray(device, Rand((long)s * AttentionHeads * d), s, AttentionHeads, d);
+            using var k = Tensor.FromArray(device, Rand((long)s * AttentionHeads * d), s, AttentionHeads, d);
+            using var v = Tensor.FromArray(device, Rand((long)s * AttentionHeads * d), s, AttentionHeads, d);
+            using var oSimt = Tensor.Empty(device, DType.F32, s, AttentionHeads, d);
+            using var oMma = Tensor.Empty(device, DType.F32, s, AttentionHeads, d);
+            double flops = 4.0 * AttentionHeads * s * (double)s * d;
+            double simt = Time(device, () => Attention.Forward(q, k, v, oSimt));
+            double mma = Time(device, () => FlashAttentionMma.Forward(q, k, v, oMma));
+            float[] a = oSimt.ToFloatArray(), b = oMma.ToFloatArray();
+            double maxDiff = 0, maxAbs = 0;
+            for (int i = 0; i < a.Length; i++)
+            {
+                maxDiff = Math.Max(maxDiff, Math.Abs(a[i] - b[i]));
+                maxAbs = Math.Max(maxAbs, Math.Abs(a[i]));
+            }
+            output.WriteLine($"{s,6} {flops / simt / 1e12,13:F2} {flops / mma / 1e12,12:F2} {simt / mma,8:F2} {maxDiff / maxAbs,18:E2}");
+        }
         return 0;
     }
+
+    /// <summary>FLUX.2 klein 4B: 24 heads of 128.</summary>
+    public const int AttentionHeads = 24;
 
     /// <summary>Median seconds per call: one warm-up call (includes the kernel's JIT), then calls for ≥ 0.3 s (3 to 50).</summary>
     public static double Time(Device device, Action call)

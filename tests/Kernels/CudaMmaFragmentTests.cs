@@ -208,5 +208,152 @@ public class CudaMmaFragmentTests
             }
     }
 
+    /// <summary>FlashAttentionMma's transposed V tile: every (d, key pair) has its own word, and the word the
+    /// kernel's P·V fragment load reads (quad (2t + step/2) XOR (d mod 2), component 2·(step mod 2) + r) is the one
+    /// holding the key pair the P fragment (S accumulators) puts opposite it.</summary>
+    [Fact]
+    public void Transposed_v_words_match_the_p_fragments()
+    {
+        for (int d = 0; d < 2; d++)
+        {
+            var used = new int[32];
+            for (int pair = 0; pair < 32; pair++) used[MmaFragment.TransposedWord(pair, d)]++;
+            Assert.All(used, u => Assert.Equal(1, u));
+        }
+        for (int lane = 0; lane < 32; lane++)
+            for (int d = 0; d < 2; d++)
+                for (int step = 0; step < 4; step++)
+                    for (int r = 0; r < 2; r++)
+                    {
+                        int t = lane & 3;
+                        int kernelWord = 4 * ((2 * t + (step >> 1)) ^ (d & 1)) + 2 * (step & 1) + r;
+                        Assert.Equal(MmaFragment.TransposedWord(MmaFragment.TransposedKeyPair(lane, step, r), d), kernelWord);
+                    }
+    }
+
+    /// <summary>
+    /// One warp of FlashAttentionMma emulated lane by lane (16 query rows × 64 keys, head dim 128): S = Q·Kᵀ from
+    /// swizzled staged rows (quad 4j + t, components as the generator emits them), then P·V with P's A registers
+    /// packed from the S accumulators exactly as the kernel does and V read from the transposed tile. Small-integer
+    /// data: both products must be exact.
+    /// </summary>
+    [Fact]
+    public void Emulated_attention_warp_products_match_direct_products()
+    {
+        const int rows = 16, keys = 64, d = 128;
+        var rng = new Random(5);
+        var q = new float[rows, d];
+        var k = new float[keys, d];
+        var v = new float[keys, d];
+        for (int i = 0; i < rows; i++) for (int c = 0; c < d; c++) q[i, c] = rng.Next(-3, 4);
+        for (int j = 0; j < keys; j++) for (int c = 0; c < d; c++) { k[j, c] = rng.Next(-3, 4); v[j, c] = rng.Next(-3, 4); }
+        // staging: Q/K rows as 16 quads of 4 words (word = d pair), stored at SwizzledQuad; Vᵀ rows of 32 words
+        (float Lo, float Hi)[] Stage(float[,] m, int n)
+        {
+            var s = new (float, float)[n * 64];
+            for (int row = 0; row < n; row++)
+                for (int quad = 0; quad < 16; quad++)
+                    for (int c = 0; c < 4; c++)
+                    {
+                        int word = 4 * quad + c;
+                        s[(row * 16 + MmaFragment.SwizzledQuad(row, quad)) * 4 + c] = (m[row, 2 * word], m[row, 2 * word + 1]);
+                    }
+            return s;
+        }
+        var sq = Stage(q, rows);
+        var sk = Stage(k, keys);
+        var vt = new (float Lo, float Hi)[d * 32];
+        for (int c = 0; c < d; c++)
+            for (int pair = 0; pair < 32; pair++) vt[c * 32 + MmaFragment.TransposedWord(pair, c)] = (v[2 * pair, c], v[2 * pair + 1, c]);
+
+        var sAcc = new float[32, 8, 4]; // [lane][n8 tile][i]
+        for (int j = 0; j < 4; j++)
+            for (int half = 0; half < 2; half++)
+                for (int nt = 0; nt < 8; nt++)
+                {
+                    var aRegs = new (float Lo, float Hi)[32, 4];
+                    var bRegs = new (float Lo, float Hi)[32, 2];
+                    for (int lane = 0; lane < 32; lane++)
+                    {
+                        int g = lane >> 2, t = lane & 3;
+                        int swz = MmaFragment.SwizzledQuad(g, 0);
+                        (float, float) Comp(int row, int c) => sq[(row * 16 + ((4 * j + t) ^ swz)) * 4 + c];
+                        aRegs[lane, 0] = Comp(g, 2 * half); aRegs[lane, 1] = Comp(g + 8, 2 * half);
+                        aRegs[lane, 2] = Comp(g, 2 * half + 1); aRegs[lane, 3] = Comp(g + 8, 2 * half + 1);
+                        int key = nt * 8 + g;
+                        bRegs[lane, 0] = sk[(key * 16 + ((4 * j + t) ^ swz)) * 4 + 2 * half];
+                        bRegs[lane, 1] = sk[(key * 16 + ((4 * j + t) ^ swz)) * 4 + 2 * half + 1];
+                    }
+                    Mma(aRegs, bRegs, (lane, i, value) => sAcc[lane, nt, i] += value);
+                }
+        for (int lane = 0; lane < 32; lane++)
+            for (int nt = 0; nt < 8; nt++)
+                for (int i = 0; i < 4; i++)
+                {
+                    int row = MmaFragment.CRow(lane, i), key = nt * 8 + MmaFragment.CCol(lane, i);
+                    float expected = 0;
+                    for (int c = 0; c < d; c++) expected += q[row, c] * k[key, c];
+                    Assert.True(expected == sAcc[lane, nt, i], $"S[{row}, {key}] = {sAcc[lane, nt, i]}, expected {expected}");
+                }
+
+        // P·V with P = S (any values will do for the index check)
+        var oAcc = new float[32, 16, 4];
+        for (int step = 0; step < 4; step++)
+            for (int nt = 0; nt < 16; nt++)
+            {
+                var aRegs = new (float Lo, float Hi)[32, 4];
+                var bRegs = new (float Lo, float Hi)[32, 2];
+                for (int lane = 0; lane < 32; lane++)
+                {
+                    int g = lane >> 2, t = lane & 3;
+                    int lo = 2 * step, hi = 2 * step + 1; // S tiles giving keys 16·step .. +15
+                    aRegs[lane, 0] = (sAcc[lane, lo, 0], sAcc[lane, lo, 1]);
+                    aRegs[lane, 1] = (sAcc[lane, lo, 2], sAcc[lane, lo, 3]);
+                    aRegs[lane, 2] = (sAcc[lane, hi, 0], sAcc[lane, hi, 1]);
+                    aRegs[lane, 3] = (sAcc[lane, hi, 2], sAcc[lane, hi, 3]);
+                    int col = nt * 8 + g;
+                    int quad = (2 * t + (step >> 1)) ^ (g & 1);
+                    bRegs[lane, 0] = vt[col * 32 + 4 * quad + 2 * (step & 1)];
+                    bRegs[lane, 1] = vt[col * 32 + 4 * quad + 2 * (step & 1) + 1];
+                }
+                Mma(aRegs, bRegs, (lane, i, value) => oAcc[lane, nt, i] += value);
+            }
+        var sFull = new float[rows, keys];
+        for (int lane = 0; lane < 32; lane++)
+            for (int nt = 0; nt < 8; nt++)
+                for (int i = 0; i < 4; i++) sFull[MmaFragment.CRow(lane, i), nt * 8 + MmaFragment.CCol(lane, i)] = sAcc[lane, nt, i];
+        for (int lane = 0; lane < 32; lane++)
+            for (int nt = 0; nt < 16; nt++)
+                for (int i = 0; i < 4; i++)
+                {
+                    int row = MmaFragment.CRow(lane, i), col = nt * 8 + MmaFragment.CCol(lane, i);
+                    float expected = 0;
+                    for (int j = 0; j < keys; j++) expected += sFull[row, j] * v[j, col];
+                    Assert.True(expected == oAcc[lane, nt, i], $"O[{row}, {col}] = {oAcc[lane, nt, i]}, expected {expected}");
+                }
+    }
+
+    /// <summary>One mma.m16n8k16 as the hardware reads the lanes' registers (ISA layout); reports D − C per lane element.</summary>
+    private static void Mma((float Lo, float Hi)[,] aRegs, (float Lo, float Hi)[,] bRegs, Action<int, int, float> add)
+    {
+        var a = new float[16, 16];
+        var b = new float[16, 8];
+        for (int lane = 0; lane < 32; lane++)
+        {
+            for (int e = 0; e < 8; e++)
+                a[MmaFragment.ARow(lane, e), MmaFragment.ACol(lane, e)] = (e & 1) == 0 ? aRegs[lane, e >> 1].Lo : aRegs[lane, e >> 1].Hi;
+            for (int e = 0; e < 4; e++)
+                b[MmaFragment.BRow(lane, e), MmaFragment.BCol(lane, e)] = (e & 1) == 0 ? bRegs[lane, e >> 1].Lo : bRegs[lane, e >> 1].Hi;
+        }
+        for (int lane = 0; lane < 32; lane++)
+            for (int i = 0; i < 4; i++)
+            {
+                int r = MmaFragment.CRow(lane, i), c = MmaFragment.CCol(lane, i);
+                float dot = 0;
+                for (int kk = 0; kk < 16; kk++) dot += a[r, kk] * b[kk, c];
+                add(lane, i, dot);
+            }
+    }
+
     private static float At(float[] a, int row, int col, int rows, int cols) => row < rows && col < cols ? a[row * cols + col] : 0f;
 }

@@ -18,7 +18,7 @@ public static partial class FlashAttentionMma
         int tid = Group.IdxX, lane = tid & 31, warp = tid >> 5;
         int q0 = Grid.IdxX * 64, head = Grid.IdxY, kvHead = head / p.Group;
         int g = MmaFragment.ARow(lane, 0), t = MmaFragment.LaneQuad(lane);
-        int swizzle = (g & 1) << 2; // rows g and g + 8 have the same parity
+        int swizzle = MmaFragment.SwizzledQuad(g, 0); // = SwizzledQuad(row, q) ^ q for every row of parity g (rows g, g + 8, 8nt + g)
         // Q (64 rows of this head) -> shared -> this warp's 16 rows as A fragments for all 8 k16 steps over d
         {
             int row = (tid >> 4) + 0, quad = tid & 15;
@@ -29,7 +29,7 @@ public static partial class FlashAttentionMma
                 LoadGlobal4(address, out e0, out e1, out e2, out e3);
                 LoadGlobal4(address + 16L, out e4, out e5, out e6, out e7);
             }
-            sQK[row * 16 + (quad ^ ((row & 1) << 2))] = new Word4 { X = PackBf16(e0, e1), Y = PackBf16(e2, e3), Z = PackBf16(e4, e5), W = PackBf16(e6, e7) };
+            sQK[row * 16 + MmaFragment.SwizzledQuad(row, quad)] = new Word4 { X = PackBf16(e0, e1), Y = PackBf16(e2, e3), Z = PackBf16(e4, e5), W = PackBf16(e6, e7) };
         }
         {
             int row = (tid >> 4) + 8, quad = tid & 15;
@@ -40,7 +40,7 @@ public static partial class FlashAttentionMma
                 LoadGlobal4(address, out e0, out e1, out e2, out e3);
                 LoadGlobal4(address + 16L, out e4, out e5, out e6, out e7);
             }
-            sQK[row * 16 + (quad ^ ((row & 1) << 2))] = new Word4 { X = PackBf16(e0, e1), Y = PackBf16(e2, e3), Z = PackBf16(e4, e5), W = PackBf16(e6, e7) };
+            sQK[row * 16 + MmaFragment.SwizzledQuad(row, quad)] = new Word4 { X = PackBf16(e0, e1), Y = PackBf16(e2, e3), Z = PackBf16(e4, e5), W = PackBf16(e6, e7) };
         }
         {
             int row = (tid >> 4) + 16, quad = tid & 15;
@@ -51,7 +51,7 @@ public static partial class FlashAttentionMma
                 LoadGlobal4(address, out e0, out e1, out e2, out e3);
                 LoadGlobal4(address + 16L, out e4, out e5, out e6, out e7);
             }
-            sQK[row * 16 + (quad ^ ((row & 1) << 2))] = new Word4 { X = PackBf16(e0, e1), Y = PackBf16(e2, e3), Z = PackBf16(e4, e5), W = PackBf16(e6, e7) };
+            sQK[row * 16 + MmaFragment.SwizzledQuad(row, quad)] = new Word4 { X = PackBf16(e0, e1), Y = PackBf16(e2, e3), Z = PackBf16(e4, e5), W = PackBf16(e6, e7) };
         }
         {
             int row = (tid >> 4) + 24, quad = tid & 15;
@@ -62,7 +62,7 @@ public static partial class FlashAttentionMma
                 LoadGlobal4(address, out e0, out e1, out e2, out e3);
                 LoadGlobal4(address + 16L, out e4, out e5, out e6, out e7);
             }
-            sQK[row * 16 + (quad ^ ((row & 1) << 2))] = new Word4 { X = PackBf16(e0, e1), Y = PackBf16(e2, e3), Z = PackBf16(e4, e5), W = PackBf16(e6, e7) };
+            sQK[row * 16 + MmaFragment.SwizzledQuad(row, quad)] = new Word4 { X = PackBf16(e0, e1), Y = PackBf16(e2, e3), Z = PackBf16(e4, e5), W = PackBf16(e6, e7) };
         }
         {
             int row = (tid >> 4) + 32, quad = tid & 15;
@@ -73,7 +73,7 @@ public static partial class FlashAttentionMma
                 LoadGlobal4(address, out e0, out e1, out e2, out e3);
                 LoadGlobal4(address + 16L, out e4, out e5, out e6, out e7);
             }
-            sQK[row * 16 + (quad ^ ((row & 1) << 2))] = new Word4 { X = PackBf16(e0, e1), Y = PackBf16(e2, e3), Z = PackBf16(e4, e5), W = PackBf16(e6, e7) };
+            sQK[row * 16 + MmaFragment.SwizzledQuad(row, quad)] = new Word4 { X = PackBf16(e0, e1), Y = PackBf16(e2, e3), Z = PackBf16(e4, e5), W = PackBf16(e6, e7) };
         }
         {
             int row = (tid >> 4) + 40, quad = tid & 15;
@@ -84,7 +84,7 @@ public static partial class FlashAttentionMma
                 LoadGlobal4(address, out e0, out e1, out e2, out e3);
                 LoadGlobal4(address + 16L, out e4, out e5, out e6, out e7);
             }
-            sQK[row * 16 + (quad ^ ((row & 1) << 2))] = new Word4 { X = PackBf16(e0, e1), Y = PackBf16(e2, e3), Z = PackBf16(e4, e5), W = PackBf16(e6, e7) };
+            sQK[row * 16 + MmaFragment.SwizzledQuad(row, quad)] = new Word4 { X = PackBf16(e0, e1), Y = PackBf16(e2, e3), Z = PackBf16(e4, e5), W = PackBf16(e6, e7) };
         }
         {
             int row = (tid >> 4) + 48, quad = tid & 15;
@@ -95,7 +95,7 @@ public static partial class FlashAttentionMma
                 LoadGlobal4(address, out e0, out e1, out e2, out e3);
                 LoadGlobal4(address + 16L, out e4, out e5, out e6, out e7);
             }
-            sQK[row * 16 + (quad ^ ((row & 1) << 2))] = new Word4 { X = PackBf16(e0, e1), Y = PackBf16(e2, e3), Z = PackBf16(e4, e5), W = PackBf16(e6, e7) };
+            sQK[row * 16 + MmaFragment.SwizzledQuad(row, quad)] = new Word4 { X = PackBf16(e0, e1), Y = PackBf16(e2, e3), Z = PackBf16(e4, e5), W = PackBf16(e6, e7) };
         }
         {
             int row = (tid >> 4) + 56, quad = tid & 15;
@@ -106,7 +106,7 @@ public static partial class FlashAttentionMma
                 LoadGlobal4(address, out e0, out e1, out e2, out e3);
                 LoadGlobal4(address + 16L, out e4, out e5, out e6, out e7);
             }
-            sQK[row * 16 + (quad ^ ((row & 1) << 2))] = new Word4 { X = PackBf16(e0, e1), Y = PackBf16(e2, e3), Z = PackBf16(e4, e5), W = PackBf16(e6, e7) };
+            sQK[row * 16 + MmaFragment.SwizzledQuad(row, quad)] = new Word4 { X = PackBf16(e0, e1), Y = PackBf16(e2, e3), Z = PackBf16(e4, e5), W = PackBf16(e6, e7) };
         }
         Group.Barrier();
         Word4 q0Lo = sQK[(warp * 16 + g) * 16 + ((0 + t) ^ swizzle)], q0Hi = sQK[(warp * 16 + g + 8) * 16 + ((0 + t) ^ swizzle)];
@@ -142,7 +142,7 @@ public static partial class FlashAttentionMma
                     LoadGlobal4(address, out e0, out e1, out e2, out e3);
                     LoadGlobal4(address + 16L, out e4, out e5, out e6, out e7);
                 }
-                sQK[row * 16 + (quad ^ ((row & 1) << 2))] = new Word4 { X = PackBf16(e0, e1), Y = PackBf16(e2, e3), Z = PackBf16(e4, e5), W = PackBf16(e6, e7) };
+                sQK[row * 16 + MmaFragment.SwizzledQuad(row, quad)] = new Word4 { X = PackBf16(e0, e1), Y = PackBf16(e2, e3), Z = PackBf16(e4, e5), W = PackBf16(e6, e7) };
             }
             {
                 int row = (tid >> 4) + 8, quad = tid & 15;
@@ -153,7 +153,7 @@ public static partial class FlashAttentionMma
                     LoadGlobal4(address, out e0, out e1, out e2, out e3);
                     LoadGlobal4(address + 16L, out e4, out e5, out e6, out e7);
                 }
-                sQK[row * 16 + (quad ^ ((row & 1) << 2))] = new Word4 { X = PackBf16(e0, e1), Y = PackBf16(e2, e3), Z = PackBf16(e4, e5), W = PackBf16(e6, e7) };
+                sQK[row * 16 + MmaFragment.SwizzledQuad(row, quad)] = new Word4 { X = PackBf16(e0, e1), Y = PackBf16(e2, e3), Z = PackBf16(e4, e5), W = PackBf16(e6, e7) };
             }
             {
                 int row = (tid >> 4) + 16, quad = tid & 15;
@@ -164,7 +164,7 @@ public static partial class FlashAttentionMma
                     LoadGlobal4(address, out e0, out e1, out e2, out e3);
                     LoadGlobal4(address + 16L, out e4, out e5, out e6, out e7);
                 }
-                sQK[row * 16 + (quad ^ ((row & 1) << 2))] = new Word4 { X = PackBf16(e0, e1), Y = PackBf16(e2, e3), Z = PackBf16(e4, e5), W = PackBf16(e6, e7) };
+                sQK[row * 16 + MmaFragment.SwizzledQuad(row, quad)] = new Word4 { X = PackBf16(e0, e1), Y = PackBf16(e2, e3), Z = PackBf16(e4, e5), W = PackBf16(e6, e7) };
             }
             {
                 int row = (tid >> 4) + 24, quad = tid & 15;
@@ -175,7 +175,7 @@ public static partial class FlashAttentionMma
                     LoadGlobal4(address, out e0, out e1, out e2, out e3);
                     LoadGlobal4(address + 16L, out e4, out e5, out e6, out e7);
                 }
-                sQK[row * 16 + (quad ^ ((row & 1) << 2))] = new Word4 { X = PackBf16(e0, e1), Y = PackBf16(e2, e3), Z = PackBf16(e4, e5), W = PackBf16(e6, e7) };
+                sQK[row * 16 + MmaFragment.SwizzledQuad(row, quad)] = new Word4 { X = PackBf16(e0, e1), Y = PackBf16(e2, e3), Z = PackBf16(e4, e5), W = PackBf16(e6, e7) };
             }
             {
                 int row = (tid >> 4) + 32, quad = tid & 15;
@@ -186,7 +186,7 @@ public static partial class FlashAttentionMma
                     LoadGlobal4(address, out e0, out e1, out e2, out e3);
                     LoadGlobal4(address + 16L, out e4, out e5, out e6, out e7);
                 }
-                sQK[row * 16 + (quad ^ ((row & 1) << 2))] = new Word4 { X = PackBf16(e0, e1), Y = PackBf16(e2, e3), Z = PackBf16(e4, e5), W = PackBf16(e6, e7) };
+                sQK[row * 16 + MmaFragment.SwizzledQuad(row, quad)] = new Word4 { X = PackBf16(e0, e1), Y = PackBf16(e2, e3), Z = PackBf16(e4, e5), W = PackBf16(e6, e7) };
             }
             {
                 int row = (tid >> 4) + 40, quad = tid & 15;
@@ -197,7 +197,7 @@ public static partial class FlashAttentionMma
                     LoadGlobal4(address, out e0, out e1, out e2, out e3);
                     LoadGlobal4(address + 16L, out e4, out e5, out e6, out e7);
                 }
-                sQK[row * 16 + (quad ^ ((row & 1) << 2))] = new Word4 { X = PackBf16(e0, e1), Y = PackBf16(e2, e3), Z = PackBf16(e4, e5), W = PackBf16(e6, e7) };
+                sQK[row * 16 + MmaFragment.SwizzledQuad(row, quad)] = new Word4 { X = PackBf16(e0, e1), Y = PackBf16(e2, e3), Z = PackBf16(e4, e5), W = PackBf16(e6, e7) };
             }
             {
                 int row = (tid >> 4) + 48, quad = tid & 15;
@@ -208,7 +208,7 @@ public static partial class FlashAttentionMma
                     LoadGlobal4(address, out e0, out e1, out e2, out e3);
                     LoadGlobal4(address + 16L, out e4, out e5, out e6, out e7);
                 }
-                sQK[row * 16 + (quad ^ ((row & 1) << 2))] = new Word4 { X = PackBf16(e0, e1), Y = PackBf16(e2, e3), Z = PackBf16(e4, e5), W = PackBf16(e6, e7) };
+                sQK[row * 16 + MmaFragment.SwizzledQuad(row, quad)] = new Word4 { X = PackBf16(e0, e1), Y = PackBf16(e2, e3), Z = PackBf16(e4, e5), W = PackBf16(e6, e7) };
             }
             {
                 int row = (tid >> 4) + 56, quad = tid & 15;
@@ -219,95 +219,87 @@ public static partial class FlashAttentionMma
                     LoadGlobal4(address, out e0, out e1, out e2, out e3);
                     LoadGlobal4(address + 16L, out e4, out e5, out e6, out e7);
                 }
-                sQK[row * 16 + (quad ^ ((row & 1) << 2))] = new Word4 { X = PackBf16(e0, e1), Y = PackBf16(e2, e3), Z = PackBf16(e4, e5), W = PackBf16(e6, e7) };
+                sQK[row * 16 + MmaFragment.SwizzledQuad(row, quad)] = new Word4 { X = PackBf16(e0, e1), Y = PackBf16(e2, e3), Z = PackBf16(e4, e5), W = PackBf16(e6, e7) };
             }
             {
                 int pair = (tid >> 5) + 0, dq = tid & 31, key = kt0 + 2 * pair;
                 float a0 = 0f, a1 = 0f, a2 = 0f, a3 = 0f, b0 = 0f, b1 = 0f, b2 = 0f, b3 = 0f;
                 if (key < p.Sk) LoadGlobal4(vAddress + (((long)key * p.Hkv + kvHead) * 128L + dq * 4) * 4L, out a0, out a1, out a2, out a3);
                 if (key + 1 < p.Sk) LoadGlobal4(vAddress + (((long)(key + 1) * p.Hkv + kvHead) * 128L + dq * 4) * 4L, out b0, out b1, out b2, out b3);
-                int quadOf = 2 * (pair & 3) + (pair >> 4), component = (pair >> 2) & 3;
-                sVtWords[((dq * 4 + 0) * 8 + (quadOf ^ (0 & 1))) * 4 + component] = PackBf16(a0, b0);
-                sVtWords[((dq * 4 + 1) * 8 + (quadOf ^ (1 & 1))) * 4 + component] = PackBf16(a1, b1);
-                sVtWords[((dq * 4 + 2) * 8 + (quadOf ^ (2 & 1))) * 4 + component] = PackBf16(a2, b2);
-                sVtWords[((dq * 4 + 3) * 8 + (quadOf ^ (3 & 1))) * 4 + component] = PackBf16(a3, b3);
+                sVtWords[(dq * 4 + 0) * 32 + MmaFragment.TransposedWord(pair, dq * 4 + 0)] = PackBf16(a0, b0);
+                sVtWords[(dq * 4 + 1) * 32 + MmaFragment.TransposedWord(pair, dq * 4 + 1)] = PackBf16(a1, b1);
+                sVtWords[(dq * 4 + 2) * 32 + MmaFragment.TransposedWord(pair, dq * 4 + 2)] = PackBf16(a2, b2);
+                sVtWords[(dq * 4 + 3) * 32 + MmaFragment.TransposedWord(pair, dq * 4 + 3)] = PackBf16(a3, b3);
             }
             {
                 int pair = (tid >> 5) + 4, dq = tid & 31, key = kt0 + 2 * pair;
                 float a0 = 0f, a1 = 0f, a2 = 0f, a3 = 0f, b0 = 0f, b1 = 0f, b2 = 0f, b3 = 0f;
                 if (key < p.Sk) LoadGlobal4(vAddress + (((long)key * p.Hkv + kvHead) * 128L + dq * 4) * 4L, out a0, out a1, out a2, out a3);
                 if (key + 1 < p.Sk) LoadGlobal4(vAddress + (((long)(key + 1) * p.Hkv + kvHead) * 128L + dq * 4) * 4L, out b0, out b1, out b2, out b3);
-                int quadOf = 2 * (pair & 3) + (pair >> 4), component = (pair >> 2) & 3;
-                sVtWords[((dq * 4 + 0) * 8 + (quadOf ^ (0 & 1))) * 4 + component] = PackBf16(a0, b0);
-                sVtWords[((dq * 4 + 1) * 8 + (quadOf ^ (1 & 1))) * 4 + component] = PackBf16(a1, b1);
-                sVtWords[((dq * 4 + 2) * 8 + (quadOf ^ (2 & 1))) * 4 + component] = PackBf16(a2, b2);
-                sVtWords[((dq * 4 + 3) * 8 + (quadOf ^ (3 & 1))) * 4 + component] = PackBf16(a3, b3);
+                sVtWords[(dq * 4 + 0) * 32 + MmaFragment.TransposedWord(pair, dq * 4 + 0)] = PackBf16(a0, b0);
+                sVtWords[(dq * 4 + 1) * 32 + MmaFragment.TransposedWord(pair, dq * 4 + 1)] = PackBf16(a1, b1);
+                sVtWords[(dq * 4 + 2) * 32 + MmaFragment.TransposedWord(pair, dq * 4 + 2)] = PackBf16(a2, b2);
+                sVtWords[(dq * 4 + 3) * 32 + MmaFragment.TransposedWord(pair, dq * 4 + 3)] = PackBf16(a3, b3);
             }
             {
                 int pair = (tid >> 5) + 8, dq = tid & 31, key = kt0 + 2 * pair;
                 float a0 = 0f, a1 = 0f, a2 = 0f, a3 = 0f, b0 = 0f, b1 = 0f, b2 = 0f, b3 = 0f;
                 if (key < p.Sk) LoadGlobal4(vAddress + (((long)key * p.Hkv + kvHead) * 128L + dq * 4) * 4L, out a0, out a1, out a2, out a3);
                 if (key + 1 < p.Sk) LoadGlobal4(vAddress + (((long)(key + 1) * p.Hkv + kvHead) * 128L + dq * 4) * 4L, out b0, out b1, out b2, out b3);
-                int quadOf = 2 * (pair & 3) + (pair >> 4), component = (pair >> 2) & 3;
-                sVtWords[((dq * 4 + 0) * 8 + (quadOf ^ (0 & 1))) * 4 + component] = PackBf16(a0, b0);
-                sVtWords[((dq * 4 + 1) * 8 + (quadOf ^ (1 & 1))) * 4 + component] = PackBf16(a1, b1);
-                sVtWords[((dq * 4 + 2) * 8 + (quadOf ^ (2 & 1))) * 4 + component] = PackBf16(a2, b2);
-                sVtWords[((dq * 4 + 3) * 8 + (quadOf ^ (3 & 1))) * 4 + component] = PackBf16(a3, b3);
+                sVtWords[(dq * 4 + 0) * 32 + MmaFragment.TransposedWord(pair, dq * 4 + 0)] = PackBf16(a0, b0);
+                sVtWords[(dq * 4 + 1) * 32 + MmaFragment.TransposedWord(pair, dq * 4 + 1)] = PackBf16(a1, b1);
+                sVtWords[(dq * 4 + 2) * 32 + MmaFragment.TransposedWord(pair, dq * 4 + 2)] = PackBf16(a2, b2);
+                sVtWords[(dq * 4 + 3) * 32 + MmaFragment.TransposedWord(pair, dq * 4 + 3)] = PackBf16(a3, b3);
             }
             {
                 int pair = (tid >> 5) + 12, dq = tid & 31, key = kt0 + 2 * pair;
                 float a0 = 0f, a1 = 0f, a2 = 0f, a3 = 0f, b0 = 0f, b1 = 0f, b2 = 0f, b3 = 0f;
                 if (key < p.Sk) LoadGlobal4(vAddress + (((long)key * p.Hkv + kvHead) * 128L + dq * 4) * 4L, out a0, out a1, out a2, out a3);
                 if (key + 1 < p.Sk) LoadGlobal4(vAddress + (((long)(key + 1) * p.Hkv + kvHead) * 128L + dq * 4) * 4L, out b0, out b1, out b2, out b3);
-                int quadOf = 2 * (pair & 3) + (pair >> 4), component = (pair >> 2) & 3;
-                sVtWords[((dq * 4 + 0) * 8 + (quadOf ^ (0 & 1))) * 4 + component] = PackBf16(a0, b0);
-                sVtWords[((dq * 4 + 1) * 8 + (quadOf ^ (1 & 1))) * 4 + component] = PackBf16(a1, b1);
-                sVtWords[((dq * 4 + 2) * 8 + (quadOf ^ (2 & 1))) * 4 + component] = PackBf16(a2, b2);
-                sVtWords[((dq * 4 + 3) * 8 + (quadOf ^ (3 & 1))) * 4 + component] = PackBf16(a3, b3);
+                sVtWords[(dq * 4 + 0) * 32 + MmaFragment.TransposedWord(pair, dq * 4 + 0)] = PackBf16(a0, b0);
+                sVtWords[(dq * 4 + 1) * 32 + MmaFragment.TransposedWord(pair, dq * 4 + 1)] = PackBf16(a1, b1);
+                sVtWords[(dq * 4 + 2) * 32 + MmaFragment.TransposedWord(pair, dq * 4 + 2)] = PackBf16(a2, b2);
+                sVtWords[(dq * 4 + 3) * 32 + MmaFragment.TransposedWord(pair, dq * 4 + 3)] = PackBf16(a3, b3);
             }
             {
                 int pair = (tid >> 5) + 16, dq = tid & 31, key = kt0 + 2 * pair;
                 float a0 = 0f, a1 = 0f, a2 = 0f, a3 = 0f, b0 = 0f, b1 = 0f, b2 = 0f, b3 = 0f;
                 if (key < p.Sk) LoadGlobal4(vAddress + (((long)key * p.Hkv + kvHead) * 128L + dq * 4) * 4L, out a0, out a1, out a2, out a3);
                 if (key + 1 < p.Sk) LoadGlobal4(vAddress + (((long)(key + 1) * p.Hkv + kvHead) * 128L + dq * 4) * 4L, out b0, out b1, out b2, out b3);
-                int quadOf = 2 * (pair & 3) + (pair >> 4), component = (pair >> 2) & 3;
-                sVtWords[((dq * 4 + 0) * 8 + (quadOf ^ (0 & 1))) * 4 + component] = PackBf16(a0, b0);
-                sVtWords[((dq * 4 + 1) * 8 + (quadOf ^ (1 & 1))) * 4 + component] = PackBf16(a1, b1);
-                sVtWords[((dq * 4 + 2) * 8 + (quadOf ^ (2 & 1))) * 4 + component] = PackBf16(a2, b2);
-                sVtWords[((dq * 4 + 3) * 8 + (quadOf ^ (3 & 1))) * 4 + component] = PackBf16(a3, b3);
+                sVtWords[(dq * 4 + 0) * 32 + MmaFragment.TransposedWord(pair, dq * 4 + 0)] = PackBf16(a0, b0);
+                sVtWords[(dq * 4 + 1) * 32 + MmaFragment.TransposedWord(pair, dq * 4 + 1)] = PackBf16(a1, b1);
+                sVtWords[(dq * 4 + 2) * 32 + MmaFragment.TransposedWord(pair, dq * 4 + 2)] = PackBf16(a2, b2);
+                sVtWords[(dq * 4 + 3) * 32 + MmaFragment.TransposedWord(pair, dq * 4 + 3)] = PackBf16(a3, b3);
             }
             {
                 int pair = (tid >> 5) + 20, dq = tid & 31, key = kt0 + 2 * pair;
                 float a0 = 0f, a1 = 0f, a2 = 0f, a3 = 0f, b0 = 0f, b1 = 0f, b2 = 0f, b3 = 0f;
                 if (key < p.Sk) LoadGlobal4(vAddress + (((long)key * p.Hkv + kvHead) * 128L + dq * 4) * 4L, out a0, out a1, out a2, out a3);
                 if (key + 1 < p.Sk) LoadGlobal4(vAddress + (((long)(key + 1) * p.Hkv + kvHead) * 128L + dq * 4) * 4L, out b0, out b1, out b2, out b3);
-                int quadOf = 2 * (pair & 3) + (pair >> 4), component = (pair >> 2) & 3;
-                sVtWords[((dq * 4 + 0) * 8 + (quadOf ^ (0 & 1))) * 4 + component] = PackBf16(a0, b0);
-                sVtWords[((dq * 4 + 1) * 8 + (quadOf ^ (1 & 1))) * 4 + component] = PackBf16(a1, b1);
-                sVtWords[((dq * 4 + 2) * 8 + (quadOf ^ (2 & 1))) * 4 + component] = PackBf16(a2, b2);
-                sVtWords[((dq * 4 + 3) * 8 + (quadOf ^ (3 & 1))) * 4 + component] = PackBf16(a3, b3);
+                sVtWords[(dq * 4 + 0) * 32 + MmaFragment.TransposedWord(pair, dq * 4 + 0)] = PackBf16(a0, b0);
+                sVtWords[(dq * 4 + 1) * 32 + MmaFragment.TransposedWord(pair, dq * 4 + 1)] = PackBf16(a1, b1);
+                sVtWords[(dq * 4 + 2) * 32 + MmaFragment.TransposedWord(pair, dq * 4 + 2)] = PackBf16(a2, b2);
+                sVtWords[(dq * 4 + 3) * 32 + MmaFragment.TransposedWord(pair, dq * 4 + 3)] = PackBf16(a3, b3);
             }
             {
                 int pair = (tid >> 5) + 24, dq = tid & 31, key = kt0 + 2 * pair;
                 float a0 = 0f, a1 = 0f, a2 = 0f, a3 = 0f, b0 = 0f, b1 = 0f, b2 = 0f, b3 = 0f;
                 if (key < p.Sk) LoadGlobal4(vAddress + (((long)key * p.Hkv + kvHead) * 128L + dq * 4) * 4L, out a0, out a1, out a2, out a3);
                 if (key + 1 < p.Sk) LoadGlobal4(vAddress + (((long)(key + 1) * p.Hkv + kvHead) * 128L + dq * 4) * 4L, out b0, out b1, out b2, out b3);
-                int quadOf = 2 * (pair & 3) + (pair >> 4), component = (pair >> 2) & 3;
-                sVtWords[((dq * 4 + 0) * 8 + (quadOf ^ (0 & 1))) * 4 + component] = PackBf16(a0, b0);
-                sVtWords[((dq * 4 + 1) * 8 + (quadOf ^ (1 & 1))) * 4 + component] = PackBf16(a1, b1);
-                sVtWords[((dq * 4 + 2) * 8 + (quadOf ^ (2 & 1))) * 4 + component] = PackBf16(a2, b2);
-                sVtWords[((dq * 4 + 3) * 8 + (quadOf ^ (3 & 1))) * 4 + component] = PackBf16(a3, b3);
+                sVtWords[(dq * 4 + 0) * 32 + MmaFragment.TransposedWord(pair, dq * 4 + 0)] = PackBf16(a0, b0);
+                sVtWords[(dq * 4 + 1) * 32 + MmaFragment.TransposedWord(pair, dq * 4 + 1)] = PackBf16(a1, b1);
+                sVtWords[(dq * 4 + 2) * 32 + MmaFragment.TransposedWord(pair, dq * 4 + 2)] = PackBf16(a2, b2);
+                sVtWords[(dq * 4 + 3) * 32 + MmaFragment.TransposedWord(pair, dq * 4 + 3)] = PackBf16(a3, b3);
             }
             {
                 int pair = (tid >> 5) + 28, dq = tid & 31, key = kt0 + 2 * pair;
                 float a0 = 0f, a1 = 0f, a2 = 0f, a3 = 0f, b0 = 0f, b1 = 0f, b2 = 0f, b3 = 0f;
                 if (key < p.Sk) LoadGlobal4(vAddress + (((long)key * p.Hkv + kvHead) * 128L + dq * 4) * 4L, out a0, out a1, out a2, out a3);
                 if (key + 1 < p.Sk) LoadGlobal4(vAddress + (((long)(key + 1) * p.Hkv + kvHead) * 128L + dq * 4) * 4L, out b0, out b1, out b2, out b3);
-                int quadOf = 2 * (pair & 3) + (pair >> 4), component = (pair >> 2) & 3;
-                sVtWords[((dq * 4 + 0) * 8 + (quadOf ^ (0 & 1))) * 4 + component] = PackBf16(a0, b0);
-                sVtWords[((dq * 4 + 1) * 8 + (quadOf ^ (1 & 1))) * 4 + component] = PackBf16(a1, b1);
-                sVtWords[((dq * 4 + 2) * 8 + (quadOf ^ (2 & 1))) * 4 + component] = PackBf16(a2, b2);
-                sVtWords[((dq * 4 + 3) * 8 + (quadOf ^ (3 & 1))) * 4 + component] = PackBf16(a3, b3);
+                sVtWords[(dq * 4 + 0) * 32 + MmaFragment.TransposedWord(pair, dq * 4 + 0)] = PackBf16(a0, b0);
+                sVtWords[(dq * 4 + 1) * 32 + MmaFragment.TransposedWord(pair, dq * 4 + 1)] = PackBf16(a1, b1);
+                sVtWords[(dq * 4 + 2) * 32 + MmaFragment.TransposedWord(pair, dq * 4 + 2)] = PackBf16(a2, b2);
+                sVtWords[(dq * 4 + 3) * 32 + MmaFragment.TransposedWord(pair, dq * 4 + 3)] = PackBf16(a3, b3);
             }
             Group.Barrier();
             // S = Q·Kᵀ for 16 rows × 64 keys: 8 n8 tiles × 8 k16 steps

@@ -66,4 +66,24 @@ public static class MmaFragment
 
     /// <summary>The 128-bit quad (0..3) of a staged row a lane loads: words 4t..4t+3.</summary>
     public static int LaneQuad(int lane) => SharedWord(AKPair(lane, 0), 0) >> 2;
+
+    // ---------------------------------------------------------------- FlashAttentionMma
+
+    /// <summary>Where quad <paramref name="quad"/> (0..15) of a 128-wide staged Q/K row is stored: XOR 4 on odd rows,
+    /// so the two rows one 128-bit access phase reads (g = 2j, 2j+1, rows 256 bytes apart) use different banks.</summary>
+    public static int SwizzledQuad(int row, int quad) => quad ^ ((row & 1) << 2);
+
+    /// <summary>
+    /// P·V: P comes from the S accumulators (C layout of n8 tiles 2s, 2s+1 for k16 step s), so A register r of step s
+    /// holds keys 16s + 8·(r / 2) + 2t + {0, 1}: key pair 8s + 4·(r / 2) + t. This is the key pair B register
+    /// <paramref name="r"/> (0..1) of <paramref name="step"/> must hold for the same lane: B register r pairs with A's
+    /// k-pairs t + 4r, i.e. key pair t + 4·(2·step + r).
+    /// </summary>
+    public static int TransposedKeyPair(int lane, int step, int r) => (lane & 3) + 4 * (2 * step + r);
+
+    /// <summary>The word (0..31) of row d of the transposed V tile (64 keys = 32 key pairs per row) that holds key pair
+    /// <paramref name="keyPair"/>: quad 2·(p mod 4) + p / 16 XOR (d mod 2), component (p / 4) mod 4. Lane t then finds its
+    /// eight key pairs t + 4i (i = 2·step + r) as quads 2t, 2t + 1 (XOR d mod 2), components i mod 4.</summary>
+    public static int TransposedWord(int keyPair, int d) =>
+        4 * ((2 * (keyPair & 3) + (keyPair >> 4)) ^ (d & 1)) + ((keyPair >> 2) & 3);
 }

@@ -29,7 +29,7 @@ def stage_rows(ind, view, addr_expr, rows_valid):
             "        LoadGlobal4(address, out e0, out e1, out e2, out e3);",
             "        LoadGlobal4(address + 16L, out e4, out e5, out e6, out e7);",
             "    }",
-            f"    {view}[row * {DQ} + (quad ^ ((row & 1) << 2))] = new Word4 {{ X = PackBf16(e0, e1), Y = PackBf16(e2, e3), Z = PackBf16(e4, e5), W = PackBf16(e6, e7) }};",
+            f"    {view}[row * {DQ} + MmaFragment.SwizzledQuad(row, quad)] = new Word4 {{ X = PackBf16(e0, e1), Y = PackBf16(e2, e3), Z = PackBf16(e4, e5), W = PackBf16(e6, e7) }};",
             "}",
         ]
     return [ind + s for s in o]
@@ -44,10 +44,9 @@ def stage_v(ind):
             "    float a0 = 0f, a1 = 0f, a2 = 0f, a3 = 0f, b0 = 0f, b1 = 0f, b2 = 0f, b3 = 0f;",
             "    if (key < p.Sk) LoadGlobal4(vAddress + (((long)key * p.Hkv + kvHead) * 128L + dq * 4) * 4L, out a0, out a1, out a2, out a3);",
             "    if (key + 1 < p.Sk) LoadGlobal4(vAddress + (((long)(key + 1) * p.Hkv + kvHead) * 128L + dq * 4) * 4L, out b0, out b1, out b2, out b3);",
-            "    int quadOf = 2 * (pair & 3) + (pair >> 4), component = (pair >> 2) & 3;",
         ]
         for i in range(4):
-            o.append(f"    sVtWords[((dq * 4 + {i}) * {VQ} + (quadOf ^ ({i} & 1))) * 4 + component] = PackBf16(a{i}, b{i});")
+            o.append(f"    sVtWords[(dq * 4 + {i}) * {VQ * 4} + MmaFragment.TransposedWord(pair, dq * 4 + {i})] = PackBf16(a{i}, b{i});")
         o.append("}")
     return [ind + s for s in o]
 
@@ -64,7 +63,7 @@ def body():
         "        int tid = Group.IdxX, lane = tid & 31, warp = tid >> 5;",
         f"        int q0 = Grid.IdxX * {ROWS}, head = Grid.IdxY, kvHead = head / p.Group;",
         "        int g = MmaFragment.ARow(lane, 0), t = MmaFragment.LaneQuad(lane);",
-        "        int swizzle = (g & 1) << 2; // rows g and g + 8 have the same parity",
+        "        int swizzle = MmaFragment.SwizzledQuad(g, 0); // = SwizzledQuad(row, q) ^ q for every row of parity g (rows g, g + 8, 8nt + g)",
         "        // Q (64 rows of this head) -> shared -> this warp's 16 rows as A fragments for all 8 k16 steps over d",
     ]
     o += stage_rows(I, "sQK", "qAddress + (((long)(q0 + row) * p.Hq + head) * 128L) * 4L", "q0 + row < p.Sq")
