@@ -6,12 +6,14 @@ namespace PureFlux.Bench;
 /// Operator benchmarks at FLUX.2 klein 4B / Qwen3-4B shapes.
 /// <c>dotnet run -c Release --project bench -- --filter '*Gemm*'</c> (BenchmarkDotNet's own options apply).
 /// <c>dotnet run -c Release --project bench -- peak</c>: the machine's reference line (<see cref="PeakBenchmarks"/>).
+/// <c>dotnet run -c Release --project bench -- cuda</c>: tensor-core vs SIMT GEMM on a CUDA device (<see cref="CudaBench"/>).
 /// </summary>
 public static class Program
 {
     public static int Main(string[] args)
     {
         if (args is ["peak", ..]) return PeakBenchmarks.Run(args[1..]);
+        if (args is ["cuda", ..]) return CudaBench.Run(Console.Out);
         BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
         return 0;
     }

@@ -61,6 +61,7 @@ public static partial class Attention
                 if (options.Algorithm == AttentionAlgorithm.Reference) ForwardCpuReference(q, k, v, o, options, dims);
                 else ForwardCpuFlash(cpu, q, k, v, o, options, dims);
                 break;
+            case IlgpuDevice { Kind: DeviceKind.Cuda } when FlashAttentionMma.Enabled && FlashAttentionMma.Supports(q, k, v, options): FlashAttentionMma.Forward(q, k, v, o, scale); break; // opt-in tensor cores: PUREFLUX_CUDA_MMA=1
             case IlgpuDevice gpu:
                 ForwardIlgpu(gpu, q, k, v, o, options, dims);
                 break;

@@ -38,6 +38,7 @@ public static partial class Gemm
         switch (Check.SameDevice(op, x, weight, bias, y))
         {
             case CpuDevice cpu: LinearCpu(cpu, x, weight, bias, y, m, n, k); break;
+            case IlgpuDevice { Kind: DeviceKind.Cuda } when GemmMma.Enabled && GemmMma.Supports(weight): GemmMma.Linear(x, weight, bias, y); break; // opt-in tensor cores: PUREFLUX_CUDA_MMA=1
             case IlgpuDevice gpu: LinearIlgpu(gpu, x, weight, bias, y, m, n, k); break;
         }
     }
