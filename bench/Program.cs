@@ -6,6 +6,8 @@ namespace PureFlux.Bench;
 /// Operator benchmarks at FLUX.2 klein 4B / Qwen3-4B shapes.
 /// <c>dotnet run -c Release --project bench -- --filter '*Gemm*'</c> (BenchmarkDotNet's own options apply).
 /// <c>dotnet run -c Release --project bench -- peak</c>: the machine's reference line (<see cref="PeakBenchmarks"/>).
+/// <c>dotnet run -c Release --project bench -- quick gemm|attention|conv</c>: plain timed runs printing GFLOP/s
+/// (minutes instead of BenchmarkDotNet's much longer statistics).
 /// <c>dotnet run -c Release --project bench -- cuda</c>: tensor-core vs SIMT GEMM on a CUDA device (<see cref="CudaBench"/>).
 /// </summary>
 public static class Program
@@ -14,6 +16,16 @@ public static class Program
     {
         if (args is ["peak", ..]) return PeakBenchmarks.Run(args[1..]);
         if (args is ["cuda", ..]) return CudaBench.Run(Console.Out);
+        if (args is ["quick", var what, ..])
+        {
+            switch (what)
+            {
+                case "gemm": GemmQuickBench.Run(args[2..]); return 0;
+                case "attention": AttentionQuickBench.Run(); return 0;
+                case "conv": ConvQuickBench.Run(); return 0;
+                default: Console.Error.WriteLine($"error: quick '{what}': expected gemm, attention or conv"); return 2;
+            }
+        }
         BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
         return 0;
     }
