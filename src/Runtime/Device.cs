@@ -86,7 +86,11 @@ public sealed class CpuDevice : Device
         : System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated ? "AVX2" : "SSE/NEON";
 }
 
-/// <summary>An ILGPU accelerator (CUDA, OpenCL or ILGPU's CPU accelerator) with a per-device kernel cache.</summary>
+/// <summary>
+/// An ILGPU accelerator (CUDA, OpenCL or ILGPU's CPU accelerator) with a per-device kernel cache.
+/// Drive it from one thread at a time: kernels are cached per device, and OpenCL kernel objects are not safe
+/// for concurrent launches (their arguments are set on the shared object).
+/// </summary>
 public sealed class IlgpuDevice : Device
 {
     private readonly ConcurrentDictionary<object, object> _kernels = new();
