@@ -6,6 +6,7 @@ namespace PureFlux.Bench;
 /// Operator benchmarks at FLUX.2 klein 4B / Qwen3-4B shapes.
 /// <c>dotnet run -c Release --project bench -- --filter '*Gemm*'</c> (BenchmarkDotNet's own options apply).
 /// <c>dotnet run -c Release --project bench -- peak</c>: the machine's reference line (<see cref="PeakBenchmarks"/>).
+/// <c>dotnet run -c Release --project bench -- gemm [reps] [MxKxN ...]</c>: GEMM at FLUX.2's small M (<see cref="GemmQuickBench.RunSmallM"/>).
 /// <c>dotnet run -c Release --project bench -- cuda</c>: tensor-core vs SIMT GEMM on a CUDA device (<see cref="CudaBench"/>).
 /// </summary>
 public static class Program
@@ -14,6 +15,8 @@ public static class Program
     {
         if (args is ["peak", ..]) return PeakBenchmarks.Run(args[1..]);
         if (args is ["cuda", ..]) return CudaBench.Run(Console.Out);
+        if (args is ["gemm-ab", ..]) { GemmQuickBench.RunAB(args[1..]); return 0; }
+        if (args is ["gemm", ..]) { GemmQuickBench.RunSmallM(args[1..]); return 0; }
         BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
         return 0;
     }
