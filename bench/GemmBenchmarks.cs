@@ -205,8 +205,8 @@ public static class GemmQuickBench
 
     /// <summary>
     /// <c>dotnet run -c Release --project bench -- gemm [reps] [t=threads] [MxKxN ...]</c>: Gemm.Linear with BF16 weights at
-    /// <see cref="SmallM"/>, 1 and all threads. Prints the first call (cold: JIT tiers, page faults of the pack
-    /// buffers; only the very first line of a process is truly cold) and the best of <c>reps</c> after it.
+    /// <see cref="SmallM"/>, 1 and all threads. Prints the first call (cold: JIT, page faults of the pack buffers;
+    /// only the very first line of a process is truly cold; y is touched before it) and the best of <c>reps</c> after it.
     /// </summary>
     public static void RunSmallM(string[] args)
     {
@@ -230,6 +230,7 @@ public static class GemmQuickBench
                 using var xt = Tensor.FromArray(cpu, x, s.M, s.K);
                 using var wt = Tensor.FromSpan<ushort>(cpu, w, new Shape(s.N, s.K), DType.BF16);
                 using var yt = Tensor.Empty(cpu, DType.F32, s.M, s.N);
+                yt.AsSpan<float>().Clear(); // first touch of y here (page faults ~1.6 ms/MB on this VM), as pooled buffers are in the pipeline
                 var sw = Stopwatch.StartNew();
                 Gemm.Linear(xt, wt, null, yt);
                 double first = sw.Elapsed.TotalSeconds;
@@ -246,13 +247,19 @@ public static class GemmQuickBench
         Console.WriteLine($"load average {LoadAverage()}");
     }
 
-    /// <summary>Temporary A/B: alternates an internal GemmCpu switch off/on every rep (same process, same data), best of each.</summary>
+    /// <summary>
+    /// <c>dotnet run -c Release --project bench -- gemm-ab FIELD reps threads MxKxN...</c>: A/B of an experiment in the same
+    /// process on the same data, alternating off/on every rep (so a noisy neighbour hits both sides alike), best of each.
+    /// FIELD names a temporary <c>internal static bool</c> in GemmCpu that guards the experiment (added while trying a
+    /// change, removed when it is kept or reverted).
+    /// </summary>
     public static void RunAB(string[] args)
     {
         string flag = args[0];
         int reps = int.Parse(args[1]);
         int threads = int.Parse(args[2]);
-        var field = typeof(Gemm).Assembly.GetType("PureFlux.Kernels.GemmCpu")!.GetField(flag, System.Reflection.BindingFlags.Static | System.Reflection.BindingFlags.NonPublic)!;
+        var field = typeof(Gemm).Assembly.GetType("PureFlux.Kernels.GemmCpu")!.GetField(flag, System.Reflection.BindingFlags.Static | System.Reflection.BindingFlags.NonPublic)
+            ?? throw new ArgumentException($"GemmCpu has no internal static bool {flag}: add the experiment switch first");
         Console.WriteLine($"A/B {flag}, threads {threads}, best of {reps}; load average {LoadAverage()}");
         foreach (var s in SmallM)
         {

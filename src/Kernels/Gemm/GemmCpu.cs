@@ -52,9 +52,6 @@ internal static unsafe class GemmCpu
     /// <summary>Most columns of B packed at once: KC×NC floats (up to 3 MiB per thread) stay in L3.</summary>
     public const int NC = 3072;
 
-#pragma warning disable CS0649
-    internal static bool ExpX; // temporary A/B switch (set by reflection from bench gemm-ab)
-#pragma warning restore CS0649
     [ThreadStatic] private static float* _packA, _packB;
     [ThreadStatic] private static long _packACap, _packBCap;
 
