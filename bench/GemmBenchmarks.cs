@@ -188,6 +188,109 @@ public static class GemmQuickBench
         Report(ladder, Environment.ProcessorCount, "packed-mt", Time(b.PackedParallel));
     }
 
+    /// <summary>The FLUX.2 klein workload at its real small M: Qwen3 text encoder (512 tokens) and the transformer at
+    /// 256² (768 tokens: 256 image + 512 text). y = x·Wᵀ with BF16 weights.</summary>
+    public static readonly GemmShapes.Shape[] SmallM =
+    [
+        new(512, 2560, 4096, "Qwen3 q_proj"),
+        new(512, 4096, 2560, "Qwen3 o_proj"),
+        new(512, 2560, 9728, "Qwen3 MLP up/gate"),
+        new(512, 9728, 2560, "Qwen3 MLP down"),
+        new(768, 3072, 3072, "klein proj"),
+        new(768, 3072, 27648, "klein single block fused QKV+MLP in"),
+        new(768, 9216, 3072, "klein MLP down"),
+        new(768, 12288, 3072, "klein single block to_out"),
+        new(4096, 3072, 3072, "large M reference"),
+    ];
+
+    /// <summary>
+    /// <c>dotnet run -c Release --project bench -- gemm [reps] [t=threads] [MxKxN ...]</c>: Gemm.Linear with BF16 weights at
+    /// <see cref="SmallM"/>, 1 and all threads. Prints the first call (cold: JIT, page faults of the pack buffers;
+    /// only the very first line of a process is truly cold; y is touched before it) and the best of <c>reps</c> after it.
+    /// </summary>
+    public static void RunSmallM(string[] args)
+    {
+        int reps = args.Length > 0 && int.TryParse(args[0], out int r) ? r : 5;
+        var filter = args.Where(a => a.Contains('x')).ToArray();
+        int[] threadCounts = args.FirstOrDefault(a => a.StartsWith("t=")) is { } t
+            ? [int.Parse(t[2..])] : new[] { 1, Environment.ProcessorCount }.Distinct().ToArray();
+        Console.WriteLine($"GEMM small-M bench (BF16 weights), best of {reps}; load average {LoadAverage()}");
+        Console.WriteLine($"{"shape M x K x N",-18} {"threads",7} {"first ms",9} {"best ms",9} {"GFLOP/s",9}");
+        foreach (var s in SmallM)
+        {
+            if (filter.Length > 0 && !filter.Contains(s.ToString())) continue;
+            var rng = new Random(42);
+            var x = new float[(long)s.M * s.K];
+            var w = new ushort[(long)s.N * s.K];
+            for (long i = 0; i < x.Length; i++) x[i] = rng.NextSingle() * 2f - 1f;
+            for (long i = 0; i < w.Length; i++) w[i] = Bf16.FromFloat((rng.NextSingle() * 2f - 1f) * 0.05f);
+            foreach (int threads in threadCounts)
+            {
+                using var cpu = new CpuDevice(threads);
+                using var xt = Tensor.FromArray(cpu, x, s.M, s.K);
+                using var wt = Tensor.FromSpan<ushort>(cpu, w, new Shape(s.N, s.K), DType.BF16);
+                using var yt = Tensor.Empty(cpu, DType.F32, s.M, s.N);
+                yt.AsSpan<float>().Clear(); // first touch of y here (page faults ~1.6 ms/MB on this VM), as pooled buffers are in the pipeline
+                var sw = Stopwatch.StartNew();
+                Gemm.Linear(xt, wt, null, yt);
+                double first = sw.Elapsed.TotalSeconds;
+                double best = double.MaxValue;
+                for (int i = 0; i < reps; i++)
+                {
+                    sw.Restart();
+                    Gemm.Linear(xt, wt, null, yt);
+                    best = Math.Min(best, sw.Elapsed.TotalSeconds);
+                }
+                Console.WriteLine($"{s,-18} {threads,7} {first * 1e3,9:F1} {best * 1e3,9:F1} {s.Flops / best / 1e9,9:F1}");
+            }
+        }
+        Console.WriteLine($"load average {LoadAverage()}");
+    }
+
+    /// <summary>
+    /// <c>dotnet run -c Release --project bench -- gemm-ab FIELD reps threads MxKxN...</c>: A/B of an experiment in the same
+    /// process on the same data, alternating off/on every rep (so a noisy neighbour hits both sides alike), best of each.
+    /// FIELD names a temporary <c>internal static bool</c> in GemmCpu that guards the experiment (added while trying a
+    /// change, removed when it is kept or reverted).
+    /// </summary>
+    public static void RunAB(string[] args)
+    {
+        string flag = args[0];
+        int reps = int.Parse(args[1]);
+        int threads = int.Parse(args[2]);
+        var field = typeof(Gemm).Assembly.GetType("PureFlux.Kernels.GemmCpu")!.GetField(flag, System.Reflection.BindingFlags.Static | System.Reflection.BindingFlags.NonPublic)
+            ?? throw new ArgumentException($"GemmCpu has no internal static bool {flag}: add the experiment switch first");
+        Console.WriteLine($"A/B {flag}, threads {threads}, best of {reps}; load average {LoadAverage()}");
+        foreach (var s in SmallM)
+        {
+            if (!args.Skip(3).Contains(s.ToString())) continue;
+            var rng = new Random(42);
+            var x = new float[(long)s.M * s.K];
+            var w = new ushort[(long)s.N * s.K];
+            for (long i = 0; i < x.Length; i++) x[i] = rng.NextSingle() * 2f - 1f;
+            for (long i = 0; i < w.Length; i++) w[i] = Bf16.FromFloat((rng.NextSingle() * 2f - 1f) * 0.05f);
+            using var cpu = new CpuDevice(threads);
+            using var xt = Tensor.FromArray(cpu, x, s.M, s.K);
+            using var wt = Tensor.FromSpan<ushort>(cpu, w, new Shape(s.N, s.K), DType.BF16);
+            using var yt = Tensor.Empty(cpu, DType.F32, s.M, s.N);
+            var best = new[] { double.MaxValue, double.MaxValue };
+            for (int i = 0; i < reps + 1; i++)
+                for (int v = 0; v < 2; v++)
+                {
+                    field.SetValue(null, v == 1);
+                    var sw = Stopwatch.StartNew();
+                    Gemm.Linear(xt, wt, null, yt);
+                    if (i > 0) best[v] = Math.Min(best[v], sw.Elapsed.TotalSeconds);
+                }
+            field.SetValue(null, false);
+            Console.WriteLine($"{s,-18} off {s.Flops / best[0] / 1e9,7:F1}  on {s.Flops / best[1] / 1e9,7:F1} GFLOP/s  ({(best[0] / best[1] - 1) * 100:+0.0;-0.0}%)");
+        }
+        Console.WriteLine($"load average {LoadAverage()}");
+    }
+
+    private static string LoadAverage() =>
+        File.Exists("/proc/loadavg") ? string.Join(' ', File.ReadAllText("/proc/loadavg").Split(' ').Take(3)) : "?";
+
     private static void Report(GemmShapes.Shape s, int threads, string version, double seconds) =>
         Console.WriteLine($"{s,-18} {threads,7} {version,-10} {seconds * 1e3,9:F1} {s.Flops / seconds / 1e9,9:F1}");
 }

@@ -8,6 +8,7 @@ namespace PureFlux.Bench;
 /// <c>dotnet run -c Release --project bench -- peak</c>: the machine's reference line (<see cref="PeakBenchmarks"/>).
 /// <c>dotnet run -c Release --project bench -- quick gemm|attention|conv</c>: plain timed runs printing GFLOP/s
 /// (minutes instead of BenchmarkDotNet's much longer statistics).
+/// <c>dotnet run -c Release --project bench -- gemm [reps] [MxKxN ...]</c>: GEMM at FLUX.2's small M (<see cref="GemmQuickBench.RunSmallM"/>).
 /// <c>dotnet run -c Release --project bench -- cuda</c>: tensor-core vs SIMT GEMM on a CUDA device (<see cref="CudaBench"/>).
 /// </summary>
 public static class Program
@@ -26,6 +27,8 @@ public static class Program
                 default: Console.Error.WriteLine($"error: quick '{what}': expected gemm, attention or conv"); return 2;
             }
         }
+        if (args is ["gemm-ab", ..]) { GemmQuickBench.RunAB(args[1..]); return 0; }
+        if (args is ["gemm", ..]) { GemmQuickBench.RunSmallM(args[1..]); return 0; }
         BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
         return 0;
     }

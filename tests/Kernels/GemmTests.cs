@@ -114,6 +114,8 @@ public class GemmTests
     [InlineData(301, 20, 300, 2)]   // narrow N: M split across threads
     [InlineData(13, 999, 257, 1)]
     [InlineData(64, 3072, 64, 2)]
+    [InlineData(29, 64, 401, 1)]    // vectorised A packing: 14 + 14 + 1 rows, K blocks 384 + 17 (16-k tail of 1)
+    [InlineData(15, 40, 399, 2)]    // 14 + 1 rows, K tail of 15 (masked k loads in both packers)
     public void Linear_cpu_blocking_edges(int m, int n, int k, int threads)
     {
         using var cpu = new CpuDevice(threads);
