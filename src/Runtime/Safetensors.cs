@@ -180,7 +180,8 @@ public sealed unsafe class SafetensorsFile : IDisposable
         if (device is CpuDevice)
         {
             Interlocked.Increment(ref _refs);
-            var buffer = new CpuBuffer(device, (nint)(_base + _dataStart + e.Begin), Math.Max(1, e.Bytes), new Releaser(this));
+            nint at = (nint)(_base + _dataStart + e.Begin);
+            var buffer = new CpuBuffer(device, at, Math.Max(1, e.Bytes), new Releaser(this, at, e.Bytes));
             return new Tensor(buffer, 0, e.DType, e.Shape, name, ownsBuffer: true);
         }
         var t = Tensor.Empty(device, e.DType, e.Shape, name);
@@ -228,12 +229,19 @@ public sealed unsafe class SafetensorsFile : IDisposable
         return Tensor.FromSpan<float>(device, ReadFloats(name), e.Shape, DType.F32, name);
     }
 
-    private sealed class Releaser(SafetensorsFile file) : IDisposable
+    /// <summary>
+    /// Ends one zero-copy view: its pages leave this process's resident set at once (they stay in the page cache), then
+    /// the file's reference is dropped. Without the first step a weight that was read once and converted (quantized at
+    /// load time) would stay resident until the whole file is unmapped — the BF16 copy beside the int8 one.
+    /// </summary>
+    private sealed class Releaser(SafetensorsFile file, nint start, long bytes) : IDisposable
     {
         private int _done;
         public void Dispose()
         {
-            if (Interlocked.Exchange(ref _done, 1) == 0) file.Release();
+            if (Interlocked.Exchange(ref _done, 1) != 0) return;
+            ResidentPages.Drop(start, bytes);
+            file.Release();
         }
     }
 

@@ -293,4 +293,50 @@ public sealed class SafetensorsTests : IDisposable
         var full = Path.GetFullPath(path);
         return File.ReadLines("/proc/self/maps").Any(l => l.EndsWith(full, StringComparison.Ordinal));
     }
+    /// <summary>RssFile of this process in bytes (Linux), or null.</summary>
+    private static long? RssFileBytes()
+    {
+        if (!OperatingSystem.IsLinux()) return null;
+        foreach (var line in File.ReadLines("/proc/self/status"))
+            if (line.StartsWith("RssFile:", StringComparison.Ordinal))
+                return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) * 1024;
+        return null;
+    }
+
+    [Fact]
+    public void Disposing_a_zero_copy_view_drops_its_pages_but_not_the_data()
+    {
+        // 64 MiB between two small neighbours: their edge pages must survive the drop.
+        const int n = 16 << 20;
+        var big = new float[n];
+        for (int i = 0; i < n; i += 1024) big[i] = i;
+        float[] small = [1f, 2f, 3f];
+        string path = PathFor("resident.safetensors");
+        SafetensorsWriter.Write(path, [
+            SafetensorsWriteEntry.FromFloats("a", small, new Shape(3)),
+            SafetensorsWriteEntry.FromFloats("big", big, new Shape(n)),
+            SafetensorsWriteEntry.FromFloats("z", small, new Shape(3))]);
+        var dev = new CpuDevice(1);
+        using var file = SafetensorsFile.Open(path);
+        using var a = file.Load("a", dev);
+        using var z = file.Load("z", dev);
+        long? before = RssFileBytes();
+        var view = file.Load("big", dev);
+        double sum = 0;
+        var span = view.AsSpan<float>();
+        for (int i = 0; i < n; i += 1024) sum += span[i]; // touches every page
+        long? touched = RssFileBytes();
+        view.Dispose();
+        long? after = RssFileBytes();
+        if (before is not null)
+        {
+            Assert.True(touched - before > 48L << 20, $"reading 64 MiB should fault it in: RssFile {before} -> {touched}");
+            Assert.True(touched - after > 48L << 20, $"disposing the view should drop its pages: RssFile {touched} -> {after}");
+        }
+        Assert.Equal(Enumerable.Range(0, n / 1024).Sum(i => (double)i * 1024), sum);
+        Assert.Equal(small, a.AsSpan<float>().ToArray());
+        Assert.Equal(small, z.AsSpan<float>().ToArray());
+        using var again = file.Load("big", dev); // the data is still there (from the page cache)
+        Assert.Equal(big[1024 * 77], again.AsSpan<float>()[1024 * 77]);
+    }
 }
