@@ -11,20 +11,20 @@ internal static class BuiltInModel
     private const ulong Seed = 0;
     private const string Version = "v1";
 
-    public static string Directory
+    /// <summary>$PUREFLUX_CACHE, else $XDG_CACHE_HOME/pureflux, else ~/.cache/pureflux.</summary>
+    public static string CacheRoot
     {
         get
         {
             string? root = Environment.GetEnvironmentVariable("PUREFLUX_CACHE");
-            if (string.IsNullOrEmpty(root))
-            {
-                string? xdg = Environment.GetEnvironmentVariable("XDG_CACHE_HOME");
-                root = !string.IsNullOrEmpty(xdg) ? Path.Combine(xdg, "pureflux")
-                    : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache", "pureflux");
-            }
-            return Path.Combine(root, $"builtin-{SnapshotPreset.Tiny.Name}-{Version}");
+            if (!string.IsNullOrEmpty(root)) return root;
+            string? xdg = Environment.GetEnvironmentVariable("XDG_CACHE_HOME");
+            return !string.IsNullOrEmpty(xdg) ? Path.Combine(xdg, "pureflux")
+                : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache", "pureflux");
         }
     }
+
+    public static string Directory => Path.Combine(CacheRoot, $"builtin-{SnapshotPreset.Tiny.Name}-{Version}");
 
     public static string Ensure()
     {

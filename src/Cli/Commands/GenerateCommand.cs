@@ -8,8 +8,9 @@ using PureFlux.Model.Snapshot;
 namespace PureFlux.Cli.Commands;
 
 /// <summary>
-/// <c>pureflux generate [--model DIR] --prompt TEXT [--width --height --steps --seed --out --device --quant -v]</c>:
-/// text to PNG. Without --model it runs the small built-in model.
+/// <c>pureflux generate [--model DIR] --prompt TEXT [--width --height --steps --seed --out --device --quant -v
+/// --prompt-cache DIR | --no-prompt-cache]</c>: text to PNG. Without --model it runs the small built-in model.
+/// Encoded prompts are kept on disk, so a repeated prompt skips the text encoder.
 /// </summary>
 internal static class GenerateCommand
 {
@@ -24,9 +25,14 @@ internal static class GenerateCommand
         var output = new Option<string>("--out", "-o") { Description = "PNG file to write", DefaultValueFactory = _ => "out.png" };
         var quant = new Option<string>("--quant", "-q") { Description = "Weights: none (as stored, BF16), int8 or int4", DefaultValueFactory = _ => "none" };
         var verbose = new Option<bool>("--verbose", "-v") { Description = "Print per-stage times and peak memory" };
+        var promptCache = new Option<string?>("--prompt-cache")
+        {
+            Description = "Directory of encoded prompts: a prompt used before skips the text encoder (default: $PUREFLUX_CACHE/prompts, ~/.cache/pureflux/prompts)",
+        };
+        var noPromptCache = new Option<bool>("--no-prompt-cache") { Description = "Always run the text encoder; read and write no prompt cache" };
         var device = CommonOptions.Device();
         var cmd = new Command("generate", "Generate an image from a text prompt and write it as PNG.")
-            { model, prompt, width, height, steps, seed, output, quant, verbose, device };
+            { model, prompt, width, height, steps, seed, output, quant, verbose, promptCache, noPromptCache, device };
         cmd.SetAction(parse =>
         {
             var request = new GenerateRequest(parse.GetRequiredValue(prompt), parse.GetValue(width), parse.GetValue(height), parse.GetValue(steps), parse.GetValue(seed));
@@ -43,7 +49,11 @@ internal static class GenerateCommand
             using (timer.Stage("load"))
                 snapshot = ModelSnapshot.Open(dir ?? BuiltInModel.Ensure());
             using var _ = snapshot;
-            using var pipe = new Flux2KleinPipeline(snapshot, dev, mode);
+            using var pipe = new Flux2KleinPipeline(snapshot, dev, mode)
+            {
+                DiskCache = parse.GetValue(noPromptCache) ? null
+                    : new PromptCache(parse.GetValue(promptCache) ?? Path.Combine(BuiltInModel.CacheRoot, "prompts")),
+            };
             ctx.Err.WriteLine($"{(dir is null ? "built-in tiny model" : dir)} on {dev.Id} ({dev.Name}), {request.Width}x{request.Height}, {request.Steps} steps, seed {request.Seed}");
             var image = pipe.Generate(request, timer, (i, n) => ctx.Err.Write($"\rstep {i}/{n} [{new string('#', i * 20 / n)}{new string('.', 20 - i * 20 / n)}]{(i == n ? "\n" : "")}"));
             if (image.Warning is not null) ctx.Err.WriteLine("warning: " + image.Warning);

@@ -64,17 +64,43 @@ public sealed class Flux2KleinPipeline : IDisposable
 
     public Qwen3Tokenizer Tokenizer => _tokenizer ??= _snapshot.LoadTokenizer();
 
+    /// <summary>
+    /// Encoded prompts on disk (null: memory only). A repeated prompt then skips the text encoder across processes too.
+    /// </summary>
+    public PromptCache? DiskCache { get; init; }
+
+    /// <summary>A warning from the last <see cref="EncodePrompt"/> (e.g. the disk cache was not writable), or null.</summary>
+    public string? CacheWarning { get; private set; }
+
+    /// <summary>Whether <see cref="EncodePrompt"/> would be answered from the memory or disk cache.</summary>
+    public bool IsPromptCached(int[] ids, int[] mask) =>
+        _promptCache.ContainsKey(MemoryKey(ids, mask))
+        || (DiskCache is { } disk && File.Exists(disk.PathOf(DiskKey(ids, mask))));
+
+    private static string MemoryKey(int[] ids, int[] mask) => string.Join(',', ids) + "|" + string.Join("", mask);
+
+    private string DiskKey(int[] ids, int[] mask) => PromptCache.Key(_snapshot, TextLayers, _quant, ids, mask);
+
     /// <summary>Prompt ids [S] and mask → prompt_embeds [S, joint_dim] on the device. Repeated prompts hit a cache.</summary>
     public Tensor EncodePrompt(int[] ids, int[] mask, Action<string, Tensor>? trace = null)
     {
-        string key = string.Join(',', ids) + "|" + string.Join("", mask);
+        string key = MemoryKey(ids, mask);
         int s = ids.Length, dim = _snapshot.TransformerConfig.JointAttentionDim;
+        CacheWarning = null;
         if (trace is null && _promptCache.TryGetValue(key, out var cached))
             return Tensor.FromSpan<float>(_device, cached, new Shape(s, dim));
+        string? diskKey = trace is null && DiskCache is not null ? DiskKey(ids, mask) : null;
+        if (diskKey is not null && DiskCache!.TryLoad(diskKey, s, dim) is { } stored)
+        {
+            _promptCache[key] = stored;
+            return Tensor.FromSpan<float>(_device, stored, new Shape(s, dim));
+        }
         // A private mapping of the encoder's weights: released with the encoder, before the transformer is paged in.
         using var weights = _snapshot.OpenWeights("text_encoder");
         var embeds = EncodeWith(weights, ids, mask, trace);
-        _promptCache[key] = embeds.ToFloatArray();
+        var host = embeds.ToFloatArray();
+        _promptCache[key] = host;
+        if (diskKey is not null && !DiskCache!.Store(diskKey, host, s, dim)) CacheWarning = DiskCache.LastWriteError;
         return embeds;
     }
 
@@ -162,12 +188,13 @@ public sealed class Flux2KleinPipeline : IDisposable
         return vae.Decode(latent);
     }
 
-    /// <summary>The whole job. <paramref name="timer"/> gets stages "text encoding", "load transformer", "step i", "vae".</summary>
+    /// <summary>The whole job. <paramref name="timer"/> gets stages "text encoding" (or "text encoding (cached)"), "load transformer", "step i", "vae".</summary>
     public GeneratedImage Generate(GenerateRequest request, StageTimer? timer = null, Action<int, int>? progress = null)
     {
         request.Validate();
         var tokens = Tokenizer.EncodeForKlein(request.Prompt);
-        using var embeds = Timed(timer, "text encoding", () => EncodePrompt(tokens.Ids, tokens.AttentionMask));
+        string encodeStage = IsPromptCached(tokens.Ids, tokens.AttentionMask) ? "text encoding (cached)" : "text encoding";
+        using var embeds = Timed(timer, encodeStage, () => EncodePrompt(tokens.Ids, tokens.AttentionMask));
         _device.Pool.Trim(); // the encoder's activations are not needed again
 
         var scheduler = FlowMatchEulerScheduler.ForKlein(_snapshot.SchedulerConfig, request.Steps, request.Width, request.Height);
@@ -181,7 +208,8 @@ public sealed class Flux2KleinPipeline : IDisposable
         _device.Pool.Trim();
 
         using var image = Timed(timer, "vae", () => DecodeLatents(latents, h, w));
-        return new GeneratedImage(ToRgb(image.ToFloatArray(), request.Width, request.Height), request.Width, request.Height, tokens.Warning);
+        return new GeneratedImage(ToRgb(image.ToFloatArray(), request.Width, request.Height), request.Width, request.Height,
+            tokens.Warning is null ? CacheWarning : CacheWarning is null ? tokens.Warning : tokens.Warning + "; " + CacheWarning);
     }
 
     private static T Timed<T>(StageTimer? timer, string stage, Func<T> work)
