@@ -5,7 +5,7 @@ namespace PureFlux.Bench;
 /// <summary>
 /// OpenBLAS through its C ABI, used only as the machine's reference GEMM in the peak benchmarks (never by the
 /// engine). Debian: <c>apt-get install -y libopenblas0-pthread</c>. OPENBLAS_CORETYPE is read when the library
-/// loads, so <see cref="PeakBenchmarks"/> re-executes itself without it before calling <see cref="TryLoad"/>.
+/// loads, so <see cref="PeakBenchmarks"/> re-executes itself with <see cref="BestCoreType"/> before calling <see cref="TryLoad"/>.
 /// </summary>
 internal static unsafe class OpenBlas
 {
@@ -48,6 +48,25 @@ internal static unsafe class OpenBlas
     }
 
     public static void SetNumThreads(int n) => _setNumThreads(n);
+
+    /// <summary>
+    /// The OPENBLAS_CORETYPE that gives this CPU OpenBLAS's best sgemm kernels, from /proc/cpuinfo's flags:
+    /// COOPERLAKE (AVX-512 + BF16), SKYLAKEX (AVX-512), HASWELL (AVX2), or null (let OpenBLAS choose).
+    /// Needed because a DYNAMIC_ARCH build only knows the CPU models of its release: Debian 12's OpenBLAS 0.3.21 takes
+    /// an Emerald Rapids Xeon (family 6, model 207) for a Prescott and runs SSE3 kernels at ~20% of its AVX-512 speed
+    /// (measured 2026-11-30: 32.8 vs 151–157 GFLOP/s on one thread at 4096×3072×3072).
+    /// </summary>
+    public static string? BestCoreType()
+    {
+        string flags;
+        try { flags = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("flags", StringComparison.Ordinal)) ?? ""; }
+        catch (IOException) { return null; }
+        var set = flags.Split([' ', '\t', ':'], StringSplitOptions.RemoveEmptyEntries).ToHashSet();
+        return set.Contains("avx512f") && set.Contains("avx512_bf16") ? "COOPERLAKE"
+            : set.Contains("avx512f") ? "SKYLAKEX"
+            : set.Contains("avx2") && set.Contains("fma") ? "HASWELL"
+            : null;
+    }
 
     /// <summary>The kernel family OpenBLAS picked for this CPU (e.g. "SkylakeX", "Haswell", "Zen").</summary>
     public static string CoreName => _getCorename is null ? "?" : Marshal.PtrToStringAnsi((nint)_getCorename()) ?? "?";

@@ -13,7 +13,8 @@ namespace PureFlux.Bench;
 /// (c) OpenBLAS sgemm (C = A·Bᵀ, fp32) at M×N×K = 4096×3072×3072 and 768×9216×3072, 1 and 2 threads.
 /// Each figure is the best of several runs (the machine is shared; the best is the least disturbed).
 /// OPENBLAS_CORETYPE (set to Haswell on some machines, which forces AVX2 kernels) is read when OpenBLAS loads,
-/// so this command re-executes itself without it (--keep-coretype keeps it, to measure what it costs).
+/// so this command re-executes itself with the best kernel family for this CPU (<see cref="OpenBlas.BestCoreType"/>:
+/// OpenBLAS 0.3.21 falls back to SSE3 on CPUs newer than itself) — --keep-coretype keeps the variable as it is.
 /// </summary>
 public static unsafe class PeakBenchmarks
 {
@@ -21,11 +22,13 @@ public static unsafe class PeakBenchmarks
 
     public static int Run(string[] args)
     {
-        if (Environment.GetEnvironmentVariable("OPENBLAS_CORETYPE") is { Length: > 0 } coreType
+        string? coreType = Environment.GetEnvironmentVariable("OPENBLAS_CORETYPE") is { Length: > 0 } set ? set : null;
+        string? best = OpenBlas.BestCoreType();
+        if (!string.Equals(coreType, best, StringComparison.OrdinalIgnoreCase)
             && Environment.GetEnvironmentVariable(ReexecMarker) is null && !args.Contains("--keep-coretype"))
         {
-            Console.WriteLine($"# OPENBLAS_CORETYPE={coreType} is set; re-running without it so OpenBLAS picks its kernels itself");
-            return Reexec(args);
+            Console.WriteLine($"# OPENBLAS_CORETYPE={coreType ?? "(unset)"}; re-running with {best ?? "(unset)"}, the best kernels for this CPU's flags");
+            return Reexec(args, best);
         }
 
         bool quick = args.Contains("--quick");
@@ -84,7 +87,7 @@ public static unsafe class PeakBenchmarks
         return 0;
     }
 
-    private static int Reexec(string[] args)
+    private static int Reexec(string[] args, string? coreType)
     {
         var psi = new ProcessStartInfo(Environment.ProcessPath!) { UseShellExecute = false };
         // Under `dotnet PureFlux.Bench.dll` the process is dotnet itself and the dll comes first.
@@ -92,7 +95,8 @@ public static unsafe class PeakBenchmarks
             psi.ArgumentList.Add(typeof(PeakBenchmarks).Assembly.Location);
         psi.ArgumentList.Add("peak");
         foreach (var a in args) psi.ArgumentList.Add(a);
-        psi.Environment.Remove("OPENBLAS_CORETYPE");
+        if (coreType is null) psi.Environment.Remove("OPENBLAS_CORETYPE");
+        else psi.Environment["OPENBLAS_CORETYPE"] = coreType;
         psi.Environment[ReexecMarker] = "1";
         using var p = Process.Start(psi)!;
         p.WaitForExit();
