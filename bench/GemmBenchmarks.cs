@@ -161,10 +161,16 @@ public static class GemmQuickBench
     public static void Run(params string[] shapes)
     {
         Console.WriteLine($"GEMM quick bench on {new CpuDevice().Name}");
+        if (shapes.Contains("quant")) RunQuantize();
         Console.WriteLine($"{"shape M x K x N",-18} {"threads",7} {"version",-10} {"ms",9} {"GFLOP/s",9}");
-        foreach (var s in GemmShapes.Klein)
+        // The klein shapes, or those named (any MxKxN, e.g. 768x3072x27648 for the fused single-block projection).
+        var selected = shapes.Length == 0 ? GemmShapes.Klein
+            : shapes.Where(a => a.Split('x') is { Length: 3 } p && p.All(d => int.TryParse(d, out _)))
+                .Select(a => a.Split('x').Select(int.Parse).ToArray())
+                .Select(d => GemmShapes.Klein.FirstOrDefault(s => s.M == d[0] && s.K == d[1] && s.N == d[2]) is { What: not null } known
+                    ? known : new GemmShapes.Shape(d[0], d[1], d[2], "custom")).ToArray();
+        foreach (var s in selected)
         {
-            if (shapes.Length > 0 && !shapes.Contains(s.ToString())) continue;
             foreach (int threads in new[] { 1, Environment.ProcessorCount }.Distinct())
             {
                 using var cpu = new CpuDevice(threads);
@@ -175,6 +181,11 @@ public static class GemmQuickBench
                 Report(s, threads, "bf16", Time(() => Gemm.Linear(x, wb, null, y)));
                 Report(s, threads, "int8", Time(() => QuantizedGemm.Linear(x, q8, null, y)));
                 Report(s, threads, "int4/g64", Time(() => QuantizedGemm.Linear(x, q4, null, y)));
+                if (QuantizedGemm.VnniSupported) // the default above is VNNI: the vpmaddwd rung of the ladder for comparison
+                {
+                    Report(s, threads, "int8-wd", Time(() => QuantizedGemm.Linear(x, q8, null, y, QuantizedCpuKernel.MaddWd)));
+                    Report(s, threads, "int4-wd", Time(() => QuantizedGemm.Linear(x, q4, null, y, QuantizedCpuKernel.MaddWd)));
+                }
                 x.Dispose(); wf.Dispose(); wb.Dispose(); y.Dispose();
             }
         }
@@ -186,6 +197,27 @@ public static class GemmQuickBench
         Report(ladder, 1, "blocked", Time(b.Blocked));
         Report(ladder, 1, "packed", Time(b.Packed));
         Report(ladder, Environment.ProcessorCount, "packed-mt", Time(b.PackedParallel));
+    }
+
+    /// <summary>Quantize.Int8 / Int4(g64) of a 27648×3072 BF16 weight (klein's fused single-block projection):
+    /// milliseconds and GB/s of BF16 input, 1 and all threads.</summary>
+    private static void RunQuantize()
+    {
+        const int n = 27648, k = 3072;
+        var rng = new Random(3);
+        var w = new ushort[(long)n * k];
+        for (long i = 0; i < w.Length; i++) w[i] = Bf16.FromFloat((rng.NextSingle() * 2f - 1f) * 0.05f);
+        Console.WriteLine($"{"quantize N x K BF16",-20} {"threads",7} {"scheme",-8} {"ms",9} {"GB/s in",9}");
+        foreach (int threads in new[] { 1, Environment.ProcessorCount }.Distinct())
+        {
+            using var cpu = new CpuDevice(threads);
+            using var wt = Tensor.FromSpan<ushort>(cpu, w, new Shape(n, k), DType.BF16);
+            foreach (var (scheme, quantize) in new (string, Func<QuantizedTensor>)[] { ("int8", () => Quantize.Int8(wt)), ("int4/g64", () => Quantize.Int4(wt, 64)) })
+            {
+                double seconds = Time(() => quantize().Dispose());
+                Console.WriteLine($"{$"{n}x{k}",-20} {threads,7} {scheme,-8} {seconds * 1e3,9:F1} {wt.ByteCount / seconds / 1e9,9:F2}");
+            }
+        }
     }
 
     /// <summary>The FLUX.2 klein workload at its real small M: Qwen3 text encoder (512 tokens) and the transformer at

@@ -1,12 +1,22 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
 namespace PureFlux.Kernels;
 
 /// <summary>
-/// Weight quantization for <see cref="QuantizedGemm"/>. Symmetric (no zero point); values are rounded to nearest,
-/// so every weight's error is at most half its scale: |w − q·scale| ≤ scale / 2.
-/// Quantization runs on the host (the weight is read back if it lives on an ILGPU device) and the result is
-/// placed on the weight's device.
+/// Weight quantization for <see cref="QuantizedGemm"/>. Symmetric (no zero point); values are rounded to nearest
+/// (ties to even, as <see cref="MathF.Round(float)"/>), so every weight's error is at most half its scale:
+/// |w − q·scale| ≤ scale / 2.
+/// <para>
+/// Streaming: rows are quantized in parallel, each widened from BF16/F32 in registers (F16 through a per-thread
+/// row buffer), max-abs then quantize in AVX-512, written straight into the result tensors — no FP32 copy of the
+/// weight. A CPU weight (including a memory-mapped one) is read in place; a weight on an ILGPU device is read back,
+/// quantized on the host and the result uploaded. Results equal the scalar definition bit for bit:
+/// q = (int)clamp(round(w · inv), ±qmax), inv = qmax / max|w| (0 for an all-zero row or group), scale = max|w| / qmax.
+/// </para>
 /// </summary>
-public static class Quantize
+public static unsafe class Quantize
 {
     /// <summary>Int8, one scale per output channel: scale[n] = max_k |w[n, k]| / 127, q ∈ [−127, 127].
     /// weight: F32/F16/BF16 [N, K] on any device → data I8 [N, K], scales F32 [N].</summary>
@@ -16,22 +26,7 @@ public static class Quantize
         Check.DType(op, "weight", weight, DType.F32, DType.F16, DType.BF16);
         Check.Rank(op, "weight", weight, 2);
         int n = weight.Shape[0], k = weight.Shape[1];
-        var w = weight.ToFloatArray();
-        var q = new sbyte[(long)n * k];
-        var scales = new float[n];
-        Parallel.For(0, n, row =>
-        {
-            var src = w.AsSpan(row * k, k);
-            float max = k == 0 ? 0f : Math.Abs(TensorPrimitives.MaxMagnitude(src));
-            float scale = max / 127f;
-            scales[row] = scale;
-            float inv = max > 0f ? 127f / max : 0f;
-            for (int i = 0; i < k; i++)
-                q[(long)row * k + i] = (sbyte)Math.Clamp(MathF.Round(src[i] * inv), -127f, 127f);
-        });
-        var data = Tensor.FromSpan<sbyte>(weight.Device, q, new Shape(n, k), DType.I8, weight.Name);
-        var s = Tensor.FromSpan<float>(weight.Device, scales, new Shape(n), DType.F32, (weight.Name ?? "weight") + ".scales");
-        return new QuantizedTensor(data, s, k);
+        return Run(weight, n, k, k, DType.I8, new Shape(n));
     }
 
     /// <summary>Int4, one scale per group of <paramref name="groupSize"/> (32, 64 or 128) consecutive k of an output
@@ -45,29 +40,157 @@ public static class Quantize
         Check.That(groupSize is 32 or 64 or 128, op, $"groupSize must be 32, 64 or 128, got {groupSize}");
         int n = weight.Shape[0], k = weight.Shape[1];
         Check.That(k % groupSize == 0, op, $"weight ({weight.Name ?? "unnamed"}) has K = {k}, not a multiple of groupSize {groupSize}");
-        int groups = k / groupSize;
-        var w = weight.ToFloatArray();
-        var packed = new byte[(long)n * k / 2];
-        var scales = new float[(long)n * groups];
-        Parallel.For(0, n, row =>
+        return Run(weight, n, k, groupSize, DType.I4, new Shape(n, k / groupSize));
+    }
+
+    /// <summary>Allocates the result on the weight's device and fills it (in place on the CPU, via host arrays on ILGPU).</summary>
+    private static QuantizedTensor Run(Tensor weight, int n, int k, int groupSize, DType dtype, Shape scaleShape)
+    {
+        var device = weight.Device;
+        var data = Tensor.Empty(device, dtype, new Shape(n, k), weight.Name);
+        var scales = Tensor.Empty(device, DType.F32, scaleShape, (weight.Name ?? "weight") + ".scales");
+        try
         {
-            for (int g = 0; g < groups; g++)
+            if (device is CpuDevice cpu)
+                Rows((void*)weight.Pointer, weight.DType, n, k, groupSize, dtype == DType.I4, (void*)data.Pointer, (float*)scales.Pointer, cpu.Threads);
+            else
             {
-                var src = w.AsSpan(row * k + g * groupSize, groupSize);
-                float max = Math.Abs(TensorPrimitives.MaxMagnitude(src)); // MaxMagnitude keeps the sign
-                scales[(long)row * groups + g] = max / 7f;
-                float inv = max > 0f ? 7f / max : 0f;
-                for (int i = 0; i < groupSize; i += 2)
+                var src = weight.ToArray<byte>();
+                var q = new byte[data.ByteCount];
+                var s = new float[scales.Count];
+                fixed (byte* ps = src, pq = q)
+                fixed (float* pscale = s)
+                    Rows(ps, weight.DType, n, k, groupSize, dtype == DType.I4, pq, pscale, Environment.ProcessorCount);
+                data.CopyFrom<byte>(q);
+                scales.CopyFrom<float>(s);
+            }
+            return new QuantizedTensor(data, scales, groupSize);
+        }
+        catch
+        {
+            data.Dispose();
+            scales.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Quantizes rows [0, n) of src (dtype F32/F16/BF16, [n, k]) into dst (I8 [n, k] or I4 [n, k/2] bytes)
+    /// and scales ([n, k / groupSize]), rows split across <paramref name="threads"/>.</summary>
+    private static void Rows(void* src, DType dtype, int n, int k, int groupSize, bool int4, void* dst, float* scales, int threads)
+    {
+        if (n == 0) return;
+        threads = (int)Math.Clamp(Math.Min(threads, (long)n * k / 65536), 1, n);
+        nint ps = (nint)src, pd = (nint)dst, pscale = (nint)scales;
+        int elementBytes = dtype == DType.F32 ? 4 : 2, groups = k / groupSize;
+        Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, t =>
+        {
+            var (start, len) = Partition.Range(n, t, threads);
+            float[]? widened = dtype == DType.F16 ? new float[k] : null;
+            for (long row = start; row < start + len; row++)
+            {
+                byte* s = (byte*)ps + row * k * elementBytes;
+                float* sc = (float*)pscale + row * groups;
+                if (widened is not null)
                 {
-                    int lo = (int)Math.Clamp(MathF.Round(src[i] * inv), -7f, 7f);
-                    int hi = (int)Math.Clamp(MathF.Round(src[i + 1] * inv), -7f, 7f);
-                    packed[((long)row * k + g * groupSize + i) / 2] = (byte)((lo & 0xF) | ((hi & 0xF) << 4));
+                    // F16 has no in-register widening here: convert the row once (exact), then quantize it as F32.
+                    TensorPrimitives.ConvertToSingle(new ReadOnlySpan<Half>(s, k), widened);
+                    fixed (float* f = widened) QuantizeRow<F32Row>(f, k, groupSize, int4, (byte*)pd, row, sc);
                 }
+                else if (dtype == DType.BF16) QuantizeRow<Bf16Row>(s, k, groupSize, int4, (byte*)pd, row, sc);
+                else QuantizeRow<F32Row>(s, k, groupSize, int4, (byte*)pd, row, sc);
             }
         });
-        var data = Tensor.FromSpan<byte>(weight.Device, packed, new Shape(n, k), DType.I4, weight.Name);
-        var s = Tensor.FromSpan<float>(weight.Device, scales, new Shape(n, groups), DType.F32, (weight.Name ?? "weight") + ".scales");
-        return new QuantizedTensor(data, s, groupSize);
+    }
+
+    private static void QuantizeRow<TRow>(void* src, int k, int groupSize, bool int4, byte* dst, long row, float* scales) where TRow : struct, IRow
+    {
+        if (int4)
+            for (int g = 0; g < k / groupSize; g++)
+                scales[g] = Int4Group<TRow>(src, g * groupSize, groupSize, dst + (row * k + g * groupSize) / 2);
+        else
+            scales[0] = Int8Run<TRow>(src, k, (sbyte*)dst + row * k);
+    }
+
+    /// <summary>Elements [0, k) → int8 values and their scale max|w| / 127.</summary>
+    private static float Int8Run<TRow>(void* src, int k, sbyte* dst) where TRow : struct, IRow
+    {
+        float max = MaxAbs<TRow>(src, 0, k);
+        float inv = max > 0f ? 127f / max : 0f;
+        var vinv = Vector512.Create(inv);
+        int i = 0;
+        for (; i + 16 <= k; i += 16)
+            Avx512F.ConvertToVector128SByteWithSaturation(QuantizeVector(TRow.Load16(src, i), vinv, 127f)).Store(dst + i);
+        for (; i < k; i++) dst[i] = (sbyte)Math.Clamp(MathF.Round(TRow.Load(src, i) * inv), -127f, 127f);
+        return max / 127f;
+    }
+
+    /// <summary>Elements [k0, k0 + g) (g a multiple of 32) → g/2 bytes of int4 pairs, low nibble first; returns the scale.</summary>
+    private static float Int4Group<TRow>(void* src, int k0, int g, byte* dst) where TRow : struct, IRow
+    {
+        float max = MaxAbs<TRow>(src, k0, g);
+        float inv = max > 0f ? 7f / max : 0f;
+        var vinv = Vector512.Create(inv);
+        var nibble = Vector128.Create((ushort)0xF);
+        for (int i = 0; i < g; i += 32)
+        {
+            // 16-bit lane = (element 2j) | (element 2j+1) << 8 → low byte (lo & 0xF) | (hi & 0xF) << 4.
+            var u0 = Avx512F.ConvertToVector128SByteWithSaturation(QuantizeVector(TRow.Load16(src, k0 + i), vinv, 7f)).AsUInt16();
+            var u1 = Avx512F.ConvertToVector128SByteWithSaturation(QuantizeVector(TRow.Load16(src, k0 + i + 16), vinv, 7f)).AsUInt16();
+            var p0 = (u0 & nibble) | (Vector128.ShiftRightLogical(u0, 4) & Vector128.Create((ushort)0xF0));
+            var p1 = (u1 & nibble) | (Vector128.ShiftRightLogical(u1, 4) & Vector128.Create((ushort)0xF0));
+            Vector128.Narrow(p0, p1).Store(dst + i / 2);
+        }
+        return max / 7f;
+    }
+
+    /// <summary>clamp(round(v · inv), ±qmax) as int32: round ties to even; IEEE Clamp keeps NaN, which converts to 0
+    /// exactly as the scalar (sbyte)MathF.Round(NaN) does.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<int> QuantizeVector(Vector512<float> v, Vector512<float> inv, float qmax) =>
+        Vector512.ConvertToInt32(Vector512.Clamp(Vector512.Round(v * inv), Vector512.Create(-qmax), Vector512.Create(qmax)));
+
+    /// <summary>max |w| over [k0, k0 + len); NaN propagates (IEEE Max), as TensorPrimitives.MaxMagnitude does.</summary>
+    private static float MaxAbs<TRow>(void* src, int k0, int len) where TRow : struct, IRow
+    {
+        var vmax = Vector512<float>.Zero;
+        int i = 0;
+        for (; i + 16 <= len; i += 16) vmax = Vector512.Max(vmax, Vector512.Abs(TRow.Load16(src, k0 + i)));
+        float max = HorizontalMax(vmax);
+        for (; i < len; i++) max = Math.Max(max, Math.Abs(TRow.Load(src, k0 + i)));
+        return max;
+    }
+
+    /// <summary>Largest lane; IEEE Max, so a NaN lane gives NaN.</summary>
+    private static float HorizontalMax(Vector512<float> v)
+    {
+        var m = Vector256.Max(v.GetLower(), v.GetUpper());
+        var m2 = Vector128.Max(m.GetLower(), m.GetUpper());
+        return Math.Max(Math.Max(m2[0], m2[1]), Math.Max(m2[2], m2[3]));
+    }
+
+    /// <summary>A weight row's element type: 16 values widened to float in registers, or one.</summary>
+    private interface IRow
+    {
+        static abstract Vector512<float> Load16(void* row, int i);
+        static abstract float Load(void* row, int i);
+    }
+
+    private struct F32Row : IRow
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<float> Load16(void* row, int i) => Vector512.Load((float*)row + i);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static float Load(void* row, int i) => ((float*)row)[i];
+    }
+
+    private struct Bf16Row : IRow
+    {
+        /// <summary>BF16 bits are the high half of the float: zero-extend to 32 bits, shift left 16.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<float> Load16(void* row, int i) =>
+            Vector512.ShiftLeft(Avx512F.ConvertToVector512UInt32(Vector256.Load((ushort*)row + i)), 16).AsSingle();
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static float Load(void* row, int i) => Bf16.ToFloat(((ushort*)row)[i]);
     }
 
     /// <summary>The dequantized weight q·scale as F32 [N, K] on the host (for references and tests).</summary>
