@@ -48,10 +48,11 @@ internal static class BenchCommand
         var peak = new Option<double?>("--peak-gflops") { Description = "Peak GFLOP/s for the % column (default: measured, best of 3 × 0.1 s FMA loops)" };
         var warmup = new Option<bool>("--warmup") { Description = "Run each mode 3 times at 32x32, 1 step, before measuring, so JIT tiering is done (true/false)", DefaultValueFactory = _ => true };
         var json = new Option<string?>("--json") { Description = "Write the results as JSON to this file (for notebooks/)" };
+        var profile = new Option<bool>("--profile") { Description = "Also time every operator call and print the top operators per mode (op, shape, calls, seconds, GFLOP/s)" };
         var device = CommonOptions.Device();
         device.DefaultValueFactory = _ => "cpu";
         var cmd = new Command("e2e", "Time text encoding, each denoising step and the VAE; GFLOP/s, % of peak, memory; quantization error.")
-            { model, preset, size, steps, seed, prompt, quant, quality, peak, warmup, json, device };
+            { model, preset, size, steps, seed, prompt, quant, quality, peak, warmup, json, profile, device };
         cmd.SetAction(parse =>
         {
             string q = parse.GetValue(quant)!.ToLowerInvariant();
@@ -63,6 +64,7 @@ internal static class BenchCommand
                 Quality = q == "all" || parse.GetValue(quality),
                 PeakGFlops = parse.GetValue(peak),
                 Warmup = parse.GetValue(warmup),
+                Profile = parse.GetValue(profile),
             };
             new PureFlux.Model.Pipeline.GenerateRequest(options.Prompt, px, px, options.Steps, options.Seed).Validate(); // before minutes of work
             if (options.PeakGFlops is { } pk && !(pk > 0)) throw new ArgumentException($"--peak-gflops {pk}: expected a positive number");
@@ -112,6 +114,28 @@ internal static class BenchCommand
         if (Directory.Exists(full)) throw new IOException($"{path}: is a directory");
     }
 
+    /// <summary>The operators that took most of a mode's time, then what the rest and the unprofiled remainder add up to.</summary>
+    private static void PrintOps(TextWriter w, ModeResult m, int top = 16)
+    {
+        if (m.Ops.Length == 0) return;
+        double total = m.Stages.Sum(s => s.Seconds), inOps = m.Ops.Sum(o => o.Seconds);
+        w.WriteLine($"  operators (most time first; % of the mode's {total:0.00} s):");
+        w.WriteLine($"    {"op",-26} {"shape",-30} {"calls",6} {"seconds",9} {"%",6} {"GFLOP/s",9}");
+        foreach (var o in m.Ops.Take(top))
+            w.WriteLine($"    {o.Op,-26} {o.Shape,-30} {o.Calls,6} {o.Seconds,9:0.000} {100 * o.Seconds / total,5:0.0}% {(o.GFlopPerSecond > 0 ? o.GFlopPerSecond.ToString("0.0") : "-"),9}");
+        if (m.Ops.Length > top)
+        {
+            var rest = m.Ops.Skip(top).ToArray();
+            w.WriteLine($"    {$"{rest.Length} more op/shape pairs",-57} {rest.Sum(o => o.Calls),6} {rest.Sum(o => o.Seconds),9:0.000} {100 * rest.Sum(o => o.Seconds) / total,5:0.0}%");
+        }
+        foreach (var g in m.Ops.GroupBy(o => o.Op.Split(' ')[0]).OrderByDescending(g => g.Sum(o => o.Seconds)).Take(6))
+        {
+            double sec = g.Sum(o => o.Seconds), gf = g.Sum(o => o.GFlop);
+            w.WriteLine($"    {"all " + g.Key,-57} {g.Sum(o => o.Calls),6} {sec,9:0.000} {100 * sec / total,5:0.0}% {(gf > 0 ? (gf / sec).ToString("0.0") : "-"),9}");
+        }
+        w.WriteLine($"    {"outside profiled ops (loading, host work)",-57} {"",6} {total - inOps,9:0.000} {100 * (total - inOps) / total,5:0.0}%");
+    }
+
     public static void Print(TextWriter w, E2eBenchReport r)
     {
         w.WriteLine($"bench e2e: {r.Model} on {r.Device} ({r.DeviceName})");
@@ -129,6 +153,7 @@ internal static class BenchCommand
             w.WriteLine($"  {"compute",-18} {m.ComputeSeconds,9:0.000} {m.ComputeGFlop,9:0.###} {m.ComputeGFlopPerSecond,9:0.0} {100 * m.ComputeGFlopPerSecond / r.PeakGFlops,6:0.0}%");
             w.WriteLine($"  {"total",-18} {m.TotalSeconds,9:0.000}");
             w.WriteLine($"  peak RSS {CommonOptions.FormatBytes(m.PeakRssBytes)}{(m.PeakRssPerMode ? "" : " (whole process)")}, pool peak {CommonOptions.FormatBytes(m.PoolPeakBytes)}");
+            PrintOps(w, m);
         }
         if (r.Quality.Length == 0) return;
         w.WriteLine();

@@ -21,6 +21,10 @@ public static partial class Attention
         public int Group => Hq / Hkv;
     }
 
+    /// <summary>Multiply-adds of S = QKᵀ and O = PV, ×2 (about half of the score matrix under a causal mask).</summary>
+    private static double AttentionFlops(Dims d, AttentionOptions options) =>
+        4.0 * d.Sq * d.Sk * d.Hq * d.D * (options.Causal ? 0.5 : 1.0);
+
     public static void Forward(Tensor q, Tensor k, Tensor v, Tensor o, AttentionOptions? options = null)
     {
         options ??= new AttentionOptions();
@@ -55,6 +59,7 @@ public static partial class Attention
         Check.That(float.IsFinite(scale), Op, $"Scale {scale} is not finite");
         var dims = new Dims(sq, sk, hq, hkv, d, scale);
         if (sq == 0) return;
+        using var profile = OpProfile.Start(Op, q.Device, AttentionFlops(dims, options), () => $"S {sq}x{sk}, {hq}/{hkv} heads x {d}{(options.Causal ? ", causal" : "")}");
         switch (Check.SameDevice(Op, q, k, v, o, options.KeyMask, options.Mask, options.Bias))
         {
             case CpuDevice cpu:

@@ -62,6 +62,7 @@ public static partial class QuantizedGemm
             Check.Shape(op, "bias", bias, n);
         }
         Gemm.CheckNoOverlap(op, "y", y, "x", x);
+        using var profile = OpProfile.Start(op + (w.Data.DType == DType.I8 ? " int8" : $" int4/g{w.GroupSize}"), x.Device, 2.0 * m * n * k, () => $"{m}x{k}x{n}");
         switch (Check.SameDevice(op, x, w.Data, w.Scales, bias, y))
         {
             case CpuDevice cpu:

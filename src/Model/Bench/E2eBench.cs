@@ -17,7 +17,11 @@ public sealed record StageResult(string Stage, double Seconds, double GFlop, dou
 /// <see cref="PoolPeakBytes"/> is the activation pool's peak reservation on a device opened for this mode.
 /// </summary>
 public sealed record ModeResult(string Mode, StageResult[] Stages, double TotalSeconds, double ComputeSeconds, double ComputeGFlop,
-    double ComputeGFlopPerSecond, long PeakRssBytes, bool PeakRssPerMode, long PoolPeakBytes);
+    double ComputeGFlopPerSecond, long PeakRssBytes, bool PeakRssPerMode, long PoolPeakBytes)
+{
+    /// <summary>Per operator and shape, most time first (empty unless <see cref="E2eBenchOptions.Profile"/>).</summary>
+    public OpRecord[] Ops { get; init; } = [];
+}
 
 /// <summary>Everything <c>pureflux bench e2e</c> measured; written as JSON by <c>--json</c> for the notebooks.</summary>
 public sealed record E2eBenchReport(
@@ -50,6 +54,8 @@ public sealed record E2eBenchOptions(int Width = 256, int Height = 256, int Step
     public double? PeakGFlops { get; init; }
     /// <summary>Run every mode a few times at 32×32, 1 step, before measuring, so JIT tiering and first-touch costs are not charged to the first mode.</summary>
     public bool Warmup { get; init; } = true;
+    /// <summary>Time every operator call (<see cref="OpProfile"/>) during the measured runs; ILGPU devices then synchronise after each op.</summary>
+    public bool Profile { get; init; }
 }
 
 /// <summary>
@@ -110,7 +116,12 @@ public static class E2eBench
             using var dev = Devices.Open(o.DeviceSpec);
             (deviceId, deviceName) = (dev.Id, dev.Name);
             var timer = new StageTimer(dev);
-            var cap = RunOnce(snapshot, dev, mode, request, timer, capture: o.Quality);
+            bool wasProfiling = OpProfile.Enabled;
+            if (o.Profile) { OpProfile.Reset(); OpProfile.Enabled = true; }
+            Capture? cap;
+            try { cap = RunOnce(snapshot, dev, mode, request, timer, capture: o.Quality); }
+            finally { OpProfile.Enabled = wasProfiling; }
+            var ops = o.Profile ? OpProfile.Snapshot().ToArray() : [];
             if (cap is not null) captures[mode] = cap;
             var stages = timer.Stages.Select(s =>
             {
@@ -121,7 +132,7 @@ public static class E2eBench
             var compute = stages.Where(s => s.GFlop > 0).ToArray();
             double cSec = compute.Sum(s => s.Seconds), cGflop = compute.Sum(s => s.GFlop);
             results.Add(new ModeResult(Name(mode), stages, stages.Sum(s => s.Seconds), cSec, cGflop, cSec > 0 ? cGflop / cSec : 0,
-                StageTimer.PeakRssBytes(), perMode, dev.Pool.Snapshot().PeakReservedBytes));
+                StageTimer.PeakRssBytes(), perMode, dev.Pool.Snapshot().PeakReservedBytes) { Ops = ops });
         }
 
         var quality = new List<QualityResult>();
