@@ -70,9 +70,9 @@ internal static class GenerateCommand
             ctx.Out.WriteLine($"wrote {outPath} ({request.Width}x{request.Height}) in {total.Elapsed.TotalSeconds:0.00} s");
             if (parse.GetValue(verbose))
             {
-                foreach (var (name, time) in timer.Stages) ctx.Out.WriteLine($"  {name,-18} {time.TotalSeconds,8:0.000} s");
+                foreach (var (name, time) in timer.Stages) ctx.Out.WriteLine($"  {name,-22} {time.TotalSeconds,8:0.000} s");
                 var pool = dev.Pool.Snapshot();
-                ctx.Out.WriteLine($"  {"total",-18} {total.Elapsed.TotalSeconds,8:0.000} s");
+                ctx.Out.WriteLine($"  {"total",-22} {total.Elapsed.TotalSeconds,8:0.000} s");
                 ctx.Out.WriteLine($"  peak RSS {CommonOptions.FormatBytes(StageTimer.PeakRssBytes())}, activation pool peak {CommonOptions.FormatBytes(pool.PeakReservedBytes)} ({pool.Allocations} allocations, {pool.ReuseHits} reuses)");
             }
             return Cli.Ok;
