@@ -20,6 +20,7 @@ public static class Cli
         GenerateCommand.Create,
         VerifyCommand.Create,
         MakeModelCommand.Create,
+        QuantizeCommand.Create,
         DevicesCommand.Create,
         TokenizeCommand.Create,
         BenchCommand.Create,

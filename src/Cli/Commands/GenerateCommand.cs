@@ -64,7 +64,7 @@ internal static class GenerateCommand
                 ["steps"] = request.Steps.ToString(),
                 ["size"] = $"{request.Width}x{request.Height}",
                 ["model"] = dir is null ? "built-in tiny (random weights)" : Path.GetFullPath(dir),
-                ["quant"] = mode.ToString().ToLowerInvariant(),
+                ["quant"] = (mode == QuantMode.None ? QuantizedSnapshot.StoredMode(snapshot) : mode).ToString().ToLowerInvariant(),
                 ["software"] = "PureFlux",
             });
             ctx.Out.WriteLine($"wrote {outPath} ({request.Width}x{request.Height}) in {total.Elapsed.TotalSeconds:0.00} s");

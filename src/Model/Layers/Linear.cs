@@ -6,9 +6,35 @@ public delegate Tensor WeightLoader(string name, params int[] expectedShape);
 /// <summary>How linear weights are held: as stored (BF16/F32), or quantized at load time.</summary>
 public enum QuantMode { None, Int8, Int4 }
 
-/// <summary>y = x·Wᵀ (+ b) with W [out, in] as stored in the snapshot (BF16 stays BF16), or quantized.</summary>
+/// <summary>
+/// y = x·Wᵀ (+ b) with W [out, in] as stored in the snapshot (BF16 stays BF16), or quantized: at load time when
+/// <c>quant</c> asks for it, or already in the snapshot (a weight stored as I8/I4 with "&lt;prefix&gt;.weight_scale",
+/// written by <c>pureflux quantize</c>), which is used as it is whatever <c>quant</c> says.
+/// </summary>
 public sealed class Linear : IDisposable
 {
+    /// <summary>Scales of a pre-quantized weight: F32 [out] (int8) or [out, in / group] (int4).</summary>
+    public const string ScaleSuffix = ".weight_scale";
+
+    [ThreadStatic] private static Action<string, QuantizedTensor>? _recorder;
+
+    /// <summary>
+    /// While the returned scope lives, every Linear that quantizes its weight at load time on this thread reports
+    /// (prefix, quantized weight) to <paramref name="sink"/> — how <c>pureflux quantize</c> writes exactly the weights
+    /// that <c>--quant</c> would quantize, bit for bit.
+    /// </summary>
+    public static IDisposable RecordQuantized(Action<string, QuantizedTensor> sink)
+    {
+        var previous = _recorder;
+        _recorder = sink;
+        return new Restore(previous);
+    }
+
+    private sealed class Restore(Action<string, QuantizedTensor>? previous) : IDisposable
+    {
+        public void Dispose() => _recorder = previous;
+    }
+
     private readonly Tensor? _weight;
     private readonly QuantizedTensor? _quantized;
     private readonly Tensor? _bias;
@@ -18,11 +44,23 @@ public sealed class Linear : IDisposable
         In = inFeatures;
         Out = outFeatures;
         var w = load(prefix + ".weight", outFeatures, inFeatures);
-        switch (quant)
+        if (w.DType is DType.I8 or DType.I4)
         {
-            case QuantMode.Int8: _quantized = Quantize.Int8(w); w.Dispose(); break;
-            case QuantMode.Int4: _quantized = Quantize.Int4(w, Int4GroupSize(inFeatures)); w.Dispose(); break;
-            default: _weight = w; break;
+            int group = w.DType == DType.I8 ? inFeatures : Int4GroupSize(inFeatures);
+            Tensor scales;
+            try { scales = w.DType == DType.I8 ? load(prefix + ScaleSuffix, outFeatures) : load(prefix + ScaleSuffix, outFeatures, inFeatures / group); }
+            catch { w.Dispose(); throw; }
+            _quantized = new QuantizedTensor(w, scales, group);
+        }
+        else
+        {
+            switch (quant)
+            {
+                case QuantMode.Int8: _quantized = Quantize.Int8(w); w.Dispose(); break;
+                case QuantMode.Int4: _quantized = Quantize.Int4(w, Int4GroupSize(inFeatures)); w.Dispose(); break;
+                default: _weight = w; break;
+            }
+            if (_quantized is not null) _recorder?.Invoke(prefix, _quantized);
         }
         if (bias) _bias = load(prefix + ".bias", outFeatures);
     }
@@ -30,7 +68,8 @@ public sealed class Linear : IDisposable
     public int In { get; }
     public int Out { get; }
 
-    private static int Int4GroupSize(int k) => k % 128 == 0 ? 128 : k % 64 == 0 ? 64 : 32;
+    /// <summary>The int4 group size for a K: the largest of 128, 64, 32 that divides it.</summary>
+    public static int Int4GroupSize(int k) => k % 128 == 0 ? 128 : k % 64 == 0 ? 64 : 32;
 
     /// <summary>x [M, In] → y [M, Out].</summary>
     public void Forward(Tensor x, Tensor y)

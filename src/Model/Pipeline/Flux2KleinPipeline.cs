@@ -47,6 +47,10 @@ public sealed class Flux2KleinPipeline : IDisposable
         _snapshot = snapshot;
         _device = device;
         _quant = quant;
+        var stored = QuantizedSnapshot.StoredMode(snapshot);
+        if (stored != QuantMode.None && quant != QuantMode.None && quant != stored)
+            throw new ArgumentException($"{snapshot.Directory}: weights are stored as {stored.ToString().ToLowerInvariant()} (pureflux quantize); " +
+                $"--quant {quant.ToString().ToLowerInvariant()} needs the BF16 snapshot (use --quant none or {stored.ToString().ToLowerInvariant()} here)");
         int hidden = snapshot.TextEncoderConfig.HiddenSize;
         TextLayers = DefaultTextLayers(snapshot.TextEncoderConfig.NumHiddenLayers);
         if (snapshot.TransformerConfig.JointAttentionDim != TextLayers.Length * hidden)

@@ -1,0 +1,35 @@
+using System.CommandLine;
+using System.Diagnostics;
+using PureFlux.Model.Layers;
+using PureFlux.Model.Snapshot;
+
+namespace PureFlux.Cli.Commands;
+
+/// <summary>
+/// <c>pureflux quantize --model DIR --quant int8|int4 --out DIR2</c>: a copy of a snapshot with the transformer's and
+/// text encoder's linear weights stored quantized, so <c>generate --model DIR2</c> maps them instead of quantizing at
+/// every load (identical images to <c>--quant MODE</c> on DIR).
+/// </summary>
+internal static class QuantizeCommand
+{
+    public static Command Create(CliContext ctx)
+    {
+        var model = new Option<string>("--model", "-m") { Description = "FLUX.2 [klein] snapshot directory (BF16, as released)", Required = true };
+        var quant = new Option<string>("--quant", "-q") { Description = "int8 (per output channel) or int4 (groups of 128/64/32)", Required = true };
+        var output = new Option<string>("--out", "-o") { Description = "Directory to create (absent or empty)", Required = true };
+        var cmd = new Command("quantize", "Write a copy of a snapshot with int8/int4 linear weights, loaded without re-quantizing.") { model, quant, output };
+        cmd.SetAction(parse =>
+        {
+            var mode = GenerateCommand.ParseQuant(parse.GetRequiredValue(quant));
+            if (mode == QuantMode.None) throw new ArgumentException("--quant none: expected int8 or int4");
+            string dst = parse.GetRequiredValue(output);
+            var sw = Stopwatch.StartNew();
+            using var snapshot = ModelSnapshot.Open(parse.GetRequiredValue(model));
+            QuantizedSnapshot.Write(snapshot, mode, dst, ctx.Err.WriteLine);
+            long bytes = Directory.EnumerateFiles(dst, "*", SearchOption.AllDirectories).Sum(f => new FileInfo(f).Length);
+            ctx.Out.WriteLine($"wrote {mode.ToString().ToLowerInvariant()} snapshot to {dst}: {CommonOptions.FormatBytes(bytes)} in {sw.Elapsed.TotalSeconds:0.0} s");
+            return Cli.Ok;
+        });
+        return cmd;
+    }
+}

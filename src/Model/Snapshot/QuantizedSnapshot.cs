@@ -1,0 +1,124 @@
+using PureFlux.Model.Flux2;
+using PureFlux.Model.Layers;
+using PureFlux.Model.Pipeline;
+using PureFlux.Model.Qwen3;
+
+namespace PureFlux.Model.Snapshot;
+
+/// <summary>
+/// A snapshot whose transformer and text-encoder linear weights are stored already quantized (<c>pureflux quantize</c>),
+/// so loading them is a file mapping instead of reading every BF16 weight, quantizing it and filling gigabytes of fresh
+/// memory (7–10 s for klein 4B's transformer as int8 on a 2-core guest). Same layout as the source snapshot; for each
+/// quantized linear "P.weight" holds the integers (I8 [N, K], or I4 [N, K]: two per byte, low nibble first — a dtype
+/// name only PureFlux reads) and "P.weight_scale" the F32 scales ([N], or [N, K / group] for int4). Exactly the weights
+/// that <c>--quant</c> quantizes at load time are quantized, by the same code, so results are bit-identical to
+/// <c>--quant MODE</c> on the source. Component files carry metadata "pureflux.quant" = int8 | int4.
+/// </summary>
+public static class QuantizedSnapshot
+{
+    public const string MetadataKey = "pureflux.quant";
+
+    /// <summary>How the snapshot's weights are stored: None (as released) or the mode of <c>pureflux quantize</c>.</summary>
+    public static QuantMode StoredMode(ModelSnapshot snapshot) =>
+        snapshot.Transformer.Files.Select(f => f.Metadata.TryGetValue(MetadataKey, out var m) ? m : null).FirstOrDefault(m => m is not null) switch
+        {
+            "int8" => QuantMode.Int8,
+            "int4" => QuantMode.Int4,
+            _ => QuantMode.None,
+        };
+
+    /// <summary>
+    /// Writes <paramref name="source"/> with quantized linear weights to <paramref name="destination"/> (absent or an
+    /// empty directory). Everything is written beside it first and moved into place at the end: a failure leaves nothing.
+    /// </summary>
+    public static void Write(ModelSnapshot source, QuantMode mode, string destination, Action<string>? log = null)
+    {
+        if (mode == QuantMode.None) throw new ArgumentException("quantize: --quant must be int8 or int4");
+        if (StoredMode(source) != QuantMode.None)
+            throw new ArgumentException($"quantize: {source.Directory} is already quantized ({Name(StoredMode(source))}); start from the BF16 snapshot");
+        string dst = Path.GetFullPath(destination);
+        if (File.Exists(dst) || (Directory.Exists(dst) && Directory.EnumerateFileSystemEntries(dst).Any()))
+            throw new IOException($"{destination}: already exists and is not an empty directory");
+        if (dst.StartsWith(Path.GetFullPath(source.Directory).TrimEnd('/') + "/", StringComparison.Ordinal))
+            throw new ArgumentException($"quantize: the output {destination} must not be inside the source snapshot");
+        string parent = Path.GetDirectoryName(dst)!;
+        Directory.CreateDirectory(parent);
+        string partial = Path.Combine(parent, "." + Path.GetFileName(dst) + ".partial");
+        if (Directory.Exists(partial)) Directory.Delete(partial, recursive: true);
+        try
+        {
+            CopyExceptWeights(source.Directory, partial);
+            var cpu = new CpuDevice();
+            log?.Invoke($"quantizing transformer to {Name(mode)}...");
+            WriteComponent(source, "transformer", ModelSnapshot.TransformerWeights, mode, partial,
+                load => new Flux2Transformer(source.TransformerConfig, load, mode), cpu);
+            log?.Invoke($"quantizing text_encoder to {Name(mode)}...");
+            var layers = Flux2KleinPipeline.DefaultTextLayers(source.TextEncoderConfig.NumHiddenLayers);
+            WriteComponent(source, "text_encoder", ModelSnapshot.TextEncoderWeights, mode, partial,
+                load => new Qwen3TextEncoder(source.TextEncoderConfig, load, layers, mode), cpu);
+            if (Directory.Exists(dst)) Directory.Delete(dst);
+            Directory.Move(partial, dst);
+        }
+        catch
+        {
+            try { if (Directory.Exists(partial)) Directory.Delete(partial, recursive: true); } catch (IOException) { }
+            throw;
+        }
+    }
+
+    private static string Name(QuantMode mode) => mode.ToString().ToLowerInvariant();
+
+    /// <summary>Copies the snapshot tree but for the transformer's and text encoder's weight files (single or sharded).</summary>
+    private static void CopyExceptWeights(string src, string dst)
+    {
+        foreach (var file in Directory.EnumerateFiles(src, "*", SearchOption.AllDirectories))
+        {
+            string rel = Path.GetRelativePath(src, file);
+            string component = rel.Split(Path.DirectorySeparatorChar)[0];
+            if (component is "transformer" or "text_encoder" && (rel.EndsWith(".safetensors", StringComparison.Ordinal) || rel.EndsWith(".safetensors.index.json", StringComparison.Ordinal)))
+                continue;
+            string target = Path.Combine(dst, rel);
+            Directory.CreateDirectory(Path.GetDirectoryName(target)!);
+            File.Copy(file, target);
+        }
+    }
+
+    /// <summary>
+    /// Builds the component with load-time quantization, records which linears were quantized (and their bits), and
+    /// writes one safetensors file: those weights as integers + scales, every other tensor copied as stored.
+    /// </summary>
+    private static void WriteComponent(ModelSnapshot source, string component, string fileName, QuantMode mode, string root,
+        Func<WeightLoader, IDisposable> build, Device cpu)
+    {
+        using var weights = source.OpenWeights(component);
+        var quantized = new Dictionary<string, QuantizedTensor>(StringComparer.Ordinal);
+        using var scope = Linear.RecordQuantized((prefix, q) => quantized[prefix + ".weight"] = q);
+        using var model = build(weights.Loader(cpu));
+        var entries = new List<SafetensorsWriteEntry>();
+        foreach (var name in weights.Names.Order(StringComparer.Ordinal))
+        {
+            if (quantized.TryGetValue(name, out var q))
+            {
+                var data = q.Data;
+                var scales = q.Scales;
+                entries.Add(new SafetensorsWriteEntry(name, data.DType, data.Shape, s => s.Write(data.AsSpan<byte>())));
+                string scaleName = name[..^".weight".Length] + Linear.ScaleSuffix;
+                if (weights.Contains(scaleName)) throw new SnapshotException($"{weights.Name}: already has a tensor '{scaleName}'");
+                entries.Add(new SafetensorsWriteEntry(scaleName, DType.F32, scales.Shape, s => s.Write(scales.AsSpan<byte>())));
+            }
+            else
+            {
+                var e = weights.Entry(name);
+                string n = name;
+                entries.Add(new SafetensorsWriteEntry(n, e.DType, e.Shape, s => s.Write(weights.Bytes(n))));
+            }
+        }
+        string dir = Path.Combine(root, component);
+        Directory.CreateDirectory(dir);
+        SafetensorsWriter.Write(Path.Combine(dir, fileName), entries, new Dictionary<string, string>
+        {
+            [MetadataKey] = Name(mode),
+            ["pureflux.source"] = Path.GetFullPath(source.Directory),
+        });
+    }
+}

@@ -1,0 +1,108 @@
+using PureFlux.Model.Layers;
+using PureFlux.Model.Pipeline;
+using PureFlux.Model.Snapshot;
+using PureFlux.Tests.Support;
+using CliApp = PureFlux.Cli.Cli;
+
+namespace PureFlux.Tests.Model;
+
+/// <summary><c>pureflux quantize</c>: a pre-quantized snapshot gives exactly what load-time quantization gives, and says what it is.</summary>
+public sealed class QuantizedSnapshotTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("pureflux-quantized-").FullName;
+
+    private static readonly Lazy<string> TinyDir = new(() =>
+    {
+        string dir = Path.Combine(Path.GetTempPath(), $"pureflux-tests-quant-tiny-{Environment.ProcessId}");
+        if (!File.Exists(Path.Combine(dir, "model_index.json"))) RandomSnapshot.Write(dir, SnapshotPreset.Tiny, 0);
+        return dir;
+    });
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    private static (int Code, string Out, string Err) Run(params string[] args)
+    {
+        var o = new StringWriter();
+        var e = new StringWriter();
+        int code = CliApp.Run(args, o, e);
+        return (code, o.ToString(), e.ToString());
+    }
+
+    [Theory]
+    [InlineData("int8")]
+    [InlineData("int4")]
+    public void Generating_from_the_quantized_snapshot_equals_load_time_quantization(string quant)
+    {
+        string q = Path.Combine(_dir, quant);
+        var made = Run("quantize", "--model", TinyDir.Value, "--quant", quant, "--out", q);
+        Assert.True(made.Code == 0, made.Err);
+        Assert.False(Directory.Exists(Path.Combine(_dir, "." + quant + ".partial")));
+
+        var mode = quant == "int8" ? QuantMode.Int8 : QuantMode.Int4;
+        var dev = Backends.Get("cpu");
+        using var original = ModelSnapshot.Open(TinyDir.Value);
+        using var stored = ModelSnapshot.Open(q);
+        Assert.Equal(QuantMode.None, QuantizedSnapshot.StoredMode(original));
+        Assert.Equal(mode, QuantizedSnapshot.StoredMode(stored));
+        // The linears are integers + scales on disk; everything else (norms, embeddings, VAE) is copied as stored.
+        var name = "single_transformer_blocks.0.attn.to_qkv_mlp_proj.weight";
+        Assert.Equal(quant == "int8" ? DType.I8 : DType.I4, stored.Transformer.Entry(name).DType);
+        Assert.Equal(original.Transformer.Entry(name).Shape, stored.Transformer.Entry(name).Shape);
+        Assert.True(stored.Transformer.Contains("single_transformer_blocks.0.attn.to_qkv_mlp_proj" + Linear.ScaleSuffix));
+        Assert.Equal(DType.BF16, stored.Transformer.Entry("double_stream_modulation_img.linear.weight").DType); // never quantized
+        Assert.Equal(original.TextEncoder.Entry("model.embed_tokens.weight").DType, stored.TextEncoder.Entry("model.embed_tokens.weight").DType);
+
+        var request = new GenerateRequest("a lighthouse at dawn", 48, 32, 2, 7);
+        using var a = new Flux2KleinPipeline(original, dev, mode);
+        using var b = new Flux2KleinPipeline(stored, dev);
+        Assert.Equal(a.Generate(request).Rgb, b.Generate(request).Rgb);
+    }
+
+    [Fact]
+    public void Bad_requests_are_one_line_errors_and_leave_nothing_behind()
+    {
+        string q = Path.Combine(_dir, "q8");
+        Assert.Equal(0, Run("quantize", "--model", TinyDir.Value, "--quant", "int8", "--out", q).Code);
+
+        var exists = Run("quantize", "--model", TinyDir.Value, "--quant", "int8", "--out", q);
+        Assert.NotEqual(0, exists.Code);
+        Assert.Contains("already exists", exists.Err);
+
+        var twice = Run("quantize", "--model", q, "--quant", "int4", "--out", Path.Combine(_dir, "q4"));
+        Assert.NotEqual(0, twice.Code);
+        Assert.Contains("already quantized (int8)", twice.Err);
+        Assert.False(Directory.Exists(Path.Combine(_dir, "q4")));
+
+        var none = Run("quantize", "--model", TinyDir.Value, "--quant", "none", "--out", Path.Combine(_dir, "qn"));
+        Assert.NotEqual(0, none.Code);
+        Assert.Contains("expected int8 or int4", none.Err);
+
+        var other = Run("generate", "--model", q, "--quant", "int4", "--prompt", "x", "--width", "32", "--height", "32", "--out", Path.Combine(_dir, "x.png"));
+        Assert.NotEqual(0, other.Code);
+        Assert.Contains("stored as int8", other.Err);
+        Assert.False(File.Exists(Path.Combine(_dir, "x.png")));
+
+        // A scale tensor that disagrees with its weight is named with what was expected.
+        var weights = Path.Combine(q, "transformer", ModelSnapshot.TransformerWeights);
+        using (var file = SafetensorsFile.Open(weights))
+        {
+            var entries = file.Names.Order(StringComparer.Ordinal).Select(n =>
+            {
+                var e = file.Entry(n);
+                var bytes = file.Bytes(n).ToArray();
+                return n == "proj_out.weight_scale"
+                    ? SafetensorsWriteEntry.FromBytes(n, DType.F32, new Shape(e.Shape[0] - 1), bytes[..^4])
+                    : SafetensorsWriteEntry.FromBytes(n, e.DType, e.Shape, bytes);
+            }).ToList();
+            var meta = new Dictionary<string, string>(file.Metadata);
+            string broken = Path.Combine(_dir, "broken.safetensors");
+            SafetensorsWriter.Write(broken, entries, meta);
+            file.Dispose();
+            File.Move(broken, weights, overwrite: true);
+        }
+        var bad = Run("generate", "--model", q, "--prompt", "x", "--width", "32", "--height", "32", "--out", Path.Combine(_dir, "y.png"), "--no-prompt-cache");
+        Assert.NotEqual(0, bad.Code);
+        Assert.Contains("proj_out.weight_scale", bad.Err);
+        Assert.False(File.Exists(Path.Combine(_dir, "y.png")));
+    }
+}
