@@ -29,17 +29,17 @@ public sealed class QuantizedSnapshotTests : IDisposable
     }
 
     [Theory]
-    [InlineData("int8")]
-    [InlineData("int4")]
-    public void Generating_from_the_quantized_snapshot_equals_load_time_quantization(string quant)
+    [InlineData("int8", "cpu")]
+    [InlineData("int4", "cpu")]
+    public void Generating_from_the_quantized_snapshot_equals_load_time_quantization(string quant, string backend)
     {
+        var dev = Backends.Get(backend);
         string q = Path.Combine(_dir, quant);
         var made = Run("quantize", "--model", TinyDir.Value, "--quant", quant, "--out", q);
         Assert.True(made.Code == 0, made.Err);
         Assert.False(Directory.Exists(Path.Combine(_dir, "." + quant + ".partial")));
 
         var mode = quant == "int8" ? QuantMode.Int8 : QuantMode.Int4;
-        var dev = Backends.Get("cpu");
         using var original = ModelSnapshot.Open(TinyDir.Value);
         using var stored = ModelSnapshot.Open(q);
         Assert.Equal(QuantMode.None, QuantizedSnapshot.StoredMode(original));
@@ -56,6 +56,30 @@ public sealed class QuantizedSnapshotTests : IDisposable
         using var a = new Flux2KleinPipeline(original, dev, mode);
         using var b = new Flux2KleinPipeline(stored, dev);
         Assert.Equal(a.Generate(request).Rgb, b.Generate(request).Rgb);
+    }
+
+    /// <summary>On ILGPU devices the stored integers are uploaded as they are: a Linear from them equals one quantized at load.</summary>
+    [Theory, MemberData(nameof(Backends.All), MemberType = typeof(Backends))]
+    public void A_stored_quantized_linear_equals_load_time_quantization_on_every_backend(string backend)
+    {
+        var dev = Backends.Get(backend);
+        foreach (var (quant, mode) in new[] { ("int8", QuantMode.Int8), ("int4", QuantMode.Int4) })
+        {
+            string q = Path.Combine(_dir, quant);
+            Assert.Equal(0, Run("quantize", "--model", TinyDir.Value, "--quant", quant, "--out", q).Code);
+            using var original = ModelSnapshot.Open(TinyDir.Value);
+            using var stored = ModelSnapshot.Open(q);
+            const string prefix = "single_transformer_blocks.0.attn.to_out";
+            var shape = original.Transformer.Entry(prefix + ".weight").Shape;
+            int n = shape[0], k = shape[1], m = 5;
+            using var a = new Linear(original.Transformer.Loader(dev), prefix, k, n, quant: mode);
+            using var b = new Linear(stored.Transformer.Loader(dev), prefix, k, n);
+            var rng = new Random(3);
+            using var x = Tensor.FromArray(dev, Enumerable.Range(0, m * k).Select(_ => rng.NextSingle() - 0.5f).ToArray(), m, k);
+            using var ya = a.Forward(x);
+            using var yb = b.Forward(x);
+            Assert.Equal(ya.ToFloatArray(), yb.ToFloatArray());
+        }
     }
 
     [Fact]
