@@ -100,7 +100,7 @@ public class CliTests
     }
 
     [Theory]
-    [InlineData(new string[0], "no command given; commands: generate, verify, make-model, devices, tokenize")]
+    [InlineData(new string[0], "no command given; commands: generate, verify, make-model, quantize, devices, tokenize")]
     [InlineData(new[] { "frobnicate" }, "Unrecognized command or argument 'frobnicate'")]
     [InlineData(new[] { "tokenize" }, "Required argument 'TEXT' missing")]
     [InlineData(new[] { "tokenize", "a", "b" }, "Unrecognized command or argument 'b'")]
