@@ -38,10 +38,14 @@ int threads = Environment.ProcessorCount;
 int reps = quick ? 1 : 3;
 double peakAll = PeakFlops.Measure(quick ? 0.1 : 0.3), peakOne = PeakFlops.Measure(quick ? 0.1 : 0.3, threads: 1);
 bool haveBlas = OpenBlas.Available(out string blasWhy);
-Console.WriteLine($"CPU: {new CpuDevice().Name}; FMA peak {peakAll:0.0} GFLOP/s ({threads} threads), {peakOne:0.0} (1 thread); OpenBLAS: {(haveBlas ? "yes" : blasWhy)}");
+Console.WriteLine($"CPU: {new CpuDevice().Name}; FMA peak {peakAll:0.0} GFLOP/s ({threads} threads), {peakOne:0.0} (1 thread); OpenBLAS: {(haveBlas ? $"yes, {OpenBlas.CoreName} kernels" : blasWhy)}");
+// OPENBLAS_CORETYPE is read when the library loads, so it cannot be fixed from here: say when the line will be unfair.
+if (haveBlas && System.Runtime.Intrinsics.X86.Avx512F.IsSupported && OpenBlas.CoreName is "Prescott" or "Core2" or "Nehalem" or "Sandybridge" or "Haswell" or "Zen")
+    Console.WriteLine($"warning: OpenBLAS runs its {OpenBlas.CoreName} kernels on an AVX-512 CPU (an older OpenBLAS that does not know this CPU, or OPENBLAS_CORETYPE); " +
+        "rerun with OPENBLAS_CORETYPE=SKYLAKEX (or COOPERLAKE where avx512_bf16 is present) for its best, as `bench peak` does");
 
 string[] versions = ["naive (1t)", "blocked (1t)", "packed (1t)", $"packed ({threads}t)", $"f32 Linear ({threads}t)", $"bf16 w ({threads}t)", $"int8 w ({threads}t)", $"int4 w ({threads}t)"];
-if (haveBlas) versions = [.. versions, "OpenBLAS sgemm"];
+if (haveBlas) versions = [.. versions, $"OpenBLAS sgemm ({OpenBlas.CoreName})"];
 var gflops = new double[shapes.Length, versions.Length];
 
 for (int si = 0; si < shapes.Length; si++)
@@ -170,6 +174,12 @@ static class OpenBlas
         why = ok ? "" : $"not measured ({Lib} has no cblas_sgemm)";
         return ok;
     }
+
+    /// <summary>The kernel family OpenBLAS chose (e.g. "SkylakeX", "Prescott" when it does not know the CPU).</summary>
+    public static string CoreName => NativeLibrary.TryLoad(Lib, out var h) && NativeLibrary.TryGetExport(h, "openblas_get_corename", out var f)
+        ? Marshal.PtrToStringAnsi(GetCoreName(f)) ?? "?" : "?";
+
+    private static unsafe nint GetCoreName(nint f) => ((delegate* unmanaged<nint>)f)();
 
     public static void Gemm(float[] x, float[] w, float[] y, int m, int n, int k) =>
         cblas_sgemm(101 /* row-major */, 111 /* no trans */, 112 /* trans */, m, n, k, 1f, x, k, w, k, 0f, y, n);
