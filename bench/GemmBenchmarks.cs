@@ -177,7 +177,8 @@ public static class GemmQuickBench
                 var (x, wf, wb, y) = MakeOperands(cpu, s.M, s.K, s.N);
                 using var q8 = Quantize.Int8(wf);
                 using var q4 = Quantize.Int4(wf, 64);
-                Report(s, threads, "f32", Time(() => Gemm.Linear(x, wf, null, y)));
+                double f32 = Time(() => Gemm.Linear(x, wf, null, y));
+                Report(s, threads, "f32", f32);
                 Report(s, threads, "bf16", Time(() => Gemm.Linear(x, wb, null, y)));
                 Report(s, threads, "int8", Time(() => QuantizedGemm.Linear(x, q8, null, y)));
                 Report(s, threads, "int4/g64", Time(() => QuantizedGemm.Linear(x, q4, null, y)));
@@ -185,6 +186,14 @@ public static class GemmQuickBench
                 {
                     Report(s, threads, "int8-wd", Time(() => QuantizedGemm.Linear(x, q8, null, y, QuantizedCpuKernel.MaddWd)));
                     Report(s, threads, "int4-wd", Time(() => QuantizedGemm.Linear(x, q4, null, y, QuantizedCpuKernel.MaddWd)));
+                }
+                if (OpenBlas.TryLoad(out _)) // the reference GEMM, same operands, same process; last: its threads spin on after a call
+                {
+                    OpenBlas.SetNumThreads(threads);
+                    nint px = x.Pointer, pw = wf.Pointer, py = y.Pointer;
+                    double blas = Time(() => { unsafe { OpenBlas.SgemmNT(s.M, s.N, s.K, (float*)px, (float*)pw, (float*)py); } });
+                    Report(s, threads, "openblas", blas);
+                    Console.WriteLine($"{"",-18} {"",7} f32 / OpenBLAS ({OpenBlas.CoreName}) = {blas / f32:0.00}");
                 }
                 x.Dispose(); wf.Dispose(); wb.Dispose(); y.Dispose();
             }

@@ -56,6 +56,33 @@ internal static unsafe class OpenBlas
     /// an Emerald Rapids Xeon (family 6, model 207) for a Prescott and runs SSE3 kernels at ~20% of its AVX-512 speed
     /// (measured 2026-11-30: 32.8 vs 151–157 GFLOP/s on one thread at 4096×3072×3072).
     /// </summary>
+    private const string ReexecMarker = "PUREFLUX_OPENBLAS_REEXEC";
+
+    /// <summary>
+    /// When OPENBLAS_CORETYPE is not <see cref="BestCoreType"/> (and this is not already the re-run), runs this program
+    /// again with <paramref name="args"/> and the best core type, and returns its exit code; otherwise null (go on here).
+    /// The variable is read when the library loads, so it cannot be changed in-process.
+    /// </summary>
+    public static int? RerunWithBestCoreType(string[] args)
+    {
+        string? coreType = Environment.GetEnvironmentVariable("OPENBLAS_CORETYPE") is { Length: > 0 } set ? set : null;
+        string? best = BestCoreType();
+        if (string.Equals(coreType, best, StringComparison.OrdinalIgnoreCase) || Environment.GetEnvironmentVariable(ReexecMarker) is not null)
+            return null;
+        Console.WriteLine($"# OPENBLAS_CORETYPE={coreType ?? "(unset)"}; re-running with {best ?? "(unset)"}, the best kernels for this CPU's flags");
+        var psi = new System.Diagnostics.ProcessStartInfo(Environment.ProcessPath!) { UseShellExecute = false };
+        // Under `dotnet PureFlux.Bench.dll` the process is dotnet itself and the dll comes first.
+        if (Path.GetFileNameWithoutExtension(Environment.ProcessPath!) == "dotnet")
+            psi.ArgumentList.Add(typeof(OpenBlas).Assembly.Location);
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        if (best is null) psi.Environment.Remove("OPENBLAS_CORETYPE");
+        else psi.Environment["OPENBLAS_CORETYPE"] = best;
+        psi.Environment[ReexecMarker] = "1";
+        using var p = System.Diagnostics.Process.Start(psi)!;
+        p.WaitForExit();
+        return p.ExitCode;
+    }
+
     public static string? BestCoreType()
     {
         string flags;

@@ -18,18 +18,9 @@ namespace PureFlux.Bench;
 /// </summary>
 public static unsafe class PeakBenchmarks
 {
-    private const string ReexecMarker = "PUREFLUX_PEAK_REEXEC";
-
     public static int Run(string[] args)
     {
-        string? coreType = Environment.GetEnvironmentVariable("OPENBLAS_CORETYPE") is { Length: > 0 } set ? set : null;
-        string? best = OpenBlas.BestCoreType();
-        if (!string.Equals(coreType, best, StringComparison.OrdinalIgnoreCase)
-            && Environment.GetEnvironmentVariable(ReexecMarker) is null && !args.Contains("--keep-coretype"))
-        {
-            Console.WriteLine($"# OPENBLAS_CORETYPE={coreType ?? "(unset)"}; re-running with {best ?? "(unset)"}, the best kernels for this CPU's flags");
-            return Reexec(args, best);
-        }
+        if (!args.Contains("--keep-coretype") && OpenBlas.RerunWithBestCoreType(["peak", .. args]) is { } code) return code;
 
         bool quick = args.Contains("--quick");
         int onlyAt = Array.IndexOf(args, "--only");
@@ -85,22 +76,6 @@ public static unsafe class PeakBenchmarks
                 Console.WriteLine($"OpenBLAS sgemm M×N×K {s[0]}×{s[1]}×{s[2]} (A·Bᵀ), {threads} thread{(threads > 1 ? "s" : " ")}: {g,7:F1} GFLOP/s");
             }
         return 0;
-    }
-
-    private static int Reexec(string[] args, string? coreType)
-    {
-        var psi = new ProcessStartInfo(Environment.ProcessPath!) { UseShellExecute = false };
-        // Under `dotnet PureFlux.Bench.dll` the process is dotnet itself and the dll comes first.
-        if (Path.GetFileNameWithoutExtension(Environment.ProcessPath!) == "dotnet")
-            psi.ArgumentList.Add(typeof(PeakBenchmarks).Assembly.Location);
-        psi.ArgumentList.Add("peak");
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        if (coreType is null) psi.Environment.Remove("OPENBLAS_CORETYPE");
-        else psi.Environment["OPENBLAS_CORETYPE"] = coreType;
-        psi.Environment[ReexecMarker] = "1";
-        using var p = Process.Start(psi)!;
-        p.WaitForExit();
-        return p.ExitCode;
     }
 
     private static double Best(int reps, Func<double> measure)

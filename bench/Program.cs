@@ -7,7 +7,8 @@ namespace PureFlux.Bench;
 /// <c>dotnet run -c Release --project bench -- --filter '*Gemm*'</c> (BenchmarkDotNet's own options apply).
 /// <c>dotnet run -c Release --project bench -- peak</c>: the machine's reference line (<see cref="PeakBenchmarks"/>).
 /// <c>dotnet run -c Release --project bench -- quick gemm|attention|conv</c>: plain timed runs printing GFLOP/s
-/// (minutes instead of BenchmarkDotNet's much longer statistics).
+/// (minutes instead of BenchmarkDotNet's much longer statistics); quick gemm adds OpenBLAS sgemm in the same process
+/// (with the best OPENBLAS_CORETYPE, unless --keep-coretype) and our f32 / OpenBLAS ratio.
 /// <c>dotnet run -c Release --project bench -- gemm [reps] [MxKxN ...]</c>: GEMM at FLUX.2's small M (<see cref="GemmQuickBench.RunSmallM"/>).
 /// <c>dotnet run -c Release --project bench -- cuda</c>: tensor-core vs SIMT GEMM on a CUDA device (<see cref="CudaBench"/>).
 /// </summary>
@@ -21,7 +22,10 @@ public static class Program
         {
             switch (what)
             {
-                case "gemm": GemmQuickBench.Run(args[2..]); return 0;
+                case "gemm":
+                    if (!args.Contains("--keep-coretype") && OpenBlas.RerunWithBestCoreType(args) is { } code) return code; // OpenBLAS row
+                    GemmQuickBench.Run(args[2..].Where(a => a != "--keep-coretype").ToArray());
+                    return 0;
                 case "attention": AttentionQuickBench.Run(); return 0;
                 case "conv": ConvQuickBench.Run(); return 0;
                 default: Console.Error.WriteLine($"error: quick '{what}': expected gemm, attention or conv"); return 2;
