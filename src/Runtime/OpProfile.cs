@@ -28,9 +28,17 @@ public static class OpProfile
 
     public static bool Enabled { get; set; } = Environment.GetEnvironmentVariable("PUREFLUX_PROFILE") == "1";
 
-    /// <summary>Starts timing <paramref name="op"/>; <paramref name="shape"/> is only formatted when profiling is on.</summary>
-    public static Scope Start(string op, Device device, double flops, Func<string> shape) =>
-        Enabled ? new Scope(op, device, flops, shape(), Stopwatch.GetTimestamp()) : default;
+    /// <summary>Starts timing an element-wise <paramref name="op"/> keyed by the shape of <paramref name="x"/>.</summary>
+    public static Scope Start(string op, Tensor x) =>
+        Enabled ? new Scope(op, x.Device, 0, x.Shape.ToString(), Stopwatch.GetTimestamp()) : default;
+
+    /// <summary>
+    /// Starts timing <paramref name="op"/>; the shape is formatted from <paramref name="state"/> only when profiling is
+    /// on. Call sites pass a static lambda and a value tuple, so a disabled scope allocates nothing (a lambda capturing
+    /// locals would allocate its closure on every call).
+    /// </summary>
+    public static Scope Start<TState>(string op, Device device, double flops, TState state, Func<TState, string> shape) =>
+        Enabled ? new Scope(op, device, flops, shape(state), Stopwatch.GetTimestamp()) : default;
 
     public static void Reset() => Entries.Clear();
 

@@ -28,7 +28,7 @@ public static partial class Gelu
         Check.Count(op, "y", y, x.Count);
         Check.That(approximation is GeluApproximation.None or GeluApproximation.Tanh, op, $"unknown approximation {approximation}");
         if (x.Count == 0) return;
-        using var profile = OpProfile.Start(op, x.Device, 0, () => x.Shape.ToString());
+        using var profile = OpProfile.Start(op, x);
         switch (Check.SameDevice(op, x, y))
         {
             case CpuDevice cpu: ForwardCpu(cpu, x, y, approximation); break;

@@ -10,7 +10,7 @@ public static partial class Silu
         Check.DType(op, "x", x, DType.F32);
         Check.DType(op, "y", y, DType.F32);
         Check.Count(op, "y", y, x.Count);
-        using var profile = OpProfile.Start(op, x.Device, 0, () => x.Shape.ToString());
+        using var profile = OpProfile.Start(op, x);
         switch (Check.SameDevice(op, x, y))
         {
             case CpuDevice cpu: ForwardCpu(cpu, x, y); break;

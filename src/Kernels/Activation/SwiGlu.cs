@@ -16,7 +16,7 @@ public static partial class SwiGlu
         expected[^1] /= 2;
         Check.Shape(op, "y", y, expected);
         if (y.Count == 0) return;
-        using var profile = OpProfile.Start(op, x.Device, 0, () => x.Shape.ToString());
+        using var profile = OpProfile.Start(op, x);
         switch (Check.SameDevice(op, x, y))
         {
             case CpuDevice cpu: ForwardCpu(cpu, x, y); break;

@@ -59,7 +59,8 @@ public static partial class Attention
         Check.That(float.IsFinite(scale), Op, $"Scale {scale} is not finite");
         var dims = new Dims(sq, sk, hq, hkv, d, scale);
         if (sq == 0) return;
-        using var profile = OpProfile.Start(Op, q.Device, AttentionFlops(dims, options), () => $"S {sq}x{sk}, {hq}/{hkv} heads x {d}{(options.Causal ? ", causal" : "")}");
+        using var profile = OpProfile.Start(Op, q.Device, AttentionFlops(dims, options), (dims, options.Causal),
+            static s => $"S {s.dims.Sq}x{s.dims.Sk}, {s.dims.Hq}/{s.dims.Hkv} heads x {s.dims.D}{(s.Causal ? ", causal" : "")}");
         switch (Check.SameDevice(Op, q, k, v, o, options.KeyMask, options.Mask, options.Bias))
         {
             case CpuDevice cpu:

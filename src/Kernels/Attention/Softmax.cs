@@ -17,7 +17,7 @@ public static partial class Softmax
         Check.SameShape(op, "x", x, "y", y);
         Check.That(x.Rank >= 1, op, $"x has shape {x.Shape}; expected rank ≥ 1");
         if (x.Count == 0) return;
-        using var profile = OpProfile.Start(op, x.Device, 0, () => x.Shape.ToString());
+        using var profile = OpProfile.Start(op, x);
         switch (Check.SameDevice(op, x, y))
         {
             case CpuDevice cpu: ForwardCpu(cpu, x, y); break;

@@ -64,7 +64,7 @@ public static partial class Conv2d
             ImageShape.Vector(op, "bias", bias, o);
         }
         var g = new Geometry(c, h, w, o, kh, kw, stride, pad, ho, wo);
-        using var profile = OpProfile.Start(op, x.Device, 2.0 * o * ho * wo * c * kh * kw, () => $"{c}->{o} {kh}x{kw}/{stride} at {h}x{w}");
+        using var profile = OpProfile.Start(op, x.Device, 2.0 * o * ho * wo * c * kh * kw, g, static g => $"{g.C}->{g.O} {g.KH}x{g.KW}/{g.Stride} at {g.H}x{g.W}");
         switch (Check.SameDevice(op, x, weight, bias, y))
         {
             case CpuDevice cpu: ForwardCpu(cpu, x, weight, bias, y, g); break;

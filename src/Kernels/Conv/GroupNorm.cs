@@ -24,7 +24,7 @@ public static partial class GroupNorm
         ImageShape.Vector(op, "bias", bias, c);
         Check.That(groups >= 1 && c % groups == 0, op, $"groups is {groups}; expected a divisor of the {c} channels of x {x.Shape}");
         Check.That(eps >= 0f, op, $"eps is {eps}; expected >= 0");
-        using var profile = OpProfile.Start(op, x.Device, 0, () => x.Shape.ToString());
+        using var profile = OpProfile.Start(op, x);
         switch (Check.SameDevice(op, x, weight, bias, y))
         {
             case CpuDevice cpu: ForwardCpu(cpu, x, weight, bias, y, c, h * w, groups, eps, silu); break;

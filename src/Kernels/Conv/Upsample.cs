@@ -15,7 +15,7 @@ public static partial class Upsample
         Check.DType(op, "y", y, DType.F32);
         var (c, h, w) = ImageShape.Chw(op, "x", x);
         ImageShape.Expect(op, "y", y, c, 2 * h, 2 * w);
-        using var profile = OpProfile.Start(op, x.Device, 0, () => x.Shape.ToString());
+        using var profile = OpProfile.Start(op, x);
         switch (Check.SameDevice(op, x, y))
         {
             case CpuDevice cpu: Nearest2xCpu(cpu, x, y, c, h, w); break;

@@ -14,7 +14,7 @@ public static partial class Elementwise
         Check.SameShape(op, "a", a, "b", b);
         Check.SameShape(op, "a", a, "y", y);
         if (a.Count == 0) return;
-        using var profile = OpProfile.Start(op, a.Device, 0, () => a.Shape.ToString());
+        using var profile = OpProfile.Start(op, a);
         switch (Check.SameDevice(op, a, b, y))
         {
             case CpuDevice cpu:
@@ -32,7 +32,7 @@ public static partial class Elementwise
         Check.SameShape(op, "a", a, "b", b);
         Check.SameShape(op, "a", a, "y", y);
         if (a.Count == 0) return;
-        using var profile = OpProfile.Start(op, a.Device, 0, () => a.Shape.ToString());
+        using var profile = OpProfile.Start(op, a);
         switch (Check.SameDevice(op, a, b, y))
         {
             case CpuDevice cpu:
@@ -49,7 +49,7 @@ public static partial class Elementwise
         CheckF32(op, ("x", x), ("y", y));
         Check.SameShape(op, "x", x, "y", y);
         if (x.Count == 0) return;
-        using var profile = OpProfile.Start(op, x.Device, 0, () => x.Shape.ToString());
+        using var profile = OpProfile.Start(op, x);
         switch (Check.SameDevice(op, x, y))
         {
             case CpuDevice cpu:
@@ -66,7 +66,7 @@ public static partial class Elementwise
         CheckF32(op, ("x", x), ("y", y));
         Check.SameShape(op, "x", x, "y", y);
         if (x.Count == 0) return;
-        using var profile = OpProfile.Start(op, x.Device, 0, () => x.Shape.ToString());
+        using var profile = OpProfile.Start(op, x);
         switch (Check.SameDevice(op, x, y))
         {
             case CpuDevice cpu:
@@ -83,7 +83,7 @@ public static partial class Elementwise
         const string op = nameof(Elementwise) + "." + nameof(CopyColumns);
         var (rows, c, w) = CheckColumns(op, src, dst, colStart, "src", "dst");
         if (rows == 0 || w == 0) return;
-        using var profile = OpProfile.Start(op, src.Device, 0, () => src.Shape.ToString());
+        using var profile = OpProfile.Start(op, src);
         switch (Check.SameDevice(op, src, dst))
         {
             case CpuDevice cpu: ColumnsCpu(cpu, src, c, colStart, dst, w, 0, w, rows); break;
@@ -98,7 +98,7 @@ public static partial class Elementwise
         const string op = nameof(Elementwise) + "." + nameof(WriteColumns);
         var (rows, c, w) = CheckColumns(op, dst, src, colStart, "dst", "src");
         if (rows == 0 || w == 0) return;
-        using var profile = OpProfile.Start(op, src.Device, 0, () => src.Shape.ToString());
+        using var profile = OpProfile.Start(op, src);
         switch (Check.SameDevice(op, src, dst))
         {
             case CpuDevice cpu: ColumnsCpu(cpu, src, w, 0, dst, c, colStart, w, rows); break;
@@ -117,7 +117,7 @@ public static partial class Elementwise
         Check.That(!(x.Buffer == y.Buffer && x.ByteOffset < y.ByteOffset + y.ByteCount && y.ByteOffset < x.ByteOffset + x.ByteCount),
             op, "y overlaps x; a transpose cannot run in place");
         if (x.Count == 0) return;
-        using var profile = OpProfile.Start(op, x.Device, 0, () => x.Shape.ToString());
+        using var profile = OpProfile.Start(op, x);
         switch (Check.SameDevice(op, x, y))
         {
             case CpuDevice cpu: TransposeCpu(cpu, x, y, r, c); break;

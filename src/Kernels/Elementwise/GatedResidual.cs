@@ -15,7 +15,7 @@ public static partial class GatedResidual
         int d = x.Shape.Last;
         Check.Count(op, "gate", gate, d);
         if (x.Count == 0) return;
-        using var profile = OpProfile.Start(op, x.Device, 0, () => x.Shape.ToString());
+        using var profile = OpProfile.Start(op, x);
         switch (Check.SameDevice(op, x, gate, y))
         {
             case CpuDevice cpu: ForwardCpu(cpu, x, gate, y); break;

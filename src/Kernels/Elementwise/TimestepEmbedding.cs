@@ -23,7 +23,7 @@ public static partial class TimestepEmbedding
         Check.That(dim > 0 && dim % 2 == 0, op, $"y has shape {y.Shape}; expected an even, positive embedding dim");
         if (n == 0) return;
         float[] freqs = Frequencies(dim / 2);
-        using var profile = OpProfile.Start(op, t.Device, 0, () => t.Shape.ToString());
+        using var profile = OpProfile.Start(op, t);
         switch (Check.SameDevice(op, t, y))
         {
             case CpuDevice: ForwardCpu(t, y, freqs); break;

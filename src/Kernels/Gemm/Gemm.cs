@@ -35,7 +35,8 @@ public static partial class Gemm
         }
         CheckNoOverlap(op, "y", y, "x", x);
         CheckNoOverlap(op, "y", y, "weight", weight);
-        using var profile = OpProfile.Start(op + (weight.DType == DType.F32 ? "" : " " + weight.DType.ToString().ToLowerInvariant()), x.Device, 2.0 * m * n * k, () => $"{m}x{k}x{n}");
+        using var profile = OpProfile.Start(weight.DType switch { DType.BF16 => "Gemm.Linear bf16", DType.F16 => "Gemm.Linear f16", _ => op }, x.Device,
+            2.0 * m * n * k, (m, k, n), static s => $"{s.m}x{s.k}x{s.n}");
         switch (Check.SameDevice(op, x, weight, bias, y))
         {
             case CpuDevice cpu: LinearCpu(cpu, x, weight, bias, y, m, n, k); break;
@@ -58,7 +59,7 @@ public static partial class Gemm
         Check.Shape(op, "c", c, m, n);
         CheckNoOverlap(op, "c", c, "a", a);
         CheckNoOverlap(op, "c", c, "b", b);
-        using var profile = OpProfile.Start(op, a.Device, 2.0 * m * n * k, () => $"{m}x{k}x{n}");
+        using var profile = OpProfile.Start(op, a.Device, 2.0 * m * n * k, (m, k, n), static s => $"{s.m}x{s.k}x{s.n}");
         switch (Check.SameDevice(op, a, b, c))
         {
             case CpuDevice cpu: MatMulCpu(cpu, a, b, c, m, n, k); break;

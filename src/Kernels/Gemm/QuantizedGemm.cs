@@ -62,7 +62,7 @@ public static partial class QuantizedGemm
             Check.Shape(op, "bias", bias, n);
         }
         Gemm.CheckNoOverlap(op, "y", y, "x", x);
-        using var profile = OpProfile.Start(op + (w.Data.DType == DType.I8 ? " int8" : $" int4/g{w.GroupSize}"), x.Device, 2.0 * m * n * k, () => $"{m}x{k}x{n}");
+        using var profile = OpProfile.Start(ProfileName(w), x.Device, 2.0 * m * n * k, (m, k, n), static s => $"{s.m}x{s.k}x{s.n}");
         switch (Check.SameDevice(op, x, w.Data, w.Scales, bias, y))
         {
             case CpuDevice cpu:
@@ -78,6 +78,15 @@ public static partial class QuantizedGemm
             case IlgpuDevice gpu: LinearIlgpu(gpu, x, w, bias, y, m, n, k); break;
         }
     }
+
+    /// <summary>The profiler's name for a weight's scheme (literals: nothing is allocated when profiling is off).</summary>
+    private static string ProfileName(QuantizedTensor w) => w.Data.DType == DType.I8 ? "QuantizedGemm.Linear int8" : w.GroupSize switch
+    {
+        32 => "QuantizedGemm.Linear int4/g32",
+        64 => "QuantizedGemm.Linear int4/g64",
+        128 => "QuantizedGemm.Linear int4/g128",
+        _ => $"QuantizedGemm.Linear int4/g{w.GroupSize}",
+    };
 
     private const int MR = 12, NR = 32;
     /// <summary>K block: a multiple of every int4 group size; the KC×32 int16 weight panel is 32 KiB (L1).</summary>

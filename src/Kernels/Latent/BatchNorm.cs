@@ -25,7 +25,7 @@ public static partial class BatchNorm
         ImageShape.Vector(op, "mean", mean, c);
         ImageShape.Vector(op, "var", variance, c);
         Check.That(eps >= 0f, op, $"eps is {eps}; expected >= 0");
-        using var profile = OpProfile.Start(op, x.Device, 0, () => x.Shape.ToString());
+        using var profile = OpProfile.Start(op, x);
         switch (Check.SameDevice(op, x, mean, variance, y))
         {
             case CpuDevice cpu: RunCpu(cpu, x, mean, variance, y, eps, denormalize, c, h * w); break;

@@ -72,7 +72,7 @@ public static partial class Latents
 
     private static void Dispatch(string op, Tensor x, Tensor y, Kind kind, int c, int h, int w)
     {
-        using var profile = OpProfile.Start(op, x.Device, 0, () => x.Shape.ToString());
+        using var profile = OpProfile.Start(op, x);
         switch (Check.SameDevice(op, x, y))
         {
             case CpuDevice cpu: Cpu(cpu, x, y, kind, c, h, w); break;

@@ -17,7 +17,7 @@ public static partial class LayerNormModulate
         Check.Count(op, "shift", shift, d);
         Check.Count(op, "scale", scale, d);
         if (x.Count == 0) return;
-        using var profile = OpProfile.Start(op, x.Device, 0, () => x.Shape.ToString());
+        using var profile = OpProfile.Start(op, x);
         switch (Check.SameDevice(op, x, shift, scale, y))
         {
             case CpuDevice cpu: ForwardCpu(cpu, x, shift, scale, y, eps); break;
@@ -32,7 +32,7 @@ public static partial class LayerNormModulate
         const string op = nameof(LayerNormModulate) + "." + nameof(LayerNorm);
         CheckCommon(op, x, y, eps);
         if (x.Count == 0) return;
-        using var profile = OpProfile.Start(op, x.Device, 0, () => x.Shape.ToString());
+        using var profile = OpProfile.Start(op, x);
         switch (Check.SameDevice(op, x, y))
         {
             case CpuDevice cpu: ForwardCpu(cpu, x, null, null, y, eps); break;

@@ -19,7 +19,7 @@ public static partial class RmsNorm
         Check.SameShape(op, "x", x, "y", y);
         Check.That(eps >= 0 && float.IsFinite(eps), op, $"eps is {eps}; expected a finite value ≥ 0");
         if (x.Count == 0) return;
-        using var profile = OpProfile.Start(op, x.Device, 0, () => x.Shape.ToString());
+        using var profile = OpProfile.Start(op, x);
         switch (Check.SameDevice(op, x, weight, y))
         {
             case CpuDevice cpu: ForwardCpu(cpu, x, weight, y, eps); break;

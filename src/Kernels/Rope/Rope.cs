@@ -30,7 +30,7 @@ public static partial class Rope
         Check.Count(op, "cos", cos, (long)s * d);
         Check.Count(op, "sin", sin, (long)s * d);
         if (x.Count == 0) return;
-        using var profile = OpProfile.Start(op, x.Device, 0, () => x.Shape.ToString());
+        using var profile = OpProfile.Start(op, x);
         switch (Check.SameDevice(op, x, cos, sin, y))
         {
             case CpuDevice cpu: ApplyCpu(cpu, x, cos, sin, y, h, d, interleaved); break;
