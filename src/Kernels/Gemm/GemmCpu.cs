@@ -163,28 +163,36 @@ internal static unsafe class GemmCpu
         }
     }
 
-    /// <summary>16 consecutive weight elements as floats, for one storage type.</summary>
-    private interface IWeightRow
+    /// <summary>Weight elements as floats, for one storage type: 16 at a time (widened in registers) or one.
+    /// Also used by <see cref="Quantize"/> to read rows of any weight dtype.</summary>
+    internal interface IWeightRow
     {
         static abstract Vector512<float> Load16(void* data, long offset);
+        static abstract float Load1(void* data, long offset);
     }
 
-    private readonly struct F32Row : IWeightRow
+    internal readonly struct F32Row : IWeightRow
     {
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector512<float> Load16(void* data, long offset) => Vector512.Load((float*)data + offset);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static float Load1(void* data, long offset) => ((float*)data)[offset];
     }
 
-    private readonly struct Bf16Row : IWeightRow
+    internal readonly struct Bf16Row : IWeightRow
     {
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector512<float> Load16(void* data, long offset) => Bf16ToSingle(Vector256.Load((ushort*)data + offset));
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static float Load1(void* data, long offset) => Bf16.ToFloat(((ushort*)data)[offset]);
     }
 
-    private readonly struct F16Row : IWeightRow
+    internal readonly struct F16Row : IWeightRow
     {
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector512<float> Load16(void* data, long offset) => HalfToSingle(Vector256.Load((ushort*)data + offset));
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static float Load1(void* data, long offset) => (float)((Half*)data)[offset];
     }
 
     /// <summary>The single-threaded blocked loop nest over C[m0.., n0..] (one thread's share).</summary>

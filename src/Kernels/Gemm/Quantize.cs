@@ -9,9 +9,9 @@ namespace PureFlux.Kernels;
 /// (ties to even, as <see cref="MathF.Round(float)"/>), so every weight's error is at most half its scale:
 /// |w − q·scale| ≤ scale / 2.
 /// <para>
-/// Streaming: rows are quantized in parallel, each widened from BF16/F32 in registers (F16 through a per-thread
-/// row buffer), max-abs then quantize in AVX-512, written straight into the result tensors — no FP32 copy of the
-/// weight. A CPU weight (including a memory-mapped one) is read in place; a weight on an ILGPU device is read back,
+/// Streaming: rows are quantized in parallel, each widened from F32/F16/BF16 in registers (the GEMM's
+/// <see cref="GemmCpu.IWeightRow"/> readers), max-abs then quantize in AVX-512, written straight into the result
+/// tensors — no FP32 copy of the weight. A CPU weight (including a memory-mapped one) is read in place; a weight on an ILGPU device is read back,
 /// quantized on the host and the result uploaded. Results equal the scalar definition bit for bit:
 /// q = (int)clamp(round(w · inv), ±qmax), inv = qmax / max|w| (0 for an all-zero row or group), scale = max|w| / qmax.
 /// </para>
@@ -85,24 +85,21 @@ public static unsafe class Quantize
         Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, t =>
         {
             var (start, len) = Partition.Range(n, t, threads);
-            float[]? widened = dtype == DType.F16 ? new float[k] : null;
             for (long row = start; row < start + len; row++)
             {
                 byte* s = (byte*)ps + row * k * elementBytes;
                 float* sc = (float*)pscale + row * groups;
-                if (widened is not null)
+                switch (dtype)
                 {
-                    // F16 has no in-register widening here: convert the row once (exact), then quantize it as F32.
-                    TensorPrimitives.ConvertToSingle(new ReadOnlySpan<Half>(s, k), widened);
-                    fixed (float* f = widened) QuantizeRow<F32Row>(f, k, groupSize, int4, (byte*)pd, row, sc);
+                    case DType.BF16: QuantizeRow<GemmCpu.Bf16Row>(s, k, groupSize, int4, (byte*)pd, row, sc); break;
+                    case DType.F16: QuantizeRow<GemmCpu.F16Row>(s, k, groupSize, int4, (byte*)pd, row, sc); break;
+                    default: QuantizeRow<GemmCpu.F32Row>(s, k, groupSize, int4, (byte*)pd, row, sc); break;
                 }
-                else if (dtype == DType.BF16) QuantizeRow<Bf16Row>(s, k, groupSize, int4, (byte*)pd, row, sc);
-                else QuantizeRow<F32Row>(s, k, groupSize, int4, (byte*)pd, row, sc);
             }
         });
     }
 
-    private static void QuantizeRow<TRow>(void* src, int k, int groupSize, bool int4, byte* dst, long row, float* scales) where TRow : struct, IRow
+    private static void QuantizeRow<TRow>(void* src, int k, int groupSize, bool int4, byte* dst, long row, float* scales) where TRow : struct, GemmCpu.IWeightRow
     {
         if (int4)
             for (int g = 0; g < k / groupSize; g++)
@@ -112,7 +109,7 @@ public static unsafe class Quantize
     }
 
     /// <summary>Elements [0, k) → int8 values and their scale max|w| / 127.</summary>
-    private static float Int8Run<TRow>(void* src, int k, sbyte* dst) where TRow : struct, IRow
+    private static float Int8Run<TRow>(void* src, int k, sbyte* dst) where TRow : struct, GemmCpu.IWeightRow
     {
         float max = MaxAbs<TRow>(src, 0, k);
         float inv = max > 0f ? 127f / max : 0f;
@@ -120,12 +117,12 @@ public static unsafe class Quantize
         int i = 0;
         for (; i + 16 <= k; i += 16)
             Avx512F.ConvertToVector128SByteWithSaturation(QuantizeVector(TRow.Load16(src, i), vinv, 127f)).Store(dst + i);
-        for (; i < k; i++) dst[i] = (sbyte)Math.Clamp(MathF.Round(TRow.Load(src, i) * inv), -127f, 127f);
+        for (; i < k; i++) dst[i] = (sbyte)Math.Clamp(MathF.Round(TRow.Load1(src, i) * inv), -127f, 127f);
         return max / 127f;
     }
 
     /// <summary>Elements [k0, k0 + g) (g a multiple of 32) → g/2 bytes of int4 pairs, low nibble first; returns the scale.</summary>
-    private static float Int4Group<TRow>(void* src, int k0, int g, byte* dst) where TRow : struct, IRow
+    private static float Int4Group<TRow>(void* src, int k0, int g, byte* dst) where TRow : struct, GemmCpu.IWeightRow
     {
         float max = MaxAbs<TRow>(src, k0, g);
         float inv = max > 0f ? 7f / max : 0f;
@@ -150,13 +147,13 @@ public static unsafe class Quantize
         Vector512.ConvertToInt32(Vector512.Clamp(Vector512.Round(v * inv), Vector512.Create(-qmax), Vector512.Create(qmax)));
 
     /// <summary>max |w| over [k0, k0 + len); NaN propagates (IEEE Max), as TensorPrimitives.MaxMagnitude does.</summary>
-    private static float MaxAbs<TRow>(void* src, int k0, int len) where TRow : struct, IRow
+    private static float MaxAbs<TRow>(void* src, int k0, int len) where TRow : struct, GemmCpu.IWeightRow
     {
         var vmax = Vector512<float>.Zero;
         int i = 0;
         for (; i + 16 <= len; i += 16) vmax = Vector512.Max(vmax, Vector512.Abs(TRow.Load16(src, k0 + i)));
         float max = HorizontalMax(vmax);
-        for (; i < len; i++) max = Math.Max(max, Math.Abs(TRow.Load(src, k0 + i)));
+        for (; i < len; i++) max = Math.Max(max, Math.Abs(TRow.Load1(src, k0 + i)));
         return max;
     }
 
@@ -166,31 +163,6 @@ public static unsafe class Quantize
         var m = Vector256.Max(v.GetLower(), v.GetUpper());
         var m2 = Vector128.Max(m.GetLower(), m.GetUpper());
         return Math.Max(Math.Max(m2[0], m2[1]), Math.Max(m2[2], m2[3]));
-    }
-
-    /// <summary>A weight row's element type: 16 values widened to float in registers, or one.</summary>
-    private interface IRow
-    {
-        static abstract Vector512<float> Load16(void* row, int i);
-        static abstract float Load(void* row, int i);
-    }
-
-    private struct F32Row : IRow
-    {
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector512<float> Load16(void* row, int i) => Vector512.Load((float*)row + i);
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static float Load(void* row, int i) => ((float*)row)[i];
-    }
-
-    private struct Bf16Row : IRow
-    {
-        /// <summary>BF16 bits are the high half of the float: zero-extend to 32 bits, shift left 16.</summary>
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector512<float> Load16(void* row, int i) =>
-            Vector512.ShiftLeft(Avx512F.ConvertToVector512UInt32(Vector256.Load((ushort*)row + i)), 16).AsSingle();
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static float Load(void* row, int i) => Bf16.ToFloat(((ushort*)row)[i]);
     }
 
     /// <summary>The dequantized weight q·scale as F32 [N, K] on the host (for references and tests).</summary>
