@@ -56,31 +56,12 @@ public static partial class QuantizedGemm
         float* sx = (float*)NativeMemory.AlignedAlloc((nuint)(mp * sizeof(float)), 64);
         try
         {
-            int threads = (int)Math.Clamp(Math.Min(device.Threads, 2L * m * n * k / (1 << 21)), 1, 64);
             nint px = x.Pointer, pq = (nint)xq, ps = (nint)sx;
-            Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, t =>
-            {
-                var (start, len) = Partition.Range(mp, t, threads);
-                for (long r = start; r < start + len; r++)
-                    QuantizeRowU8(r < m ? (float*)px + r * k : null, k, (byte*)pq + r * kq, kq, (float*)ps + r);
-            });
             var weight = new QWeight((void*)w.Data.Pointer, (float*)w.Scales.Pointer, w.Data.DType == DType.I4, k, w.GroupSize);
-            float* pbias = bias is null ? null : (float*)bias.Pointer;
-            float* py = (float*)y.Pointer;
-            bool splitN = n >= threads * VNR * 2 || n >= m;
-            Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, t =>
-            {
-                if (splitN)
-                {
-                    var (start, len) = Partition.Range(n, t, threads, VNR);
-                    if (len > 0) BlockVnni((byte*)pq, kq, (float*)ps, weight, pbias, py, n, 0, m, (int)start, (int)len);
-                }
-                else
-                {
-                    var (start, len) = Partition.Range(m, t, threads, VMR);
-                    if (len > 0) BlockVnni((byte*)pq, kq, (float*)ps, weight, pbias, py, n, (int)start, (int)len, 0, n);
-                }
-            });
+            nint pbias = bias is null ? 0 : bias.Pointer, py = y.Pointer;
+            RunShares(device, m, mp, n, k, VMR, VNR,
+                r => QuantizeRowU8(r < m ? (float*)px + r * k : null, k, (byte*)pq + r * kq, kq, (float*)ps + r),
+                (m0, mLen, n0, nLen) => BlockVnni((byte*)pq, kq, (float*)ps, weight, (float*)pbias, (float*)py, n, m0, mLen, n0, nLen));
         }
         finally
         {
@@ -95,9 +76,7 @@ public static partial class QuantizedGemm
     {
         new Span<byte>(dst, kq).Fill(128);
         if (src == null) { *scale = 0f; return; }
-        float max = Math.Abs(TensorPrimitives.MaxMagnitude(new ReadOnlySpan<float>(src, k)));
-        *scale = max / 127f;
-        float inv = max > 0f ? 127f / max : 0f;
+        *scale = RowScale(src, k, out float inv);
         var vinv = Vector512.Create(inv);
         var bias = Vector512.Create(128);
         int i = 0;
@@ -112,11 +91,7 @@ public static partial class QuantizedGemm
     /// <summary>One thread's share C[m0.., n0..]: bias, then the blocked loop nest with the 8×16 VNNI tile.</summary>
     private static unsafe void BlockVnni(byte* xq, int kq, float* sx, in QWeight w, float* bias, float* c, long ldc, int m0, int mLen, int n0, int nLen)
     {
-        for (int i = m0; i < m0 + mLen; i++)
-        {
-            var row = new Span<float>(c + i * ldc + n0, nLen);
-            if (bias == null) row.Clear(); else new ReadOnlySpan<float>(bias + n0, nLen).CopyTo(row);
-        }
+        InitRows(c, ldc, bias, m0, mLen, n0, nLen);
         // K blocks of at most VKC, balanced, in whole 512s (the int8 rescale boundaries must fall where the vpmaddwd kernel's do).
         int kBlocks = (kq + VKC - 1) / VKC;
         int kcMax = Math.Min(kq, ((kq + kBlocks - 1) / kBlocks + KC - 1) / KC * KC);

@@ -105,31 +105,12 @@ public static partial class QuantizedGemm
         float* sx = (float*)NativeMemory.AlignedAlloc((nuint)(mp * sizeof(float)), 64);
         try
         {
-            int threads = (int)Math.Clamp(Math.Min(device.Threads, 2L * m * n * k / (1 << 21)), 1, 64);
             nint px = x.Pointer, pq = (nint)xq, ps = (nint)sx;
-            Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, t =>
-            {
-                var (start, len) = Partition.Range(mp, t, threads);
-                for (long r = start; r < start + len; r++)
-                    QuantizeRow(r < m ? (float*)px + r * k : null, k, (short*)pq + r * kp, kp, (float*)ps + r);
-            });
             var weight = new QWeight((void*)w.Data.Pointer, (float*)w.Scales.Pointer, w.Data.DType == DType.I4, k, w.GroupSize);
-            float* pbias = bias is null ? null : (float*)bias.Pointer;
-            float* py = (float*)y.Pointer;
-            bool splitN = n >= threads * NR * 2 || n >= m;
-            Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, t =>
-            {
-                if (splitN)
-                {
-                    var (start, len) = Partition.Range(n, t, threads, NR);
-                    if (len > 0) Block((short*)pq, kp, (float*)ps, weight, pbias, py, n, 0, m, (int)start, (int)len, k);
-                }
-                else
-                {
-                    var (start, len) = Partition.Range(m, t, threads, MR);
-                    if (len > 0) Block((short*)pq, kp, (float*)ps, weight, pbias, py, n, (int)start, (int)len, 0, n, k);
-                }
-            });
+            nint pbias = bias is null ? 0 : bias.Pointer, py = y.Pointer;
+            RunShares(device, m, mp, n, k, MR, NR,
+                r => QuantizeRow(r < m ? (float*)px + r * k : null, k, (short*)pq + r * kp, kp, (float*)ps + r),
+                (m0, mLen, n0, nLen) => Block((short*)pq, kp, (float*)ps, weight, (float*)pbias, (float*)py, n, m0, mLen, n0, nLen, k));
         }
         finally
         {
@@ -149,14 +130,54 @@ public static partial class QuantizedGemm
         public int Groups => K / GroupSize;
     }
 
+    /// <summary>
+    /// The two phases of a CPU call, shared by both integer kernels: quantize the activation rows [0, mp) (rows past m
+    /// are padding), then run <paramref name="block"/>(m0, mLen, n0, nLen) on each thread's share of C — split across
+    /// N (no duplicated weight packing) when N is wide enough, else across M — with tiles of mr × nr.
+    /// </summary>
+    private static void RunShares(CpuDevice device, int m, int mp, int n, int k, int mr, int nr, Action<long> quantizeRow, Action<int, int, int, int> block)
+    {
+        int threads = (int)Math.Clamp(Math.Min(device.Threads, 2L * m * n * k / (1 << 21)), 1, 64);
+        var options = new ParallelOptions { MaxDegreeOfParallelism = threads };
+        Parallel.For(0, threads, options, t =>
+        {
+            var (start, len) = Partition.Range(mp, t, threads);
+            for (long r = start; r < start + len; r++) quantizeRow(r);
+        });
+        bool splitN = n >= threads * nr * 2 || n >= m;
+        Parallel.For(0, threads, options, t =>
+        {
+            var (start, len) = Partition.Range(splitN ? n : m, t, threads, splitN ? nr : mr);
+            if (len == 0) return;
+            if (splitN) block(0, m, (int)start, (int)len);
+            else block((int)start, (int)len, 0, n);
+        });
+    }
+
+    /// <summary>Per-token activation scale: sx = max|x| / 127 over the row; <paramref name="inv"/> = 127 / max (0 for a zero row).</summary>
+    private static unsafe float RowScale(float* src, int k, out float inv)
+    {
+        float max = Math.Abs(TensorPrimitives.MaxMagnitude(new ReadOnlySpan<float>(src, k))); // MaxMagnitude keeps the sign
+        inv = max > 0f ? 127f / max : 0f;
+        return max / 127f;
+    }
+
+    /// <summary>C[m0.., n0..] of one share starts as the bias rows (or zero); the K blocks then accumulate into it.</summary>
+    private static unsafe void InitRows(float* c, long ldc, float* bias, int m0, int mLen, int n0, int nLen)
+    {
+        for (int i = m0; i < m0 + mLen; i++)
+        {
+            var row = new Span<float>(c + i * ldc + n0, nLen);
+            if (bias == null) row.Clear(); else new ReadOnlySpan<float>(bias + n0, nLen).CopyTo(row);
+        }
+    }
+
     /// <summary>One row of x → int16 values of round(x / sx), sx = max|x| / 127, padded with zeros to kp; a null row is all zero.</summary>
     private static unsafe void QuantizeRow(float* src, int k, short* dst, int kp, float* scale)
     {
         new Span<short>(dst, kp).Clear();
         if (src == null) { *scale = 0f; return; }
-        float max = Math.Abs(TensorPrimitives.MaxMagnitude(new ReadOnlySpan<float>(src, k))); // MaxMagnitude keeps the sign
-        *scale = max / 127f;
-        float inv = max > 0f ? 127f / max : 0f;
+        *scale = RowScale(src, k, out float inv);
         var vinv = Vector512.Create(inv);
         int i = 0;
         for (; i + 16 <= k; i += 16)
@@ -170,11 +191,7 @@ public static partial class QuantizedGemm
     /// <summary>One thread's share C[m0.., n0..]: initialise with bias, then the blocked loop nest (as in GemmCpu).</summary>
     private static unsafe void Block(short* xq, int kp, float* sx, in QWeight w, float* bias, float* c, long ldc, int m0, int mLen, int n0, int nLen, int k)
     {
-        for (int i = m0; i < m0 + mLen; i++)
-        {
-            var row = new Span<float>(c + i * ldc + n0, nLen);
-            if (bias == null) row.Clear(); else new ReadOnlySpan<float>(bias + n0, nLen).CopyTo(row);
-        }
+        InitRows(c, ldc, bias, m0, mLen, n0, nLen);
         int kcMax = Math.Min(KC, kp);
         int groupK = w.Int4 ? w.GroupSize : kcMax;
         int ncMax = Math.Min(NC, (nLen + NR - 1) / NR * NR);
