@@ -83,7 +83,10 @@ public sealed class Flux2KleinPipeline : IDisposable
 
     private static string MemoryKey(int[] ids, int[] mask) => string.Join(',', ids) + "|" + string.Join("", mask);
 
-    private string DiskKey(int[] ids, int[] mask) => PromptCache.Key(_snapshot, TextLayers, _quant, ids, mask);
+    private string? _encoderIdentity;
+
+    private string DiskKey(int[] ids, int[] mask) =>
+        PromptCache.Key(_encoderIdentity ??= PromptCache.EncoderIdentity(_snapshot, TextLayers, _quant), ids, mask);
 
     /// <summary>Prompt ids [S] and mask → prompt_embeds [S, joint_dim] on the device. Repeated prompts hit a cache.</summary>
     public Tensor EncodePrompt(int[] ids, int[] mask, Action<string, Tensor>? trace = null)

@@ -24,7 +24,12 @@ public sealed class PromptCache(string directory)
     /// <summary>Why the last <see cref="Store"/> failed, if it did (for a warning).</summary>
     public string? LastWriteError { get; private set; }
 
-    public static string Key(ModelSnapshot snapshot, int[] layers, QuantMode quant, int[] ids, int[] mask)
+    public static string Key(ModelSnapshot snapshot, int[] layers, QuantMode quant, int[] ids, int[] mask) =>
+        Key(EncoderIdentity(snapshot, layers, quant), ids, mask);
+
+    /// <summary>Everything but the tokens: the encoder's config hash, weight-file identities, layers and quant mode
+    /// (a pipeline computes it once, not per prompt).</summary>
+    public static string EncoderIdentity(ModelSnapshot snapshot, int[] layers, QuantMode quant)
     {
         var sb = new StringBuilder("pureflux-prompt-v1\n");
         string configPath = Path.Combine(snapshot.Directory, "text_encoder", "config.json");
@@ -36,6 +41,13 @@ public sealed class PromptCache(string directory)
         }
         sb.Append("layers=").Append(string.Join(',', layers)).Append('\n');
         sb.Append("quant=").Append(quant).Append('\n');
+        return sb.ToString();
+    }
+
+    /// <summary>SHA-256 (hex) of the encoder identity and the token ids and mask.</summary>
+    public static string Key(string encoderIdentity, int[] ids, int[] mask)
+    {
+        var sb = new StringBuilder(encoderIdentity);
         sb.Append("ids=").Append(string.Join(',', ids)).Append('\n');
         sb.Append("mask=").Append(string.Join("", mask)).Append('\n');
         return Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(sb.ToString()))).ToLowerInvariant();
