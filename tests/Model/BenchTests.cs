@@ -1,6 +1,7 @@
 using PureFlux.Model.Bench;
 using PureFlux.Model.Config;
-using CliApp = PureFlux.Cli.Cli;
+using static PureFlux.Tests.Support.CliRunner;
+using PureFlux.Tests.Support;
 
 namespace PureFlux.Tests.Model;
 
@@ -124,14 +125,6 @@ public class BenchTests
 
     // ---- bench e2e through the CLI, in process ----
 
-    private static (int Code, string Out, string Err) Run(params string[] args)
-    {
-        var o = new StringWriter();
-        var e = new StringWriter();
-        int code = CliApp.Run(args, o, e);
-        return (code, o.ToString(), e.ToString());
-    }
-
     [Fact]
     public void Bench_e2e_tiny_all_modes_writes_tables_and_json()
     {
@@ -196,7 +189,7 @@ public class BenchTests
     {
         string[] args = option == "--peak-gflops" ? ["bench", "e2e", option, value] : ["bench", "e2e", option, value, "--peak-gflops", "10"];
         var (code, o, e) = Run(args);
-        Assert.Equal(CliApp.Usage, code);
+        Assert.Equal(PureFlux.Cli.Cli.Usage, code);
         Assert.Equal("", o);
         Assert.StartsWith("error: ", e);
         Assert.Contains(message, e);

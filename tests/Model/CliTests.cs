@@ -1,18 +1,11 @@
 using System.Text.Json;
 using PureFlux.Tests.Support;
-using CliApp = PureFlux.Cli.Cli;
+using static PureFlux.Tests.Support.CliRunner;
 
 namespace PureFlux.Tests.Model;
 
 public class CliTests
 {
-    private static (int Code, string Out, string Err) Run(params string[] args)
-    {
-        var o = new StringWriter();
-        var e = new StringWriter();
-        int code = CliApp.Run(args, o, e);
-        return (code, o.ToString(), e.ToString());
-    }
 
     private static void AssertOneLineError(string err, string contains)
     {

@@ -3,32 +3,18 @@ using PureFlux.Model.Pipeline;
 using PureFlux.Model.Scheduler;
 using PureFlux.Model.Snapshot;
 using PureFlux.Tests.Support;
-using CliApp = PureFlux.Cli.Cli;
+using static PureFlux.Tests.Support.CliRunner;
 
 namespace PureFlux.Tests.Model;
 
 /// <summary>End-to-end generation on the "tiny" random snapshot (real tokenizer, klein architecture).</summary>
 public class GenerateTests
 {
-    private static readonly Lazy<string> TinyDir = new(() =>
-    {
-        string dir = Path.Combine(Path.GetTempPath(), $"pureflux-tests-tiny-{Environment.ProcessId}");
-        if (!File.Exists(Path.Combine(dir, "model_index.json"))) RandomSnapshot.Write(dir, SnapshotPreset.Tiny, 0);
-        return dir;
-    });
-
-    private static (int Code, string Out, string Err) Run(params string[] args)
-    {
-        var o = new StringWriter();
-        var e = new StringWriter();
-        int code = CliApp.Run(args, o, e);
-        return (code, o.ToString(), e.ToString());
-    }
 
     [Fact]
     public void Same_seed_gives_same_bytes_and_another_seed_does_not()
     {
-        using var snapshot = ModelSnapshot.Open(TinyDir.Value);
+        using var snapshot = ModelSnapshot.Open(TinySnapshot.Dir);
         var dev = Backends.Get("cpu");
         using var pipe = new Flux2KleinPipeline(snapshot, dev);
         var a = pipe.Generate(new GenerateRequest("a red fox", 64, 48, 2, 7));
@@ -47,7 +33,7 @@ public class GenerateTests
         Backends.Get(backend); // skips when absent
         // A private device: the shared ones serve tests running in parallel, whose rentals would move the counters.
         using var dev = Devices.Open(backend);
-        using var snapshot = ModelSnapshot.Open(TinyDir.Value);
+        using var snapshot = ModelSnapshot.Open(TinySnapshot.Dir);
         using var pipe = new Flux2KleinPipeline(snapshot, dev);
         var tokens = pipe.Tokenizer.EncodeForKlein("steady state", 32);
         using var embeds = pipe.EncodePrompt(tokens.Ids, tokens.AttentionMask);
@@ -65,7 +51,7 @@ public class GenerateTests
     public void Cli_generate_writes_a_png_with_metadata()
     {
         string png = Path.Combine(Path.GetTempPath(), $"pureflux-gen-{Environment.ProcessId}.png");
-        var (code, o, e) = Run("generate", "--model", TinyDir.Value, "--prompt", "a lighthouse", "--width", "48", "--height", "32",
+        var (code, o, e) = Run("generate", "--model", TinySnapshot.Dir, "--prompt", "a lighthouse", "--width", "48", "--height", "32",
             "--steps", "2", "--seed", "5", "--out", png, "-v");
         Assert.True(code == 0, e);
         Assert.Contains("wrote", o);
@@ -89,7 +75,7 @@ public class GenerateTests
     public void Cli_generate_rejects_bad_input_with_one_line(string option, string value, string message)
     {
         string png = Path.Combine(Path.GetTempPath(), $"pureflux-bad-{Environment.ProcessId}-{option.Trim('-')}.png");
-        var args = new List<string> { "generate", "--model", TinyDir.Value, "--out", png, "--height", "64" };
+        var args = new List<string> { "generate", "--model", TinySnapshot.Dir, "--out", png, "--height", "64" };
         if (option != "--prompt") args.AddRange(["--prompt", "x"]);
         if (option != "--width") args.AddRange(["--width", "64"]);
         args.AddRange([option, value]);
@@ -104,7 +90,7 @@ public class GenerateTests
     [Fact]
     public void Cli_generate_fails_before_computing_when_the_output_is_unwritable()
     {
-        var (code, _, e) = Run("generate", "--model", TinyDir.Value, "--prompt", "x", "--out", "/nonexistent-dir/x.png");
+        var (code, _, e) = Run("generate", "--model", TinySnapshot.Dir, "--prompt", "x", "--out", "/nonexistent-dir/x.png");
         Assert.Equal(1, code);
         Assert.Contains("cannot write '/nonexistent-dir/x.png'", e);
         Assert.DoesNotContain("step", e);

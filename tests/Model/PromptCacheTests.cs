@@ -2,7 +2,7 @@ using PureFlux.Model.Layers;
 using PureFlux.Model.Pipeline;
 using PureFlux.Model.Snapshot;
 using PureFlux.Tests.Support;
-using CliApp = PureFlux.Cli.Cli;
+using static PureFlux.Tests.Support.CliRunner;
 
 namespace PureFlux.Tests.Model;
 
@@ -10,14 +10,6 @@ namespace PureFlux.Tests.Model;
 public sealed class PromptCacheTests : IDisposable
 {
     private readonly string _dir = Directory.CreateTempSubdirectory("pureflux-prompts-").FullName;
-
-    // The tiny random preset has the real Qwen3 vocabulary (the golden model's is cut to 1000 ids).
-    private static readonly Lazy<string> TinyDir = new(() =>
-    {
-        string dir = Path.Combine(Path.GetTempPath(), $"pureflux-tests-prompt-tiny-{Environment.ProcessId}");
-        if (!File.Exists(Path.Combine(dir, "model_index.json"))) RandomSnapshot.Write(dir, SnapshotPreset.Tiny, 0);
-        return dir;
-    });
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
@@ -31,7 +23,7 @@ public sealed class PromptCacheTests : IDisposable
     public void A_second_pipeline_reads_the_prompt_from_disk_instead_of_encoding()
     {
         var dev = Backends.Get("cpu");
-        using var snapshot = ModelSnapshot.Open(TinyDir.Value);
+        using var snapshot = ModelSnapshot.Open(TinySnapshot.Dir);
         var (ids, mask) = Tokens(snapshot, "a lighthouse at dawn");
         float[] encoded;
         using (var first = new Flux2KleinPipeline(snapshot, dev) { DiskCache = new PromptCache(_dir) })
@@ -69,7 +61,7 @@ public sealed class PromptCacheTests : IDisposable
     [Fact]
     public void The_key_depends_on_tokens_layers_quant_and_the_weight_files()
     {
-        using var snapshot = ModelSnapshot.Open(TinyDir.Value);
+        using var snapshot = ModelSnapshot.Open(TinySnapshot.Dir);
         var (ids, mask) = Tokens(snapshot, "a red fox");
         int[] layers = [1, 2, 3];
         string k = PromptCache.Key(snapshot, layers, QuantMode.None, ids, mask);
@@ -86,7 +78,7 @@ public sealed class PromptCacheTests : IDisposable
 
         // Another copy of the same snapshot (other path, other time stamps) must not share entries.
         string copy = Path.Combine(_dir, "copy");
-        CopyDirectory(TinyDir.Value, copy);
+        CopyDirectory(TinySnapshot.Dir, copy);
         using var copied = ModelSnapshot.Open(copy);
         Assert.NotEqual(k, PromptCache.Key(copied, layers, QuantMode.None, ids, mask));
     }
@@ -95,7 +87,7 @@ public sealed class PromptCacheTests : IDisposable
     public void An_unwritable_cache_warns_and_still_returns_the_embeddings()
     {
         var dev = Backends.Get("cpu");
-        using var snapshot = ModelSnapshot.Open(TinyDir.Value);
+        using var snapshot = ModelSnapshot.Open(TinySnapshot.Dir);
         var (ids, mask) = Tokens(snapshot, "a quiet harbour");
         string blocker = Path.Combine(_dir, "not-a-directory");
         File.WriteAllText(blocker, "x");
@@ -112,7 +104,7 @@ public sealed class PromptCacheTests : IDisposable
     public void Cli_generate_twice_uses_the_cache_and_writes_the_same_png()
     {
         string cache = Path.Combine(_dir, "cli"), a = Path.Combine(_dir, "a.png"), b = Path.Combine(_dir, "b.png");
-        string[] common = ["generate", "--model", TinyDir.Value, "--prompt", "a cached prompt", "--width", "32", "--height", "32",
+        string[] common = ["generate", "--model", TinySnapshot.Dir, "--prompt", "a cached prompt", "--width", "32", "--height", "32",
             "--steps", "1", "--prompt-cache", cache, "-v"];
         var first = Run([.. common, "--out", a]);
         Assert.True(first.Code == 0, first.Err);
@@ -125,14 +117,6 @@ public sealed class PromptCacheTests : IDisposable
         var off = Run([.. common[..^1], "--no-prompt-cache", "-v", "--out", b]);
         Assert.True(off.Code == 0, off.Err);
         Assert.DoesNotContain("text encoding (cached)", off.Out);
-    }
-
-    private static (int Code, string Out, string Err) Run(params string[] args)
-    {
-        var o = new StringWriter();
-        var e = new StringWriter();
-        int code = CliApp.Run(args, o, e);
-        return (code, o.ToString(), e.ToString());
     }
 
     private static void CopyDirectory(string from, string to)

@@ -2,7 +2,7 @@ using PureFlux.Model.Layers;
 using PureFlux.Model.Pipeline;
 using PureFlux.Model.Snapshot;
 using PureFlux.Tests.Support;
-using CliApp = PureFlux.Cli.Cli;
+using static PureFlux.Tests.Support.CliRunner;
 
 namespace PureFlux.Tests.Model;
 
@@ -11,22 +11,7 @@ public sealed class QuantizedSnapshotTests : IDisposable
 {
     private readonly string _dir = Directory.CreateTempSubdirectory("pureflux-quantized-").FullName;
 
-    private static readonly Lazy<string> TinyDir = new(() =>
-    {
-        string dir = Path.Combine(Path.GetTempPath(), $"pureflux-tests-quant-tiny-{Environment.ProcessId}");
-        if (!File.Exists(Path.Combine(dir, "model_index.json"))) RandomSnapshot.Write(dir, SnapshotPreset.Tiny, 0);
-        return dir;
-    });
-
     public void Dispose() => Directory.Delete(_dir, recursive: true);
-
-    private static (int Code, string Out, string Err) Run(params string[] args)
-    {
-        var o = new StringWriter();
-        var e = new StringWriter();
-        int code = CliApp.Run(args, o, e);
-        return (code, o.ToString(), e.ToString());
-    }
 
     [Theory]
     [InlineData("int8", "cpu")]
@@ -35,12 +20,12 @@ public sealed class QuantizedSnapshotTests : IDisposable
     {
         var dev = Backends.Get(backend);
         string q = Path.Combine(_dir, quant);
-        var made = Run("quantize", "--model", TinyDir.Value, "--quant", quant, "--out", q);
+        var made = Run("quantize", "--model", TinySnapshot.Dir, "--quant", quant, "--out", q);
         Assert.True(made.Code == 0, made.Err);
         Assert.False(Directory.Exists(Path.Combine(_dir, "." + quant + ".partial")));
 
         var mode = quant == "int8" ? QuantMode.Int8 : QuantMode.Int4;
-        using var original = ModelSnapshot.Open(TinyDir.Value);
+        using var original = ModelSnapshot.Open(TinySnapshot.Dir);
         using var stored = ModelSnapshot.Open(q);
         Assert.Equal(QuantMode.None, QuantizedSnapshot.StoredMode(original));
         Assert.Equal(mode, QuantizedSnapshot.StoredMode(stored));
@@ -66,8 +51,8 @@ public sealed class QuantizedSnapshotTests : IDisposable
         foreach (var (quant, mode) in new[] { ("int8", QuantMode.Int8), ("int4", QuantMode.Int4) })
         {
             string q = Path.Combine(_dir, quant);
-            Assert.Equal(0, Run("quantize", "--model", TinyDir.Value, "--quant", quant, "--out", q).Code);
-            using var original = ModelSnapshot.Open(TinyDir.Value);
+            Assert.Equal(0, Run("quantize", "--model", TinySnapshot.Dir, "--quant", quant, "--out", q).Code);
+            using var original = ModelSnapshot.Open(TinySnapshot.Dir);
             using var stored = ModelSnapshot.Open(q);
             const string prefix = "single_transformer_blocks.0.attn.to_out";
             var shape = original.Transformer.Entry(prefix + ".weight").Shape;
@@ -86,9 +71,9 @@ public sealed class QuantizedSnapshotTests : IDisposable
     public void Bad_requests_are_one_line_errors_and_leave_nothing_behind()
     {
         string q = Path.Combine(_dir, "q8");
-        Assert.Equal(0, Run("quantize", "--model", TinyDir.Value, "--quant", "int8", "--out", q).Code);
+        Assert.Equal(0, Run("quantize", "--model", TinySnapshot.Dir, "--quant", "int8", "--out", q).Code);
 
-        var exists = Run("quantize", "--model", TinyDir.Value, "--quant", "int8", "--out", q);
+        var exists = Run("quantize", "--model", TinySnapshot.Dir, "--quant", "int8", "--out", q);
         Assert.NotEqual(0, exists.Code);
         Assert.Contains("already exists", exists.Err);
 
@@ -97,7 +82,7 @@ public sealed class QuantizedSnapshotTests : IDisposable
         Assert.Contains("already quantized (int8)", twice.Err);
         Assert.False(Directory.Exists(Path.Combine(_dir, "q4")));
 
-        var none = Run("quantize", "--model", TinyDir.Value, "--quant", "none", "--out", Path.Combine(_dir, "qn"));
+        var none = Run("quantize", "--model", TinySnapshot.Dir, "--quant", "none", "--out", Path.Combine(_dir, "qn"));
         Assert.NotEqual(0, none.Code);
         Assert.Contains("expected int8 or int4", none.Err);
 

@@ -1,6 +1,5 @@
 using PureFlux.Model.Bench;
 using PureFlux.Tests.Support;
-using CliApp = PureFlux.Cli.Cli;
 
 namespace PureFlux.Tests.Runtime;
 
@@ -58,12 +57,9 @@ public class OpProfileTests
         string json = Path.Combine(Path.GetTempPath(), $"pureflux-profile-test-{Guid.NewGuid():N}.json");
         try
         {
-            var o = new StringWriter();
-            var e = new StringWriter();
-            int code = CliApp.Run(["bench", "e2e", "--quant", "int8", "--size", "16", "--steps", "1", "--peak-gflops", "50",
-                "--warmup", "false", "--profile", "--json", json], o, e);
+            var (code, text, e) = CliRunner.Run("bench", "e2e", "--quant", "int8", "--size", "16", "--steps", "1", "--peak-gflops", "50",
+                "--warmup", "false", "--profile", "--json", json);
             Assert.True(code == 0, $"exit {code}: {e}");
-            string text = o.ToString();
             Assert.Contains("operators (most time first", text);
             Assert.Contains("QuantizedGemm.Linear int8", text);
             Assert.Contains("outside profiled ops", text);
