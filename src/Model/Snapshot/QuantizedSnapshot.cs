@@ -48,7 +48,7 @@ public static class QuantizedSnapshot
         try
         {
             CopyExceptWeights(source.Directory, partial);
-            var cpu = new CpuDevice();
+            using var cpu = new CpuDevice();
             log?.Invoke($"quantizing transformer to {Name(mode)}...");
             WriteComponent(source, "transformer", ModelSnapshot.TransformerWeights, mode, partial,
                 load => new Flux2Transformer(source.TransformerConfig, load, mode), cpu);
