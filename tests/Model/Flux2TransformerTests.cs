@@ -1,5 +1,6 @@
 using PureFlux.Model.Config;
 using PureFlux.Model.Flux2;
+using PureFlux.Tests.Kernels;
 using PureFlux.Tests.Support;
 
 namespace PureFlux.Tests.Model;
@@ -42,6 +43,55 @@ public class Flux2TransformerTests
         ];
         foreach (var n in names) GoldenModel.AssertClose(g, trace, n, n, Tol, $"transformer on {backend}");
         Compare.Close(g.ReadFloats("output"), output.ToFloatArray(), 1e-3f, 2e-4f * MaxAbs(g.ReadFloats("output")), $"output on {backend}");
+    }
+
+    /// <summary>
+    /// A batch of 3 samples (different latents, text and timesteps) in one forward equals each sample alone: the
+    /// per-sample modulation rows, attention and RoPE do not mix samples. GEMMs over 3× the rows may sum in another
+    /// blocking order, so equality is to 1e-5 relative, not bitwise. The output may also stop short of the input's
+    /// tokens (reference tokens are attended to, not projected out).
+    /// </summary>
+    [Theory]
+    [InlineData("cpu")]
+    [InlineData("ilgpu-cpu")]
+    public void A_batched_forward_equals_each_sample_alone(string backend)
+    {
+        var dev = Backends.Get(backend);
+        using var model = new Flux2Transformer(TinyConfig, GoldenModel.Loader(dev, "model/transformer/diffusion_pytorch_model.safetensors"));
+        const int b = 3, img = 20, txt = 7, outLen = 12;
+        var (cosH, sinH) = model.RopeTables(txt, 4, 3, [new ReferenceGrid(10, 2, 4)]);
+        using var cos = Tensor.FromSpan<float>(dev, cosH, new Shape(txt + img, 32));
+        using var sin = Tensor.FromSpan<float>(dev, sinH, new Shape(txt + img, 32));
+        var hiddenH = HostData.Random(b * img * 128, 11);
+        var textH = HostData.Random(b * txt * 192, 12);
+        float[] t = [0.9f, 0.5f, 0.1f];
+        using var hidden = Tensor.FromSpan<float>(dev, hiddenH, new Shape(b, img, 128));
+        using var text = Tensor.FromSpan<float>(dev, textH, new Shape(b, txt, 192));
+        using var output = Tensor.Empty(dev, DType.F32, b, outLen, 128);
+        model.Forward(hidden, text, t, cos, sin, output);
+        var all = output.ToFloatArray();
+        int per = outLen * 128;
+        for (int i = 0; i < b; i++)
+        {
+            using var one = Tensor.Empty(dev, DType.F32, 1, img, 128);
+            model.Forward(hidden.Slice(i, 1), text.Slice(i, 1), [t[i]], cos, sin, one);
+            var expected = one.ToFloatArray().AsSpan(0, per).ToArray();
+            Compare.Close(expected, all.AsSpan(i * per, per).ToArray(), 1e-5f, 1e-5f * MaxAbs(expected), $"sample {i} on {backend}");
+        }
+    }
+
+    [Fact]
+    public void Position_ids_put_references_after_the_image_with_their_own_time()
+    {
+        var ids = Flux2Transformer.PositionIds(2, 1, 2, [new ReferenceGrid(10, 1, 1), new ReferenceGrid(20, 2, 1)]);
+        long[] expected =
+        [
+            0, 0, 0, 0, 0, 0, 0, 1, // text (0,0,0,l)
+            0, 0, 0, 0, 0, 0, 1, 0, // image (0,h,w,0)
+            10, 0, 0, 0, // reference 0
+            20, 0, 0, 0, 20, 1, 0, 0, // reference 1
+        ];
+        Assert.Equal(expected, ids);
     }
 
     private static float MaxAbs(float[] v) => v.Max(Math.Abs);

@@ -7,7 +7,7 @@ namespace PureFlux.Kernels;
 /// <summary>
 /// Scaled dot-product attention, o = softmax(scale · q kᵀ + bias, masked) v, per head.
 /// q [S_q, H_q, D], k and v [S_k, H_kv, D], o [S_q, H_q, D] (F32, tokens-major: a Linear projection's [S, H·D]
-/// reshaped; rank-4 [1, S, H, D] is accepted too). H_q must be a multiple of H_kv (grouped-query attention:
+/// reshaped; rank-4 [B, S, H, D] is accepted too: each sample attends within itself). H_q must be a multiple of H_kv (grouped-query attention:
 /// kv head j serves q heads j·G … j·G+G−1 with G = H_q/H_kv, as transformers' repeat_kv). o must not overlap k or v
 /// (the CPU fast path allows o == q). See <see cref="AttentionOptions"/> for scale, causal and the masks.
 /// </summary>
@@ -28,6 +28,16 @@ public static partial class Attention
     public static void Forward(Tensor q, Tensor k, Tensor v, Tensor o, AttentionOptions? options = null)
     {
         options ??= new AttentionOptions();
+        // A leading batch axis [B, S, H, D] (B > 1): samples are independent problems over contiguous views, so the
+        // batch runs as B launches of the one implementation (masks and bias, when given, apply to every sample).
+        if (q.Rank == 4 && q.Shape[0] > 1)
+        {
+            int b = q.Shape[0];
+            foreach (var (arg, t) in new[] { ("k", k), ("v", v), ("o", o) })
+                Check.That(t.Rank == 4 && t.Shape[0] == b, Op, $"{arg} has shape {t.Shape}; q is batched {q.Shape}, so expected [{b}, S, H, D]");
+            for (int i = 0; i < b; i++) Forward(q.Slice(i, 1), k.Slice(i, 1), v.Slice(i, 1), o.Slice(i, 1), options);
+            return;
+        }
         var (sq, hq, d) = Tokens("q", q);
         var (sk, hkv, dk) = Tokens("k", k);
         var (sv, hv, dv) = Tokens("v", v);
@@ -81,7 +91,7 @@ public static partial class Attention
         var s = t.Shape;
         if (s.Rank == 3) return (s[0], s[1], s[2]);
         if (s.Rank == 4 && s[0] == 1) return (s[1], s[2], s[3]);
-        throw new ArgumentException($"{Op}: {arg} ({t.Name ?? "unnamed"}) has shape {s}; expected [S, H, D] or [1, S, H, D]");
+        throw new ArgumentException($"{Op}: {arg} ({t.Name ?? "unnamed"}) has shape {s}; expected [S, H, D] or [B, S, H, D]");
     }
 
     // ---------------------------------------------------------------- CPU reference (ladder step 0)

@@ -4,7 +4,7 @@ namespace PureFlux.Kernels;
 
 /// <summary>
 /// Rotary position embedding applied with precomputed tables (see <see cref="RopeTables"/>).
-/// x, y: F32 [S, H, D] (y may alias x); cos, sin: F32 [S, D] (any shape with S·D elements).
+/// x, y: F32 [S, H, D] or [B, S, H, D] (y may alias x; the tables are shared by the batch); cos, sin: F32 [S, D] (any shape with S·D elements).
 /// </summary>
 public static partial class Rope
 {
@@ -23,6 +23,14 @@ public static partial class Rope
         Check.DType(op, "cos", cos, DType.F32);
         Check.DType(op, "sin", sin, DType.F32);
         Check.DType(op, "y", y, DType.F32);
+        if (x.Rank == 4)
+        {
+            // [B, S, H, D]: every sample has the same positions, so the one [S, D] table serves each batch row.
+            Check.SameShape(op, "x", x, "y", y);
+            for (int b = 0; b < x.Shape[0]; b++) Apply(op, x.Slice(b, 1).Reshape(x.Shape[1], x.Shape[2], x.Shape[3]), cos, sin,
+                y.Slice(b, 1).Reshape(y.Shape[1], y.Shape[2], y.Shape[3]), interleaved);
+            return;
+        }
         Check.Rank(op, "x", x, 3);
         int s = x.Shape[0], h = x.Shape[1], d = x.Shape[2];
         Check.That(d % 2 == 0, op, $"x has shape {x.Shape}; expected an even head dim D");

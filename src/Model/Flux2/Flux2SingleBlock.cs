@@ -3,7 +3,7 @@ using PureFlux.Model.Layers;
 namespace PureFlux.Model.Flux2;
 
 /// <summary>
-/// FLUX.2 single-stream ("parallel") block on the joint stream x [S, D]: one fused projection gives
+/// FLUX.2 single-stream ("parallel") block on the joint stream x [B, S, D]: one fused projection gives
 /// [q | k | v | mlp_gate | mlp_up], attention and SwiGLU run side by side, and one fused output projection
 /// maps cat(attention, mlp) back to D.
 /// </summary>
@@ -23,52 +23,60 @@ public sealed class Flux2SingleBlock : IDisposable
         _normK = load(p + ".attn.norm_k.weight", headDim);
     }
 
+    /// <summary>
+    /// Updates the joint stream x [B, S, D] in place (each sample's modulation rows from <paramref name="mod"/>). The
+    /// projections run on all B·S rows at once; modulation, RoPE and attention per sample.
+    /// </summary>
     internal void Forward(Tensor x, Flux2Modulation mod, Tensor cos, Tensor sin, Action<string, Tensor>? trace = null)
     {
         var dev = x.Device;
-        int s = x.Shape[0];
-        var m = mod.Single;
-        using var norm = Tensor.Empty(dev, DType.F32, s, _dim);
-        LayerNormModulate.Forward(x, Flux2Modulation.Row(m, 0), Flux2Modulation.Row(m, 1), norm, _eps);
+        int batch = x.Shape[0], s = x.Shape[1], rows = batch * s;
+        using var norm = Tensor.Empty(dev, DType.F32, batch, s, _dim);
+        for (int b = 0; b < batch; b++)
+        {
+            var m = mod.Sample(b).Single;
+            LayerNormModulate.Forward(x.Slice(b, 1), Flux2Modulation.Row(m, 0), Flux2Modulation.Row(m, 1), norm.Slice(b, 1), _eps);
+        }
 
-        using var proj = Tensor.Empty(dev, DType.F32, s, 3 * _dim + 2 * _mlp);
-        _qkvMlp.Forward(norm, proj);
+        using var proj = Tensor.Empty(dev, DType.F32, rows, 3 * _dim + 2 * _mlp);
+        _qkvMlp.Forward(norm.Reshape(rows, _dim), proj);
         trace?.Invoke("attn.to_qkv_mlp_proj", proj);
 
-        using var q = Tensor.Empty(dev, DType.F32, s, _heads, _headDim);
-        using var k = Tensor.Empty(dev, DType.F32, s, _heads, _headDim);
-        using var v = Tensor.Empty(dev, DType.F32, s, _heads, _headDim);
-        Elementwise.CopyColumns(proj, 0, q.Reshape(s, _dim));
-        Elementwise.CopyColumns(proj, _dim, k.Reshape(s, _dim));
-        Elementwise.CopyColumns(proj, 2 * _dim, v.Reshape(s, _dim));
+        using var q = Tensor.Empty(dev, DType.F32, batch, s, _heads, _headDim);
+        using var k = Tensor.Empty(dev, DType.F32, batch, s, _heads, _headDim);
+        using var v = Tensor.Empty(dev, DType.F32, batch, s, _heads, _headDim);
+        Elementwise.CopyColumns(proj, 0, q.Reshape(rows, _dim));
+        Elementwise.CopyColumns(proj, _dim, k.Reshape(rows, _dim));
+        Elementwise.CopyColumns(proj, 2 * _dim, v.Reshape(rows, _dim));
         RmsNorm.Forward(q, _normQ, q, _eps);
         RmsNorm.Forward(k, _normK, k, _eps);
-        trace?.Invoke("attn.q_normed", q);
-        trace?.Invoke("attn.k_normed", k);
+        trace?.Invoke("attn.q_normed", q.Reshape(s, _heads, _headDim));
+        trace?.Invoke("attn.k_normed", k.Reshape(s, _heads, _headDim));
         Rope.ApplyInterleaved(q, cos, sin, q);
         Rope.ApplyInterleaved(k, cos, sin, k);
-        trace?.Invoke("attn.q_rope", q);
-        trace?.Invoke("attn.k_rope", k);
+        trace?.Invoke("attn.q_rope", q.Reshape(s, _heads, _headDim));
+        trace?.Invoke("attn.k_rope", k.Reshape(s, _heads, _headDim));
 
-        // cat(attention, swiglu(mlp)) is assembled in one [S, D + F] buffer for the fused output projection.
-        using var cat = Tensor.Empty(dev, DType.F32, s, _dim + _mlp);
-        using (var o = Tensor.Empty(dev, DType.F32, s, _heads, _headDim))
+        // cat(attention, swiglu(mlp)) is assembled in one [B·S, D + F] buffer for the fused output projection.
+        using var cat = Tensor.Empty(dev, DType.F32, rows, _dim + _mlp);
+        using (var o = Tensor.Empty(dev, DType.F32, batch, s, _heads, _headDim))
         {
             Attention.Forward(q, k, v, o);
-            trace?.Invoke("attn.sdpa_out", o);
-            Elementwise.WriteColumns(o.Reshape(s, _dim), cat, 0);
+            trace?.Invoke("attn.sdpa_out", o.Reshape(s, _heads, _headDim));
+            Elementwise.WriteColumns(o.Reshape(rows, _dim), cat, 0);
         }
-        using (var mlpIn = Tensor.Empty(dev, DType.F32, s, 2 * _mlp))
-        using (var mlpOut = Tensor.Empty(dev, DType.F32, s, _mlp))
+        using (var mlpIn = Tensor.Empty(dev, DType.F32, rows, 2 * _mlp))
+        using (var mlpOut = Tensor.Empty(dev, DType.F32, rows, _mlp))
         {
             Elementwise.CopyColumns(proj, 3 * _dim, mlpIn);
             SwiGlu.Forward(mlpIn, mlpOut);
             Elementwise.WriteColumns(mlpOut, cat, _dim);
         }
-        using var output = Tensor.Empty(dev, DType.F32, s, _dim);
-        _out.Forward(cat, output);
-        trace?.Invoke("attn", output);
-        GatedResidual.Forward(x, Flux2Modulation.Row(m, 2), output);
+        using var output = Tensor.Empty(dev, DType.F32, batch, s, _dim);
+        _out.Forward(cat, output.Reshape(rows, _dim));
+        trace?.Invoke("attn", output.Reshape(s, _dim));
+        for (int b = 0; b < batch; b++)
+            GatedResidual.Forward(x.Slice(b, 1), Flux2Modulation.Row(mod.Sample(b).Single, 2), output.Slice(b, 1));
     }
 
     public void Dispose()

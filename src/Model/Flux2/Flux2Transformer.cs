@@ -40,80 +40,116 @@ public sealed class Flux2Transformer : IDisposable
     public Flux2TransformerConfig Config { get; }
 
     /// <summary>
-    /// RoPE tables for [text; image] positions: text ids (0,0,0,i), image ids (0,h,w,0). Returns cos/sin [S, head_dim].
+    /// RoPE tables for [text; image; references] positions (see <see cref="PositionIds"/>). Returns cos/sin [S, head_dim].
     /// </summary>
-    public (float[] Cos, float[] Sin) RopeTables(int textLen, int latentH, int latentW)
+    public (float[] Cos, float[] Sin) RopeTables(int textLen, int latentH, int latentW, IReadOnlyList<ReferenceGrid>? references = null)
     {
-        var ids = PositionIds(textLen, latentH, latentW);
+        var ids = PositionIds(textLen, latentH, latentW, references);
         return PureFlux.Kernels.RopeTables.Flux2(ids, Config.AxesDimsRope, Config.RopeTheta);
     }
 
-    /// <summary>Position ids [S_txt + S_img, 4] in (t, h, w, l) order, text first.</summary>
-    public static long[] PositionIds(int textLen, int latentH, int latentW)
+    /// <summary>
+    /// Position ids [S_txt + S_img + S_ref, 4] in (t, h, w, l) order, text first: text (0,0,0,i), the generated image
+    /// (0,h,w,0), then each reference image's grid with its own T (FLUX.2 uses 10, 20, … for references 0, 1, …).
+    /// </summary>
+    public static long[] PositionIds(int textLen, int latentH, int latentW, IReadOnlyList<ReferenceGrid>? references = null)
     {
-        var ids = new long[(textLen + latentH * latentW) * 4];
+        var grids = new List<ReferenceGrid> { new(0, latentH, latentW) };
+        if (references is not null) grids.AddRange(references);
+        int total = textLen + grids.Sum(g => g.Rows * g.Cols);
+        var ids = new long[total * 4];
         for (int i = 0; i < textLen; i++) ids[i * 4 + 3] = i;
-        for (int h = 0; h < latentH; h++)
-            for (int w = 0; w < latentW; w++)
-            {
-                int r = textLen + h * latentW + w;
-                ids[r * 4 + 1] = h;
-                ids[r * 4 + 2] = w;
-            }
+        int r = textLen;
+        foreach (var g in grids)
+            for (int h = 0; h < g.Rows; h++)
+                for (int w = 0; w < g.Cols; w++, r++)
+                {
+                    ids[r * 4] = g.T;
+                    ids[r * 4 + 1] = h;
+                    ids[r * 4 + 2] = w;
+                }
         return ids;
     }
 
+    /// <summary>Batch-1 forward: hidden [S_img, in], text [S_txt, joint_dim], output [S_img, out].</summary>
+    public void Forward(Tensor hidden, Tensor text, float timestep, Tensor cos, Tensor sin, Tensor output, Action<string, Tensor>? trace = null) =>
+        Forward(hidden.Reshape(1, (int)hidden.Shape.Rows, Config.InChannels), text.Reshape(1, (int)text.Shape.Rows, Config.JointAttentionDim),
+            [timestep], cos, sin, output.Reshape(1, (int)output.Shape.Rows, Config.OutputChannels), trace);
+
     /// <summary>
-    /// One forward. hidden [S_img, in_channels], text [S_txt, joint_dim], timestep = the pipeline's t/1000,
-    /// cos/sin [S_txt + S_img, head_dim] (on the device). Writes output [S_img, out_channels].
+    /// One batched forward. hidden [B, S_img, in] (generated tokens first, then any reference tokens), text
+    /// [B, S_txt, joint_dim], timesteps [B] = the pipeline's t/1000 per sample, cos/sin [S_txt + S_img, head_dim]
+    /// (on the device, shared by the batch). Writes output [B, S_out, out_channels] for the first S_out ≤ S_img image
+    /// tokens (reference tokens are attended to but their outputs are not computed). <paramref name="trace"/> is only
+    /// called for B = 1 (the golden sets' intermediates are per sample).
     /// </summary>
-    public void Forward(Tensor hidden, Tensor text, float timestep, Tensor cos, Tensor sin, Tensor output, Action<string, Tensor>? trace = null)
+    public void Forward(Tensor hidden, Tensor text, ReadOnlySpan<float> timesteps, Tensor cos, Tensor sin, Tensor output, Action<string, Tensor>? trace = null)
     {
         const string op = nameof(Flux2Transformer);
         var dev = hidden.Device;
         int d = Config.InnerDim;
-        int imgLen = (int)hidden.Shape.Rows, textLen = (int)text.Shape.Rows, s = imgLen + textLen;
+        Check.Rank(op, "hidden_states", hidden, 3);
+        Check.Rank(op, "encoder_hidden_states", text, 3);
+        Check.Rank(op, "output", output, 3);
+        int batch = hidden.Shape[0], imgLen = hidden.Shape[1], textLen = text.Shape[1], s = imgLen + textLen, outLen = output.Shape[1];
         Check.LastDim(op, "hidden_states", hidden, Config.InChannels);
         Check.LastDim(op, "encoder_hidden_states", text, Config.JointAttentionDim);
+        Check.That(text.Shape[0] == batch, op, $"encoder_hidden_states has shape {text.Shape}; expected batch {batch} like hidden_states {hidden.Shape}");
+        Check.That(timesteps.Length == batch, op, $"{timesteps.Length} timesteps for a batch of {batch}");
         Check.Shape(op, "rope cos", cos, s, Config.AttentionHeadDim);
-        Check.Shape(op, "output", output, imgLen, Config.OutputChannels);
+        Check.That(output.Shape[0] == batch && outLen <= imgLen && output.Shape[2] == Config.OutputChannels, op,
+            $"output has shape {output.Shape}; expected [{batch}, ≤{imgLen}, {Config.OutputChannels}]");
+        if (batch != 1) trace = null;
 
-        using var mod = Modulation(dev, timestep, trace);
+        using var mod = Modulation(dev, timesteps, trace);
 
-        using var x = Tensor.Empty(dev, DType.F32, s, d);
-        _ctxEmbed.Forward(text.Reshape(textLen, Config.JointAttentionDim), x.Slice(0, textLen));
-        _xEmbed.Forward(hidden.Reshape(imgLen, Config.InChannels), x.Slice(textLen, imgLen));
-        trace?.Invoke("embed.context", x.Slice(0, textLen));
-        trace?.Invoke("embed.x", x.Slice(textLen, imgLen));
+        using var x = Tensor.Empty(dev, DType.F32, batch, s, d);
+        for (int b = 0; b < batch; b++)
+        {
+            var xb = x.Slice(b, 1).Reshape(s, d);
+            _ctxEmbed.Forward(text.Slice(b, 1).Reshape(textLen, Config.JointAttentionDim), xb.Slice(0, textLen));
+            _xEmbed.Forward(hidden.Slice(b, 1).Reshape(imgLen, Config.InChannels), xb.Slice(textLen, imgLen));
+            trace?.Invoke("embed.context", xb.Slice(0, textLen));
+            trace?.Invoke("embed.x", xb.Slice(textLen, imgLen));
+        }
 
+        // Double-stream blocks keep two weight sets for the text and image rows of each sample, so they run per
+        // sample; the single-stream blocks (most of the model) take the whole batch in each GEMM.
         for (int i = 0; i < _double.Length; i++)
         {
             int block = i;
-            _double[i].Forward(x, textLen, mod, cos, sin, trace is null ? null : (n, t) => trace($"double.{block}.{n}", t));
+            for (int b = 0; b < batch; b++)
+                _double[i].Forward(x.Slice(b, 1).Reshape(s, d), textLen, mod.Sample(b), cos, sin, trace is null ? null : (n, t) => trace($"double.{block}.{n}", t));
         }
         for (int i = 0; i < _single.Length; i++)
         {
             int block = i;
             _single[i].Forward(x, mod, cos, sin, trace is null ? null : (n, t) => trace($"single.{block}.{n}", t));
-            trace?.Invoke($"single.{block}", x);
+            trace?.Invoke($"single.{block}", x.Reshape(s, d));
         }
 
-        var img = x.Slice(textLen, imgLen);
-        using var norm = Tensor.Empty(dev, DType.F32, imgLen, d);
-        // norm_out's linear gives (scale, shift) — the reverse of the blocks' (shift, scale).
-        LayerNormModulate.Forward(img, Flux2Modulation.Row(mod.Final, 1), Flux2Modulation.Row(mod.Final, 0), norm, (float)Config.Eps);
-        trace?.Invoke("norm_out", norm);
-        _projOut.Forward(norm, output.Reshape(imgLen, Config.OutputChannels));
-        trace?.Invoke("output", output);
+        using var norm = Tensor.Empty(dev, DType.F32, batch, outLen, d);
+        for (int b = 0; b < batch; b++)
+        {
+            var img = x.Slice(b, 1).Reshape(s, d).Slice(textLen, outLen);
+            var m = mod.Sample(b).Final;
+            // norm_out's linear gives (scale, shift) — the reverse of the blocks' (shift, scale).
+            LayerNormModulate.Forward(img, Flux2Modulation.Row(m, 1), Flux2Modulation.Row(m, 0), norm.Slice(b, 1).Reshape(outLen, d), (float)Config.Eps);
+        }
+        trace?.Invoke("norm_out", norm.Reshape(outLen, d));
+        _projOut.Forward(norm.Reshape(batch * outLen, d), output.Reshape(batch * outLen, Config.OutputChannels));
+        trace?.Invoke("output", output.Reshape(outLen, Config.OutputChannels));
     }
 
-    private Flux2Modulation Modulation(Device dev, float timestep, Action<string, Tensor>? trace)
+    /// <summary>Modulation vectors for every sample: [B, 6, D] (double img/txt), [B, 3, D] (single), [B, 2, D] (final).</summary>
+    private Flux2Modulation Modulation(Device dev, ReadOnlySpan<float> timesteps, Action<string, Tensor>? trace)
     {
-        int d = Config.InnerDim;
+        int d = Config.InnerDim, batch = timesteps.Length;
         // The model scales t/1000 back by 1000 in float32, as diffusers does.
-        float t = timestep * 1000f;
-        using var tIn = Tensor.FromSpan<float>(dev, [t], new Shape(1));
-        using var proj = Tensor.Empty(dev, DType.F32, 1, Config.TimestepGuidanceChannels);
+        var t = new float[batch];
+        for (int b = 0; b < batch; b++) t[b] = timesteps[b] * 1000f;
+        using var tIn = Tensor.FromSpan<float>(dev, t, new Shape(batch));
+        using var proj = Tensor.Empty(dev, DType.F32, batch, Config.TimestepGuidanceChannels);
         TimestepEmbedding.Forward(tIn, proj);
         trace?.Invoke("temb.time_proj", proj);
         using var h = _timeLinear1.Forward(proj);
@@ -124,18 +160,18 @@ public sealed class Flux2Transformer : IDisposable
         Silu.Forward(temb, temb);
         var mod = new Flux2Modulation
         {
-            DoubleImg = Tensor.Empty(dev, DType.F32, 6, d),
-            DoubleTxt = Tensor.Empty(dev, DType.F32, 6, d),
-            Single = Tensor.Empty(dev, DType.F32, 3, d),
-            Final = Tensor.Empty(dev, DType.F32, 2, d),
+            DoubleImg = Tensor.Empty(dev, DType.F32, batch, 6, d),
+            DoubleTxt = Tensor.Empty(dev, DType.F32, batch, 6, d),
+            Single = Tensor.Empty(dev, DType.F32, batch, 3, d),
+            Final = Tensor.Empty(dev, DType.F32, batch, 2, d),
         };
-        _modImg.Forward(temb, mod.DoubleImg.Reshape(1, 6 * d));
-        _modTxt.Forward(temb, mod.DoubleTxt.Reshape(1, 6 * d));
-        _modSingle.Forward(temb, mod.Single.Reshape(1, 3 * d));
-        _normOut.Forward(temb, mod.Final.Reshape(1, 2 * d));
-        trace?.Invoke("mod.double_img", mod.DoubleImg);
-        trace?.Invoke("mod.double_txt", mod.DoubleTxt);
-        trace?.Invoke("mod.single", mod.Single);
+        _modImg.Forward(temb, mod.DoubleImg.Reshape(batch, 6 * d));
+        _modTxt.Forward(temb, mod.DoubleTxt.Reshape(batch, 6 * d));
+        _modSingle.Forward(temb, mod.Single.Reshape(batch, 3 * d));
+        _normOut.Forward(temb, mod.Final.Reshape(batch, 2 * d));
+        trace?.Invoke("mod.double_img", mod.DoubleImg.Reshape(6, d));
+        trace?.Invoke("mod.double_txt", mod.DoubleTxt.Reshape(6, d));
+        trace?.Invoke("mod.single", mod.Single.Reshape(3, d));
         return mod;
     }
 
