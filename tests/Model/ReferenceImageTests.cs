@@ -214,6 +214,70 @@ public class ReferenceImageTests
         SameFloats(f.ReadFloats("ref.0.preprocessed"), t.ToArray<float>(), "tensor");
     }
 
+    // ---- LANCZOS against Pillow on more shapes (tests/golden/image, made by tools/golden/pillow_lanczos.py) -----
+
+    private static readonly Lazy<SafetensorsFile> PillowCases = new(() => SafetensorsFile.Open(Path.Combine(Golden.Dir, "image", "pillow_lanczos.safetensors")));
+
+    public static TheoryData<string, int> PillowCaseNames()
+    {
+        var d = new TheoryData<string, int>();
+        for (int i = 0; i < 8; i++) d.Add("rgb", i);
+        for (int i = 0; i < 4; i++) d.Add("rgba", i);
+        return d;
+    }
+
+    [Fact]
+    public void Pillow_case_file_has_every_case()
+    {
+        Assert.Equal(2 * PillowCaseNames().Count, PillowCases.Value.Names.Count());
+    }
+
+    [Theory, MemberData(nameof(PillowCaseNames))]
+    public void Lanczos_matches_pillow_on_up_down_and_one_axis_resizes(string kind, int index)
+    {
+        var f = PillowCases.Value;
+        int[] di = f.Entry($"{kind}.{index}.input").Shape.ToArray(), dout = f.Entry($"{kind}.{index}.output").Shape.ToArray();
+        byte[] input = f.Bytes($"{kind}.{index}.input").ToArray(), expected = f.Bytes($"{kind}.{index}.output").ToArray();
+        RgbImage src = kind == "rgb" ? new RgbImage(input, di[1], di[0]) : SplitAlpha(input, di[1], di[0]);
+        RgbImage r = LanczosResize.Resize(src, dout[1], dout[0]);
+        string what = $"{kind}.{index}: {di[1]}x{di[0]} -> {dout[1]}x{dout[0]}";
+        if (kind == "rgb")
+        {
+            SameImage(new RgbImage(expected, dout[1], dout[0]), r, what);
+            return;
+        }
+        RgbImage want = SplitAlpha(expected, dout[1], dout[0]);
+        SameImage(want, r, what + " (RGB of premultiplied RGBA)");
+        Assert.NotNull(r.Alpha);
+        Assert.Equal(want.Alpha, r.Alpha);
+    }
+
+    [Fact]
+    public void Rgba_resize_differs_from_resizing_the_rgb_alone()
+    {
+        // Guards the premultiplied path: dropping alpha before the resize gives other bytes.
+        var f = PillowCases.Value;
+        int[] di = f.Entry("rgba.0.input").Shape.ToArray();
+        RgbImage src = SplitAlpha(f.Bytes("rgba.0.input").ToArray(), di[1], di[0]);
+        byte[] withAlpha = LanczosResize.Resize(src, 13, 7).Rgb;
+        byte[] without = LanczosResize.Resize(src with { Alpha = null }, 13, 7).Rgb;
+        Assert.NotEqual(withAlpha, without);
+    }
+
+    private static RgbImage SplitAlpha(byte[] rgba, int w, int h)
+    {
+        var rgb = new byte[w * h * 3];
+        var a = new byte[w * h];
+        for (int i = 0; i < w * h; i++)
+        {
+            rgb[3 * i] = rgba[4 * i];
+            rgb[3 * i + 1] = rgba[4 * i + 1];
+            rgb[3 * i + 2] = rgba[4 * i + 2];
+            a[i] = rgba[4 * i + 3];
+        }
+        return new RgbImage(rgb, w, h) { Alpha = a };
+    }
+
     // ---- LANCZOS properties beyond the goldens -------------------------------------------------------------------
 
     [Theory]
@@ -288,7 +352,9 @@ public class ReferenceImageTests
         {
             Assert.True(g.Rgb[3 * i] == grey[i] && g.Rgb[3 * i + 1] == grey[i] && g.Rgb[3 * i + 2] == grey[i], $"grey pixel {i}");
             Assert.True(a.Rgb[3 * i] == rgba[4 * i] && a.Rgb[3 * i + 1] == rgba[4 * i + 1] && a.Rgb[3 * i + 2] == rgba[4 * i + 2], $"RGBA pixel {i}: alpha must be dropped, not composited");
+            Assert.Equal(rgba[4 * i + 3], a.Alpha![i]);
         }
+        Assert.Null(g.Alpha);
     }
 
     [Fact]

@@ -14,6 +14,7 @@ public static class ImageFile
     /// Decodes PNG, JPEG, BMP, GIF (first frame), TGA or PSD with stb_image (StbImageSharp) and converts it to RGB the
     /// way PIL's <c>Image.convert("RGB")</c> does: grey is replicated to three channels, palettes are expanded and an
     /// alpha channel is dropped (not composited onto a background). 16-bit PNGs are reduced to 8 bits per channel.
+    /// A grey+alpha or RGBA file's alpha is kept in <see cref="RgbImage.Alpha"/> for Pillow-exact resizing.
     /// </summary>
     /// <exception cref="ImageFileException">The file is missing, unreadable, not an image or corrupt.</exception>
     public static RgbImage Load(string path)
@@ -42,7 +43,7 @@ public static class ImageFile
         ImageResult result;
         try
         {
-            result = ImageResult.FromMemory(bytes, ColorComponents.RedGreenBlue);
+            result = ImageResult.FromMemory(bytes, ColorComponents.RedGreenBlueAlpha);
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
@@ -52,9 +53,25 @@ public static class ImageFile
             throw new ImageFileException($"image '{name}': cannot decode ({why}); {Expected}");
         }
         if (result is null || result.Data is null || result.Width <= 0 || result.Height <= 0
-            || result.Data.LongLength != (long)result.Width * result.Height * 3)
+            || result.Data.LongLength != (long)result.Width * result.Height * 4)
             throw new ImageFileException($"image '{name}': cannot decode (no pixel data); {Expected}");
-        return new RgbImage(result.Data, result.Width, result.Height);
+        long pixels = (long)result.Width * result.Height;
+        var rgb = new byte[pixels * 3];
+        byte[] rgba = result.Data;
+        for (long i = 0; i < pixels; i++)
+        {
+            rgb[3 * i] = rgba[4 * i];
+            rgb[3 * i + 1] = rgba[4 * i + 1];
+            rgb[3 * i + 2] = rgba[4 * i + 2];
+        }
+        // stb reports the file's own channel count: 2 = grey+alpha, 4 = RGBA (or a palette with transparency).
+        byte[]? alpha = null;
+        if (result.SourceComp is ColorComponents.GreyAlpha or ColorComponents.RedGreenBlueAlpha)
+        {
+            alpha = new byte[pixels];
+            for (long i = 0; i < pixels; i++) alpha[i] = rgba[4 * i + 3];
+        }
+        return new RgbImage(rgb, result.Width, result.Height) { Alpha = alpha };
     }
 
     private static string OneLine(string s) => string.Join(' ', s.Split(['\r', '\n'], StringSplitOptions.RemoveEmptyEntries)).Trim();

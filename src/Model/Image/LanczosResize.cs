@@ -13,6 +13,9 @@ namespace PureFlux.Model.Image;
 /// rounding half away from zero. Each output value is (2^21 + Σ u8·k) >> 22 clamped to 0..255. The horizontal pass
 /// runs first (into 8-bit), then the vertical one; an axis whose size does not change is not resampled at all.
 /// Plain <c>resize</c> uses neither a box nor <c>reducing_gap</c>, so none of that is modelled.
+/// An image with <see cref="RgbImage.Alpha"/> is resized as Pillow resizes RGBA/LA: premultiplied
+/// (c·a + 128 + ((c·a + 128) >> 8)) >> 8, the four channels resampled alike, then un-premultiplied
+/// min(255, 255·c / a) in integers (a of 0 or 255 left as is).
 /// </remarks>
 public static class LanczosResize
 {
@@ -27,24 +30,69 @@ public static class LanczosResize
         ArgumentNullException.ThrowIfNull(src);
         if (width <= 0 || height <= 0)
             throw new ArgumentException($"LANCZOS resize of a {src.Width}x{src.Height} image to {width}x{height} (W x H): sizes must be positive");
-        if (width == src.Width && height == src.Height) return new RgbImage((byte[])src.Rgb.Clone(), width, height);
+        if (width == src.Width && height == src.Height)
+            return new RgbImage((byte[])src.Rgb.Clone(), width, height) { Alpha = (byte[]?)src.Alpha?.Clone() };
+        if (src.Alpha is null) return new RgbImage(Resample(src.Rgb, 3, src.Width, src.Height, width, height), width, height);
 
-        var (hBounds, hCoeffs, hTaps) = Coefficients(src.Width, width);
-        var (vBounds, vCoeffs, vTaps) = Coefficients(src.Height, height);
+        byte[] rgba = Premultiply(src.Rgb, src.Alpha);
+        byte[] outRgba = Resample(rgba, 4, src.Width, src.Height, width, height);
+        var (rgb, alpha) = Unpremultiply(outRgba);
+        return new RgbImage(rgb, width, height) { Alpha = alpha };
+    }
 
-        byte[] data = src.Rgb;
+    private static byte[] Resample(byte[] src, int channels, int srcWidth, int srcHeight, int width, int height)
+    {
+
+        var (hBounds, hCoeffs, hTaps) = Coefficients(srcWidth, width);
+        var (vBounds, vCoeffs, vTaps) = Coefficients(srcHeight, height);
+
+        byte[] data = src;
         int rowOffset = 0;
-        if (width != src.Width)
+        if (width != srcWidth)
         {
             // Only the input rows the vertical pass reads are resampled horizontally (as Pillow does).
             int first = vBounds[0], last = vBounds[2 * (height - 1)] + vBounds[2 * (height - 1) + 1];
-            if (height == src.Height) { first = 0; last = src.Height; }
-            data = Horizontal(src.Rgb, src.Width, first, last - first, width, hBounds, hCoeffs, hTaps);
+            if (height == srcHeight) { first = 0; last = srcHeight; }
+            data = Horizontal(src, channels, srcWidth, first, last - first, width, hBounds, hCoeffs, hTaps);
             rowOffset = first;
         }
-        if (height != src.Height)
-            data = Vertical(data, width, rowOffset, height, vBounds, vCoeffs, vTaps);
-        return new RgbImage(data, width, height);
+        if (height != srcHeight)
+            data = Vertical(data, width * channels, rowOffset, height, vBounds, vCoeffs, vTaps);
+        return data;
+    }
+
+    private static byte[] Premultiply(byte[] rgb, byte[] alpha)
+    {
+        var rgba = new byte[alpha.LongLength * 4];
+        for (long i = 0; i < alpha.LongLength; i++)
+        {
+            int a = alpha[i];
+            for (int c = 0; c < 3; c++)
+            {
+                int t = rgb[3 * i + c] * a + 128;
+                rgba[4 * i + c] = (byte)(((t >> 8) + t) >> 8);
+            }
+            rgba[4 * i + 3] = (byte)a;
+        }
+        return rgba;
+    }
+
+    private static (byte[] Rgb, byte[] Alpha) Unpremultiply(byte[] rgba)
+    {
+        long pixels = rgba.LongLength / 4;
+        var rgb = new byte[pixels * 3];
+        var alpha = new byte[pixels];
+        for (long i = 0; i < pixels; i++)
+        {
+            int a = rgba[4 * i + 3];
+            alpha[i] = (byte)a;
+            for (int c = 0; c < 3; c++)
+            {
+                int v = rgba[4 * i + c];
+                rgb[3 * i + c] = a is 0 or 255 ? (byte)v : (byte)Math.Min(255, 255 * v / a);
+            }
+        }
+        return (rgb, alpha);
     }
 
     private static double Sinc(double x)
@@ -103,36 +151,38 @@ public static class LanczosResize
         return v < 0 ? (byte)0 : v > 255 ? (byte)255 : (byte)v;
     }
 
-    private static byte[] Horizontal(byte[] src, int inWidth, int firstRow, int rows, int outWidth, int[] bounds, int[] coeffs, int taps)
+    private static byte[] Horizontal(byte[] src, int channels, int inWidth, int firstRow, int rows, int outWidth, int[] bounds, int[] coeffs, int taps)
     {
-        var dst = new byte[(long)rows * outWidth * 3];
+        var dst = new byte[(long)rows * outWidth * channels];
         Parallel.For(0, rows, y =>
         {
-            int inRow = (firstRow + y) * inWidth * 3, outRow = y * outWidth * 3;
+            int inRow = (firstRow + y) * inWidth * channels, outRow = y * outWidth * channels;
             for (int xx = 0; xx < outWidth; xx++)
             {
                 int min = bounds[2 * xx], n = bounds[2 * xx + 1], kOff = xx * taps;
-                int s0 = 1 << (PrecisionBits - 1), s1 = s0, s2 = s0;
-                int p = inRow + min * 3;
-                for (int x = 0; x < n; x++, p += 3)
+                int s0 = 1 << (PrecisionBits - 1), s1 = s0, s2 = s0, s3 = s0;
+                int p = inRow + min * channels;
+                for (int x = 0; x < n; x++, p += channels)
                 {
                     int c = coeffs[kOff + x];
                     s0 += src[p] * c;
                     s1 += src[p + 1] * c;
                     s2 += src[p + 2] * c;
+                    if (channels == 4) s3 += src[p + 3] * c;
                 }
-                int o = outRow + xx * 3;
+                int o = outRow + xx * channels;
                 dst[o] = Clip8(s0);
                 dst[o + 1] = Clip8(s1);
                 dst[o + 2] = Clip8(s2);
+                if (channels == 4) dst[o + 3] = Clip8(s3);
             }
         });
         return dst;
     }
 
-    private static byte[] Vertical(byte[] src, int width, int rowOffset, int outHeight, int[] bounds, int[] coeffs, int taps)
+    /// <summary>Vertical pass over rows of <paramref name="stride"/> bytes (every channel alike).</summary>
+    private static byte[] Vertical(byte[] src, int stride, int rowOffset, int outHeight, int[] bounds, int[] coeffs, int taps)
     {
-        int stride = width * 3;
         var dst = new byte[(long)outHeight * stride];
         Parallel.For(0, outHeight, yy =>
         {

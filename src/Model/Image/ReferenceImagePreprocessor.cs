@@ -76,9 +76,14 @@ public static class ReferenceImagePreprocessor
             throw new ArgumentException($"centre crop of a {image.Width}x{image.Height} image to {width}x{height} (W x H): the crop must be non-empty and fit inside");
         int left = (image.Width - width) / 2, top = (image.Height - height) / 2;
         var dst = new byte[(long)width * height * 3];
+        byte[]? alpha = image.Alpha is null ? null : new byte[(long)width * height];
         for (int y = 0; y < height; y++)
-            Array.Copy(image.Rgb, ((long)(top + y) * image.Width + left) * 3, dst, (long)y * width * 3, width * 3);
-        return new RgbImage(dst, width, height);
+        {
+            long row = (long)(top + y) * image.Width + left;
+            Array.Copy(image.Rgb, row * 3, dst, (long)y * width * 3, width * 3);
+            if (alpha is not null) Array.Copy(image.Alpha!, row, alpha, (long)y * width, width);
+        }
+        return new RgbImage(dst, width, height) { Alpha = alpha };
     }
 
     /// <summary>
