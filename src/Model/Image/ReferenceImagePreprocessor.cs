@@ -40,7 +40,7 @@ public static class ReferenceImagePreprocessor
             throw new ArgumentException($"reference image '{name}': {w}x{h} (W x H) is too small; both sides must be at least {MinSideLength} px");
         double aspect = Math.Max((double)w / h, (double)h / w);
         if (aspect > MaxAspectRatio)
-            throw new ArgumentException($"reference image '{name}': {w}x{h} (W x H) has aspect ratio {aspect:0.0}:1; at most {MaxAspectRatio}:1 is allowed");
+            throw new ArgumentException($"reference image '{name}': {w}x{h} (W x H) has aspect ratio {aspect.ToString("0.0", System.Globalization.CultureInfo.InvariantCulture)}:1; at most {MaxAspectRatio}:1 is allowed");
     }
 
     /// <summary>
