@@ -1,5 +1,6 @@
 using PureFlux.Model.Image;
-using PureFlux.Model.Pipeline;
+using PureFlux.Model.Engine;
+using PureFlux.Model.Flux2;
 using PureFlux.Model.Scheduler;
 using PureFlux.Model.Snapshot;
 using PureFlux.Tests.Support;
@@ -16,10 +17,11 @@ public class GenerateTests
     {
         using var snapshot = ModelSnapshot.Open(TinySnapshot.Dir);
         var dev = Backends.Get("cpu");
-        using var pipe = new Flux2KleinPipeline(snapshot, dev);
-        var a = pipe.Generate(new GenerateRequest("a red fox", 64, 48, 2, 7));
-        var b = pipe.Generate(new GenerateRequest("a red fox", 64, 48, 2, 7));
-        var c = pipe.Generate(new GenerateRequest("a red fox", 64, 48, 2, 8));
+        using var model = new Flux2KleinModel(snapshot, dev);
+        RgbImage Make(ulong seed) => GenerationEngine.Run(model, new GenerationJob { Prompts = ["a red fox"], Width = 64, Height = 48, Steps = 2, Seed = seed }).Image(0);
+        var a = Make(7);
+        var b = Make(7);
+        var c = Make(8);
         Assert.Equal(64 * 48 * 3, a.Rgb.Length);
         Assert.Equal(a.Rgb, b.Rgb);
         Assert.NotEqual(a.Rgb, c.Rgb);
@@ -34,13 +36,13 @@ public class GenerateTests
         // A private device: the shared ones serve tests running in parallel, whose rentals would move the counters.
         using var dev = Devices.Open(backend);
         using var snapshot = ModelSnapshot.Open(TinySnapshot.Dir);
-        using var pipe = new Flux2KleinPipeline(snapshot, dev);
-        var tokens = pipe.Tokenizer.EncodeForKlein("steady state", 32);
-        using var embeds = pipe.EncodePrompt(tokens.Ids, tokens.AttentionMask);
-        var scheduler = FlowMatchEulerScheduler.ForKlein(snapshot.SchedulerConfig, 4, 64, 64);
-        using var latents = pipe.InitialLatents(64, 64, 1);
+        using var model = new Flux2KleinModel(snapshot, dev);
+        var tokens = model.Tokenizer.EncodeForKlein("steady state", 32);
+        var embeds = model.EncodePrompt(tokens.Ids, tokens.AttentionMask);
+        using var text = new TextConditioning(embeds.Reshape(1, embeds.Shape[0], embeds.Shape[1]));
         var counts = new List<long>();
-        pipe.Denoise(latents, embeds, scheduler, 4, 4, onStep: (_, _, _) => counts.Add(dev.Pool.Snapshot().Allocations));
+        GenerationEngine.Run(model, new GenerationJob { PromptEmbeds = text, Width = 64, Height = 64, Steps = 4, Seed = 1 },
+            new GenerationHooks { OnStep = _ => counts.Add(dev.Pool.Snapshot().Allocations) });
         Assert.Equal(4, counts.Count);
         Assert.True(counts[1] == counts[0] && counts[3] == counts[0],
             $"pool allocations after each step: {string.Join(", ", counts)} (steps after the first must reuse buffers)");

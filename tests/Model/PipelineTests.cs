@@ -1,4 +1,5 @@
-using PureFlux.Model.Pipeline;
+using PureFlux.Model.Engine;
+using PureFlux.Model.Flux2;
 using PureFlux.Model.Scheduler;
 using PureFlux.Model.Snapshot;
 using PureFlux.Tests.Support;
@@ -28,39 +29,46 @@ public class PipelineTests
         var dev = Backends.Get(backend);
         var g = GoldenModel.File($"pipeline_h{height}_w{width}.safetensors");
         using var snapshot = ModelSnapshot.Open(GoldenModel.ModelDir);
-        using var pipe = new Flux2KleinPipeline(snapshot, dev);
-        Assert.Equal([1, 2, 3], pipe.TextLayers);
+        using var model = new Flux2KleinModel(snapshot, dev);
+        Assert.Equal([1, 2, 3], model.TextLayers);
 
         int[] ids = g.ReadInt64("inputs.input_ids").Select(v => (int)v).ToArray();
         int[] mask = g.ReadInt64("inputs.attention_mask").Select(v => (int)v).ToArray();
-        using var embeds = pipe.EncodePrompt(ids, mask);
+        var embeds = model.EncodePrompt(ids, mask);
         Assert.True(Compare.RelMaxError(g.ReadFloats("prompt_embeds"), embeds.ToFloatArray()) <= 2e-4, "prompt_embeds");
+        using var text = new TextConditioning(embeds.Reshape(1, 16, embeds.Shape[1]));
 
-        var scheduler = FlowMatchEulerScheduler.ForKlein(snapshot.SchedulerConfig, 4, width, height);
-        Assert.Equal(g.ReadFloats("sigmas"), scheduler.Sigmas);
-        var (h, w) = FlowMatchEulerScheduler.PackedLatentSize(width, height);
+        var layout = model.Layout(width, height);
+        using var sampler = model.CreateSampler(SamplerKind.Euler, 4, layout);
+        Assert.Equal(g.ReadFloats("sigmas"), sampler.Sigmas);
         using var noise = g.LoadF32("inputs.initial_noise", dev);
-        using var latents = Tensor.Empty(dev, DType.F32, h * w, 128);
-        Latents.Pack(noise.Reshape(128, h, w), latents);
-        Assert.True(Compare.RelMaxError(g.ReadFloats("step.0.transformer_in.hidden_states"), latents.ToFloatArray()) == 0, "packed noise");
-
-        pipe.Denoise(latents, embeds, scheduler, h, w, onStep: (i, pred, after) =>
-        {
-            Assert.Equal(g.ReadFloats($"step.{i}.transformer_in.timestep")[0], scheduler.TransformerTimestep(i));
-            double ep = Compare.RelMaxError(g.ReadFloats($"step.{i}.noise_pred"), pred.ToFloatArray());
-            Assert.True(ep <= Tol, $"step {i} noise_pred on {backend}: {ep:g3}");
-            double el = Compare.RelMaxError(g.ReadFloats($"step.{i}.latents_after"), after.ToFloatArray());
-            Assert.True(el <= Tol, $"step {i} latents on {backend}: {el:g3}");
-        });
 
         var trace = new GoldenModel.Trace();
-        using var image = pipe.DecodeLatents(latents, h, w, trace.Record);
+        int steps = 0;
+        var result = GenerationEngine.Run(model, new GenerationJob { PromptEmbeds = text, Noise = noise, Width = width, Height = height, Steps = 4 },
+            new GenerationHooks
+            {
+                Trace = trace.Record,
+                OnStep = r =>
+                {
+                    int i = r.Step;
+                    steps++;
+                    Assert.Equal(g.ReadFloats($"step.{i}.transformer_in.timestep")[0], r.ModelTimestep);
+                    Assert.Null(r.Uncond);
+                    double ep = Compare.RelMaxError(g.ReadFloats($"step.{i}.noise_pred"), r.Prediction.ToFloatArray());
+                    Assert.True(ep <= Tol, $"step {i} noise_pred on {backend}: {ep:g3}");
+                    double el = Compare.RelMaxError(g.ReadFloats($"step.{i}.latents_after"), r.Latents.ToFloatArray());
+                    Assert.True(el <= Tol, $"step {i} latents on {backend}: {el:g3}");
+                },
+            });
+        Assert.Equal(4, steps);
+        Assert.True(Compare.RelMaxError(g.ReadFloats("step.0.transformer_in.hidden_states"), trace.Values["latents.initial_packed"]) == 0, "packed noise");
         GoldenModel.AssertClose(g, trace, "latents_for_vae", "latents_for_vae", Tol, $"pipeline on {backend}");
-        double ei = Compare.RelMaxError(g.ReadFloats("decoded_image"), image.ToFloatArray());
+        double ei = Compare.RelMaxError(g.ReadFloats("decoded_image"), result.Decoded);
         Assert.True(ei <= Tol, $"decoded image on {backend}: {ei:g3}");
 
         // Post-processing as diffusers' pil output: round(clamp(x/2+0.5)·255) — compare against image_pt.
-        var rgb = Flux2KleinPipeline.ToRgb(image.ToFloatArray(), width, height);
+        var rgb = result.Image(0).Rgb;
         var pt = g.ReadFloats("image_pt");
         int plane = width * height, off = 0;
         for (int p = 0; p < plane; p++)

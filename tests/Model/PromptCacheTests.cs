@@ -1,3 +1,5 @@
+using PureFlux.Model.Engine;
+using PureFlux.Model.Flux2;
 using PureFlux.Model.Layers;
 using PureFlux.Model.Pipeline;
 using PureFlux.Model.Snapshot;
@@ -26,7 +28,7 @@ public sealed class PromptCacheTests : IDisposable
         using var snapshot = ModelSnapshot.Open(TinySnapshot.Dir);
         var (ids, mask) = Tokens(snapshot, "a lighthouse at dawn");
         float[] encoded;
-        using (var first = new Flux2KleinPipeline(snapshot, dev) { DiskCache = new PromptCache(_dir) })
+        using (var first = new Flux2KleinModel(snapshot, dev, new ModelOptions { PromptCache = new PromptCache(_dir) }))
         {
             Assert.False(first.IsPromptCached(ids, mask));
             using var e = first.EncodePrompt(ids, mask);
@@ -40,7 +42,7 @@ public sealed class PromptCacheTests : IDisposable
         var marker = encoded.Select((v, i) => v + (i % 7)).ToArray();
         string key = Path.GetFileNameWithoutExtension(file);
         Assert.True(new PromptCache(_dir).Store(key, marker, s, dim));
-        using (var second = new Flux2KleinPipeline(snapshot, dev) { DiskCache = new PromptCache(_dir) })
+        using (var second = new Flux2KleinModel(snapshot, dev, new ModelOptions { PromptCache = new PromptCache(_dir) }))
         {
             Assert.True(second.IsPromptCached(ids, mask));
             using var e = second.EncodePrompt(ids, mask);
@@ -50,7 +52,7 @@ public sealed class PromptCacheTests : IDisposable
         // A truncated file is a miss: the encoder runs again, the result is the real one and the file is rewritten.
         var bytes = File.ReadAllBytes(file);
         File.WriteAllBytes(file, bytes[..(bytes.Length / 2)]);
-        using (var third = new Flux2KleinPipeline(snapshot, dev) { DiskCache = new PromptCache(_dir) })
+        using (var third = new Flux2KleinModel(snapshot, dev, new ModelOptions { PromptCache = new PromptCache(_dir) }))
         {
             using var e = third.EncodePrompt(ids, mask);
             Assert.Equal(encoded, e.ToFloatArray());
@@ -91,8 +93,8 @@ public sealed class PromptCacheTests : IDisposable
         var (ids, mask) = Tokens(snapshot, "a quiet harbour");
         string blocker = Path.Combine(_dir, "not-a-directory");
         File.WriteAllText(blocker, "x");
-        using var pipe = new Flux2KleinPipeline(snapshot, dev) { DiskCache = new PromptCache(Path.Combine(blocker, "prompts")) };
-        using var plain = new Flux2KleinPipeline(snapshot, dev);
+        using var pipe = new Flux2KleinModel(snapshot, dev, new ModelOptions { PromptCache = new PromptCache(Path.Combine(blocker, "prompts")) });
+        using var plain = new Flux2KleinModel(snapshot, dev);
         using var e = pipe.EncodePrompt(ids, mask);
         using var reference = plain.EncodePrompt(ids, mask);
         Assert.Equal(reference.ToFloatArray(), e.ToFloatArray());

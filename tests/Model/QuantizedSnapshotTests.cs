@@ -1,3 +1,5 @@
+using PureFlux.Model.Engine;
+using PureFlux.Model.Flux2;
 using PureFlux.Model.Layers;
 using PureFlux.Model.Pipeline;
 using PureFlux.Model.Snapshot;
@@ -37,10 +39,10 @@ public sealed class QuantizedSnapshotTests : IDisposable
         Assert.Equal(DType.BF16, stored.Transformer.Entry("double_stream_modulation_img.linear.weight").DType); // never quantized
         Assert.Equal(original.TextEncoder.Entry("model.embed_tokens.weight").DType, stored.TextEncoder.Entry("model.embed_tokens.weight").DType);
 
-        var request = new GenerateRequest("a lighthouse at dawn", 48, 32, 2, 7);
-        using var a = new Flux2KleinPipeline(original, dev, mode);
-        using var b = new Flux2KleinPipeline(stored, dev);
-        Assert.Equal(a.Generate(request).Rgb, b.Generate(request).Rgb);
+        var request = new GenerationJob { Prompts = ["a lighthouse at dawn"], Width = 48, Height = 32, Steps = 2, Seed = 7 };
+        using var a = new Flux2KleinModel(original, dev, new ModelOptions { Quant = mode });
+        using var b = new Flux2KleinModel(stored, dev);
+        Assert.Equal(GenerationEngine.Run(a, request).Image(0).Rgb, GenerationEngine.Run(b, request).Image(0).Rgb);
     }
 
     /// <summary>On ILGPU devices the stored integers are uploaded as they are: a Linear from them equals one quantized at load.</summary>

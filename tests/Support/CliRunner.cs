@@ -27,3 +27,16 @@ public static class TinySnapshot
 
     public static string Dir => Written.Value;
 }
+
+/// <summary>The tiny random snapshot as an undistilled (klein base) model: generation runs real CFG by default.</summary>
+public static class TinyBaseSnapshot
+{
+    private static readonly Lazy<string> Written = new(() =>
+    {
+        string dir = Path.Combine(Path.GetTempPath(), $"pureflux-tests-tiny-base-{Environment.ProcessId}");
+        if (!File.Exists(Path.Combine(dir, "model_index.json"))) RandomSnapshot.Write(dir, SnapshotPreset.TinyBase, 0);
+        return dir;
+    });
+
+    public static string Dir => Written.Value;
+}

@@ -49,10 +49,15 @@ internal static class BenchCommand
         var warmup = new Option<bool>("--warmup") { Description = "Run each mode 3 times at 32x32, 1 step, before measuring, so JIT tiering is done (true/false)", DefaultValueFactory = _ => true };
         var json = new Option<string?>("--json") { Description = "Write the results as JSON to this file (for notebooks/)" };
         var profile = new Option<bool>("--profile") { Description = "Also time every operator call and print the top operators per mode (op, shape, calls, seconds, GFLOP/s)" };
+        var sampler = new Option<string?>("--sampler") { Description = "euler, dpm++2m, unipc or heun (default: the model's)" };
+        var guidance = new Option<float?>("--guidance", "-g") { Description = "CFG scale (> 1 runs the unconditional pass; a distilled snapshot ignores it)" };
+        var cfgMode = new Option<string>("--cfg-mode") { Description = "sequential or batched", DefaultValueFactory = _ => "sequential" };
+        var interval = new Option<string?>("--guidance-interval") { Description = "LO,HI: σ range where the unconditional pass runs" };
+        var batch = new Option<int>("--batch-size", "-b") { Description = "Images per prompt", DefaultValueFactory = _ => 1 };
         var device = CommonOptions.Device();
         device.DefaultValueFactory = _ => "cpu";
         var cmd = new Command("e2e", "Time text encoding, each denoising step and the VAE; GFLOP/s, % of peak, memory; quantization error.")
-            { model, preset, size, steps, seed, prompt, quant, quality, peak, warmup, json, profile, device };
+            { model, preset, size, steps, seed, prompt, quant, quality, peak, warmup, json, profile, sampler, guidance, cfgMode, interval, batch, device };
         cmd.SetAction(parse =>
         {
             string q = parse.GetValue(quant)!.ToLowerInvariant();
@@ -65,8 +70,13 @@ internal static class BenchCommand
                 PeakGFlops = parse.GetValue(peak),
                 Warmup = parse.GetValue(warmup),
                 Profile = parse.GetValue(profile),
+                Sampler = parse.GetValue(sampler) is { } sk ? PureFlux.Model.Scheduler.Samplers.Parse(sk) : null,
+                Guidance = parse.GetValue(guidance),
+                CfgMode = GenerateCommand.ParseCfgMode(parse.GetValue(cfgMode)!),
+                GuidanceInterval = parse.GetValue(interval) is { } iv ? GenerateCommand.ParseInterval(iv) : null,
+                BatchSize = parse.GetValue(batch),
             };
-            new PureFlux.Model.Pipeline.GenerateRequest(options.Prompt, px, px, options.Steps, options.Seed).Validate(); // before minutes of work
+            options.Job().Validate(); // before minutes of work
             if (options.PeakGFlops is { } pk && !(pk > 0)) throw new ArgumentException($"--peak-gflops {pk}: expected a positive number");
             string? jsonPath = parse.GetValue(json);
             if (jsonPath is not null) EnsureWritable(jsonPath);

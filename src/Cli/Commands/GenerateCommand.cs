@@ -1,29 +1,43 @@
 using System.CommandLine;
 using System.Diagnostics;
+using System.Globalization;
+using PureFlux.Model.Engine;
 using PureFlux.Model.Image;
 using PureFlux.Model.Layers;
 using PureFlux.Model.Pipeline;
+using PureFlux.Model.Scheduler;
 using PureFlux.Model.Snapshot;
 
 namespace PureFlux.Cli.Commands;
 
 /// <summary>
-/// <c>pureflux generate [--model DIR] --prompt TEXT [--width --height --steps --seed --out --device --quant -v
-/// --prompt-cache DIR | --no-prompt-cache]</c>: text to PNG. Without --model it runs the small built-in model.
-/// Encoded prompts are kept on disk, so a repeated prompt skips the text encoder.
+/// <c>pureflux generate [--model DIR] --prompt TEXT [--prompt TEXT ...] [--width --height --steps --seed --out --device
+/// --quant --sampler --guidance --negative-prompt --cfg-mode --guidance-interval --cfg-rescale --ref-image FILE ...
+/// --batch-size --text-layers -v --prompt-cache DIR | --no-prompt-cache]</c>: text (and reference images) to PNG through
+/// the one generation loop. Without --model it runs the small built-in model. The model family is detected from the
+/// snapshot's model_index.json.
 /// </summary>
 internal static class GenerateCommand
 {
     public static Command Create(CliContext ctx)
     {
-        var model = new Option<string?>("--model", "-m") { Description = "FLUX.2 [klein] snapshot directory (default: the small built-in random model)" };
-        var prompt = new Option<string>("--prompt", "-p") { Description = "What to draw", Required = true };
-        var width = new Option<int>("--width", "-W") { Description = "Width in pixels, a multiple of 16", DefaultValueFactory = _ => 1024 };
-        var height = new Option<int>("--height", "-H") { Description = "Height in pixels, a multiple of 16", DefaultValueFactory = _ => 1024 };
-        var steps = new Option<int>("--steps", "-s") { Description = "Denoising steps", DefaultValueFactory = _ => 4 };
-        var seed = new Option<ulong>("--seed") { Description = "Noise seed", DefaultValueFactory = _ => 42 };
-        var output = new Option<string>("--out", "-o") { Description = "PNG file to write", DefaultValueFactory = _ => "out.png" };
+        var model = new Option<string?>("--model", "-m") { Description = "Diffusers snapshot directory (default: the small built-in random FLUX.2 klein model)" };
+        var prompt = new Option<string[]>("--prompt", "-p") { Description = "What to draw; repeat for several prompts in one batch", Required = true };
+        var negative = new Option<string[]>("--negative-prompt", "-n") { Description = "Negative prompt for classifier-free guidance (one, or one per --prompt; default \"\")" };
+        var width = new Option<int?>("--width", "-W") { Description = "Width in pixels, a multiple of 16 (default: the first --ref-image's size, else 1024)" };
+        var height = new Option<int?>("--height", "-H") { Description = "Height in pixels, a multiple of 16 (default: the first --ref-image's size, else 1024)" };
+        var steps = new Option<int?>("--steps", "-s") { Description = "Denoising steps (default: the model's: 4 for distilled klein, 50 for klein base)" };
+        var seed = new Option<ulong>("--seed") { Description = "Noise seed; image i of a batch uses seed + i", DefaultValueFactory = _ => 42 };
+        var output = new Option<string>("--out", "-o") { Description = "PNG file to write (a batch writes NAME-0.png, NAME-1.png, ...)", DefaultValueFactory = _ => "out.png" };
         var quant = new Option<string>("--quant", "-q") { Description = "Weights: none (as stored, BF16), int8 or int4", DefaultValueFactory = _ => "none" };
+        var sampler = new Option<string?>("--sampler") { Description = "euler, dpm++2m, unipc or heun (default: the model's, euler for klein)" };
+        var guidance = new Option<float?>("--guidance", "-g") { Description = "Classifier-free guidance scale; > 1 turns CFG on (default: 4 for klein base; distilled models ignore it)" };
+        var cfgMode = new Option<string>("--cfg-mode") { Description = "sequential (two passes per step, as diffusers) or batched (one batch-2 pass)", DefaultValueFactory = _ => "sequential" };
+        var interval = new Option<string?>("--guidance-interval") { Description = "LO,HI: run the unconditional pass only while LO ≤ σ ≤ HI (0 ≤ LO ≤ HI ≤ 1)" };
+        var rescale = new Option<float>("--cfg-rescale") { Description = "CFG-rescale φ in [0, 1] (std matching; 0 = off)", DefaultValueFactory = _ => 0f };
+        var refImages = new Option<string[]>("--ref-image", "-r") { Description = "Reference image (PNG/JPEG) for editing; repeat for several, in order" };
+        var batch = new Option<int>("--batch-size", "-b") { Description = "Images per prompt", DefaultValueFactory = _ => 1 };
+        var textLayers = new Option<string?>("--text-layers") { Description = "Text-encoder hidden states to stack, e.g. 9,18,27 (diffusers' text_encoder_out_layers; default: the model's)" };
         var verbose = new Option<bool>("--verbose", "-v") { Description = "Print per-stage times and peak memory" };
         var promptCache = new Option<string?>("--prompt-cache")
         {
@@ -31,43 +45,98 @@ internal static class GenerateCommand
         };
         var noPromptCache = new Option<bool>("--no-prompt-cache") { Description = "Always run the text encoder; read and write no prompt cache" };
         var device = CommonOptions.Device();
-        var cmd = new Command("generate", "Generate an image from a text prompt and write it as PNG.")
-            { model, prompt, width, height, steps, seed, output, quant, verbose, promptCache, noPromptCache, device };
+        var cmd = new Command("generate", "Generate images from text prompts (and reference images) and write them as PNG.")
+        {
+            model, prompt, negative, width, height, steps, seed, output, quant, sampler, guidance, cfgMode, interval, rescale,
+            refImages, batch, textLayers, verbose, promptCache, noPromptCache, device,
+        };
         cmd.SetAction(parse =>
         {
-            var request = new GenerateRequest(parse.GetRequiredValue(prompt), parse.GetValue(width), parse.GetValue(height), parse.GetValue(steps), parse.GetValue(seed));
-            request.Validate();
+            // Everything that can be checked is checked before any model work; nothing is written on a bad argument.
             var mode = ParseQuant(parse.GetValue(quant)!);
+            var refPaths = parse.GetValue(refImages) ?? [];
+            var refs = refPaths.Select(ImageFile.Load).ToArray();
+            for (int i = 0; i < refs.Length; i++) ReferenceImagePreprocessor.Validate(refs[i], $"--ref-image '{refPaths[i]}'");
+            var job = new GenerationJob
+            {
+                Prompts = parse.GetRequiredValue(prompt),
+                NegativePrompts = parse.GetValue(negative) is { Length: > 0 } n ? n : null,
+                ImagesPerPrompt = parse.GetValue(batch),
+                Width = parse.GetValue(width),
+                Height = parse.GetValue(height),
+                Steps = parse.GetValue(steps),
+                Seed = parse.GetValue(seed),
+                Sampler = parse.GetValue(sampler) is { } sk ? Samplers.Parse(sk) : null,
+                Guidance = parse.GetValue(guidance),
+                CfgMode = ParseCfgMode(parse.GetValue(cfgMode)!),
+                GuidanceInterval = parse.GetValue(interval) is { } iv ? ParseInterval(iv) : null,
+                CfgRescale = parse.GetValue(rescale),
+                ReferenceImages = refs,
+            };
+            job.Validate();
+            int[]? layers = parse.GetValue(textLayers) is { } tl ? ParseLayers(tl) : null;
             string outPath = parse.GetValue(output)!;
-            PngWriter.EnsureWritable(outPath); // fail now, not after minutes of compute
+            var outPaths = OutputPaths(outPath, job.BatchSize);
+            foreach (var p in outPaths) PngWriter.EnsureWritable(p); // fail now, not after minutes of compute
 
             var total = Stopwatch.StartNew();
             string? dir = parse.GetValue(model);
             using var dev = Devices.Open(parse.GetValue(device)!);
             var timer = new StageTimer(dev);
-            ModelSnapshot snapshot;
-            using (timer.Stage("load"))
-                snapshot = ModelSnapshot.Open(dir ?? BuiltInModel.Ensure());
-            using var _ = snapshot;
-            using var pipe = new Flux2KleinPipeline(snapshot, dev, mode)
+            IDiffusionModel diffusion;
+            var options = new ModelOptions
             {
-                DiskCache = parse.GetValue(noPromptCache) ? null
+                Quant = mode,
+                TextLayers = layers,
+                PromptCache = parse.GetValue(noPromptCache) ? null
                     : new PromptCache(parse.GetValue(promptCache) ?? Path.Combine(BuiltInModel.CacheRoot, "prompts")),
             };
-            ctx.Err.WriteLine($"{(dir is null ? "built-in tiny model" : dir)} on {dev.Id} ({dev.Name}), {request.Width}x{request.Height}, {request.Steps} steps, seed {request.Seed}");
-            var image = pipe.Generate(request, timer, (i, n) => ctx.Err.Write($"\rstep {i}/{n} [{new string('#', i * 20 / n)}{new string('.', 20 - i * 20 / n)}]{(i == n ? "\n" : "")}"));
-            if (image.Warning is not null) ctx.Err.WriteLine("warning: " + image.Warning);
-            PngWriter.Save(outPath, image.Rgb, image.Width, image.Height, new Dictionary<string, string>
+            using (timer.Stage("load"))
+                diffusion = ModelFamilies.Open(dir ?? BuiltInModel.Ensure(), dev, options);
+            using var _ = diffusion;
+            var d = diffusion.Defaults;
+            ctx.Err.WriteLine($"{(dir is null ? "built-in tiny model" : dir)} ({diffusion.Family.Name}) on {dev.Id} ({dev.Name}), " +
+                $"{job.BatchSize} image{(job.BatchSize > 1 ? "s" : "")}, {job.Steps ?? d.Steps} steps, {Samplers.NameOf(job.Sampler ?? d.Sampler)}, seed {job.Seed}");
+            var result = GenerationEngine.Run(diffusion, job, new GenerationHooks
             {
-                ["prompt"] = request.Prompt,
-                ["seed"] = request.Seed.ToString(),
-                ["steps"] = request.Steps.ToString(),
-                ["size"] = $"{request.Width}x{request.Height}",
-                ["model"] = dir is null ? "built-in tiny (random weights)" : Path.GetFullPath(dir),
-                ["quant"] = (mode == QuantMode.None ? QuantizedSnapshot.StoredMode(snapshot) : mode).ToString().ToLowerInvariant(),
-                ["software"] = "PureFlux",
+                Timer = timer,
+                Warning = w => ctx.Err.WriteLine("warning: " + w),
+                Progress = (i, n) => ctx.Err.Write($"\rstep {i}/{n} [{new string('#', i * 20 / n)}{new string('.', 20 - i * 20 / n)}]{(i == n ? "\n" : "")}"),
             });
-            ctx.Out.WriteLine($"wrote {outPath} ({request.Width}x{request.Height}) in {total.Elapsed.TotalSeconds:0.00} s");
+            var text = new Dictionary<string, string>
+            {
+                ["model"] = dir is null ? "built-in tiny (random weights)" : Path.GetFullPath(dir),
+                ["family"] = diffusion.Family.Name,
+                ["steps"] = result.Steps.ToString(CultureInfo.InvariantCulture),
+                ["sampler"] = Samplers.NameOf(result.Sampler),
+                ["guidance"] = result.UsedCfg ? result.Guidance.ToString(CultureInfo.InvariantCulture) : "off",
+                ["size"] = $"{result.Width}x{result.Height}",
+                ["quant"] = diffusion.Quant.ToString().ToLowerInvariant(),
+                ["software"] = "PureFlux",
+            };
+            if (result.UsedCfg)
+            {
+                text["negative-prompt"] = string.Join(" | ", job.NegativePrompts ?? [""]);
+                text["cfg-mode"] = job.CfgMode.ToString().ToLowerInvariant();
+                if (job.GuidanceInterval is var (lo, hi)) text["guidance-interval"] = FormattableString.Invariant($"{lo},{hi}");
+                if (job.CfgRescale > 0) text["cfg-rescale"] = job.CfgRescale.ToString(CultureInfo.InvariantCulture);
+            }
+            if (layers is not null) text["text-layers"] = string.Join(',', layers);
+            if (refs.Length > 0) text["ref-images"] = string.Join(" | ", refPaths.Select(Path.GetFullPath));
+            for (int b = 0; b < result.Batch; b++)
+            {
+                int p = b / job.ImagesPerPrompt;
+                var png = new Dictionary<string, string>(text)
+                {
+                    ["prompt"] = job.Prompts[p],
+                    ["seed"] = (job.Seed + (ulong)b).ToString(CultureInfo.InvariantCulture),
+                };
+                if (result.Batch > 1) png["batch-index"] = $"{b} of {result.Batch}";
+                var img = result.Image(b);
+                PngWriter.Save(outPaths[b], img.Rgb, img.Width, img.Height, png);
+                ctx.Out.WriteLine($"wrote {outPaths[b]} ({img.Width}x{img.Height})");
+            }
+            ctx.Out.WriteLine($"done in {total.Elapsed.TotalSeconds:0.00} s");
             if (parse.GetValue(verbose))
             {
                 foreach (var (name, time) in timer.Stages) ctx.Out.WriteLine($"  {name,-22} {time.TotalSeconds,8:0.000} s");
@@ -80,6 +149,14 @@ internal static class GenerateCommand
         return cmd;
     }
 
+    /// <summary>out.png for one image; out-0.png, out-1.png, ... for a batch.</summary>
+    public static string[] OutputPaths(string path, int count)
+    {
+        if (count == 1) return [path];
+        string dir = Path.GetDirectoryName(path) ?? "", stem = Path.GetFileNameWithoutExtension(path), ext = Path.GetExtension(path);
+        return Enumerable.Range(0, count).Select(i => Path.Combine(dir, $"{stem}-{i}{(ext.Length == 0 ? ".png" : ext)}")).ToArray();
+    }
+
     public static QuantMode ParseQuant(string s) => s.ToLowerInvariant() switch
     {
         "none" or "bf16" => QuantMode.None,
@@ -87,4 +164,34 @@ internal static class GenerateCommand
         "int4" => QuantMode.Int4,
         _ => throw new ArgumentException($"--quant '{s}': expected none, int8 or int4"),
     };
+
+    public static CfgMode ParseCfgMode(string s) => s.ToLowerInvariant() switch
+    {
+        "sequential" => CfgMode.Sequential,
+        "batched" => CfgMode.Batched,
+        _ => throw new ArgumentException($"--cfg-mode '{s}': expected sequential or batched"),
+    };
+
+    /// <summary>"LO,HI" → (lo, hi) with 0 ≤ lo ≤ hi ≤ 1.</summary>
+    public static (float, float) ParseInterval(string s)
+    {
+        var parts = s.Split(',');
+        if (parts.Length != 2 || !float.TryParse(parts[0], NumberStyles.Float, CultureInfo.InvariantCulture, out float lo)
+            || !float.TryParse(parts[1], NumberStyles.Float, CultureInfo.InvariantCulture, out float hi))
+            throw new ArgumentException($"--guidance-interval '{s}': expected LO,HI (two numbers in [0, 1], e.g. 0.3,1)");
+        if (!(lo >= 0 && hi <= 1 && lo <= hi))
+            throw new ArgumentException($"--guidance-interval '{s}': expected 0 ≤ LO ≤ HI ≤ 1 (σ range where the unconditional pass runs)");
+        return (lo, hi);
+    }
+
+    /// <summary>"9,18,27" → [9, 18, 27] (positive integers).</summary>
+    public static int[] ParseLayers(string s)
+    {
+        var parts = s.Split(',', StringSplitOptions.TrimEntries);
+        var layers = new int[parts.Length];
+        for (int i = 0; i < parts.Length; i++)
+            if (!int.TryParse(parts[i], NumberStyles.Integer, CultureInfo.InvariantCulture, out layers[i]) || layers[i] < 1)
+                throw new ArgumentException($"--text-layers '{s}': expected positive layer numbers separated by commas, e.g. 9,18,27");
+        return layers;
+    }
 }

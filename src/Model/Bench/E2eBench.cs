@@ -1,8 +1,8 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using PureFlux.Model.Engine;
+using PureFlux.Model.Flux2;
 using PureFlux.Model.Layers;
-using PureFlux.Model.Pipeline;
-using PureFlux.Model.Qwen3;
 using PureFlux.Model.Scheduler;
 using PureFlux.Model.Snapshot;
 
@@ -56,12 +56,34 @@ public sealed record E2eBenchOptions(int Width = 256, int Height = 256, int Step
     public bool Warmup { get; init; } = true;
     /// <summary>Time every operator call (<see cref="OpProfile"/>) during the measured runs; ILGPU devices then synchronise after each op.</summary>
     public bool Profile { get; init; }
+    /// <summary>Sampler, guidance scale, CFG mode, guidance interval and negative prompt, as generate takes them (null: the model's defaults).</summary>
+    public SamplerKind? Sampler { get; init; }
+    public float? Guidance { get; init; }
+    public CfgMode CfgMode { get; init; } = CfgMode.Sequential;
+    public (float Lo, float Hi)? GuidanceInterval { get; init; }
+    public int BatchSize { get; init; } = 1;
+
+    /// <summary>The job these options describe (the one generation loop runs it).</summary>
+    public GenerationJob Job(int? width = null, int? height = null, int? steps = null) => new()
+    {
+        Prompts = [Prompt],
+        Width = width ?? Width,
+        Height = height ?? Height,
+        Steps = steps ?? Steps,
+        Seed = Seed,
+        Sampler = Sampler,
+        Guidance = Guidance,
+        CfgMode = CfgMode,
+        GuidanceInterval = GuidanceInterval,
+        ImagesPerPrompt = BatchSize,
+    };
 }
 
 /// <summary>
-/// The whole text-to-image job, stage by stage, as <see cref="Flux2KleinPipeline.Generate"/> runs it, but with weight
-/// loading timed apart from compute ("load text encoder", "text encoding", "load transformer", "step i",
-/// "load vae", "vae") and the latents after each step and the decoded float image kept for quality comparison.
+/// The whole text-to-image job through the one generation loop (<see cref="GenerationEngine"/>), stage by stage
+/// ("text encoding", "load transformer", "step i", "vae"), with the latents after each step and the decoded float
+/// image kept for quality comparison. A step's GFLOP counts every transformer pass it ran (two with sequential CFG,
+/// one of batch 2B with batched CFG, one where the guidance interval skipped the unconditional pass).
 /// </summary>
 public static class E2eBench
 {
@@ -71,7 +93,7 @@ public static class E2eBench
 
     public static E2eBenchReport Run(ModelSnapshot snapshot, string modelLabel, E2eBenchOptions o, Action<string>? log = null)
     {
-        var request = new GenerateRequest(o.Prompt, o.Width, o.Height, o.Steps, o.Seed);
+        var request = o.Job();
         request.Validate();
         var modes = o.Modes.Distinct().ToList();
         if (modes.Count == 0) throw new ArgumentException("bench e2e: no quant mode to run");
@@ -87,7 +109,7 @@ public static class E2eBench
 
         var tokens = snapshot.LoadTokenizer().EncodeForKlein(o.Prompt);
         var (lh, lw) = FlowMatchEulerScheduler.PackedLatentSize(o.Width, o.Height);
-        int layersRun = Flux2KleinPipeline.DefaultTextLayers(snapshot.TextEncoderConfig.NumHiddenLayers).Max();
+        int layersRun = Flux2KleinModel.DefaultTextLayers(snapshot.TextEncoderConfig.NumHiddenLayers).Max();
         var text = FlopModel.TextEncoder(snapshot.TextEncoderConfig, tokens.Length, layersRun);
         var step = FlopModel.TransformerStep(snapshot.TransformerConfig, tokens.Length, lh * lw);
         var vae = FlopModel.VaeDecode(snapshot.VaeConfig, 2 * lh, 2 * lw);
@@ -101,13 +123,14 @@ public static class E2eBench
                 log?.Invoke($"warm-up {Name(mode)}");
                 using var dev = Devices.Open(o.DeviceSpec);
                 for (int pass = 0; pass < WarmupPasses; pass++)
-                    RunOnce(snapshot, dev, mode, request with { Width = 32, Height = 32, Steps = 1 }, new StageTimer(dev), capture: false);
+                    RunOnce(snapshot, dev, mode, o.Job(32, 32, 1), new StageTimer(dev), capture: false);
             }
             Thread.Sleep(300);
         }
 
         string deviceId = "", deviceName = "";
         var results = new List<ModeResult>();
+        var passes = new List<double>(); // transformer passes (in units of one batch-B pass) per step of the last run
         var captures = new Dictionary<QuantMode, Capture>();
         foreach (var mode in modes)
         {
@@ -119,13 +142,16 @@ public static class E2eBench
             bool wasProfiling = OpProfile.Enabled;
             if (o.Profile) { OpProfile.Reset(); OpProfile.Enabled = true; }
             Capture? cap;
-            try { cap = RunOnce(snapshot, dev, mode, request, timer, capture: o.Quality); }
+            try { cap = RunOnce(snapshot, dev, mode, request, timer, capture: o.Quality, passes); }
             finally { OpProfile.Enabled = wasProfiling; }
             var ops = o.Profile ? OpProfile.Snapshot().ToArray() : [];
             if (cap is not null) captures[mode] = cap;
             var stages = timer.Stages.Select(s =>
             {
-                double gflop = s.Name == "text encoding" ? text.GFlop : s.Name.StartsWith("step ", StringComparison.Ordinal) ? step.GFlop : s.Name == "vae" ? vae.GFlop : 0;
+                double gflop = s.Name.StartsWith("text encoding", StringComparison.Ordinal) && !s.Name.Contains("cached") ? text.GFlop // one stage per encoded prompt list (CFG adds one for the negative prompt)
+                    : s.Name.StartsWith("step ", StringComparison.Ordinal) || s.Name.StartsWith("call ", StringComparison.Ordinal)
+                        ? step.GFlop * o.BatchSize * passes[int.Parse(s.Name[5..]) - 1] // one stage per model call
+                    : s.Name == "vae" ? vae.GFlop * o.BatchSize : 0;
                 double sec = s.Time.TotalSeconds, rate = gflop > 0 && sec > 0 ? gflop / sec : 0;
                 return new StageResult(s.Name, sec, gflop, rate, 100 * rate / peak);
             }).ToArray();
@@ -147,46 +173,22 @@ public static class E2eBench
 
     public static string Name(QuantMode mode) => mode.ToString().ToLowerInvariant();
 
-    private static Capture? RunOnce(ModelSnapshot snapshot, Device dev, QuantMode mode, GenerateRequest r, StageTimer timer, bool capture)
+    private static Capture? RunOnce(ModelSnapshot snapshot, Device dev, QuantMode mode, GenerationJob job, StageTimer timer, bool capture, List<double>? passes = null)
     {
-        var tokens = snapshot.LoadTokenizer().EncodeForKlein(r.Prompt);
-        var (lh, lw) = FlowMatchEulerScheduler.PackedLatentSize(r.Width, r.Height);
         var steps = new List<float[]>();
-        Tensor latents;
-        Tensor embeds;
-        using (var pipe = new Flux2KleinPipeline(snapshot, dev, mode))
+        passes?.Clear();
+        using var model = new Flux2KleinModel(snapshot, dev, new ModelOptions { Quant = mode });
+        var result = GenerationEngine.Run(model, job, new GenerationHooks
         {
-            Qwen3TextEncoder encoder;
-            using (timer.Stage("load text encoder"))
-                encoder = new Qwen3TextEncoder(snapshot.TextEncoderConfig, snapshot.TextEncoder.Loader(dev), pipe.TextLayers, mode);
-            using (encoder)
-            using (timer.Stage("text encoding"))
-                embeds = encoder.Encode(dev, tokens.Ids, tokens.AttentionMask.Select(m => (byte)m).ToArray());
-            dev.Pool.Trim();
-
-            var scheduler = FlowMatchEulerScheduler.ForKlein(snapshot.SchedulerConfig, r.Steps, r.Width, r.Height);
-            latents = pipe.InitialLatents(r.Width, r.Height, r.Seed);
-            using (timer.Stage("load transformer")) _ = pipe.Transformer;
-            pipe.Denoise(latents, embeds, scheduler, lh, lw,
-                onStep: capture ? (_, _, lat) => steps.Add(lat.ToFloatArray()) : null,
-                stepScope: i => timer.Stage($"step {i + 1}"));
-            embeds.Dispose();
-        } // releases the transformer before the VAE loads, as Generate does
-        dev.Pool.Trim();
-
-        using (latents)
-        using (var pipe = new Flux2KleinPipeline(snapshot, dev, mode))
-        {
-            using (timer.Stage("load vae")) _ = pipe.Vae;
-            Tensor image;
-            using (timer.Stage("vae")) image = pipe.DecodeLatents(latents, lh, lw);
-            using (image)
+            Timer = timer,
+            OnStep = r =>
             {
-                if (!capture) return null;
-                var f = image.ToFloatArray();
-                return new Capture(steps, f, Flux2KleinPipeline.ToRgb(f, r.Width, r.Height));
-            }
-        }
+                if (capture) steps.Add(r.Latents.ToFloatArray());
+                passes?.Add(r.Uncond is null ? 1 : 2);
+            },
+        });
+        if (!capture) return null;
+        return new Capture(steps, result.Decoded, result.Image(0).Rgb);
     }
 
     /// <summary>Resets this process's VmHWM (Linux ≥ 4.0: write "5" to /proc/self/clear_refs); false where not possible.</summary>

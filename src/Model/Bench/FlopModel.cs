@@ -30,7 +30,7 @@ public static class FlopModel
 
     /// <summary>
     /// Qwen3 prompt encoding of <paramref name="seqLen"/> tokens through the first <paramref name="layersRun"/> layers
-    /// (klein runs max(9, 18, 27) = 27 of 36; see <see cref="Pipeline.Flux2KleinPipeline.DefaultTextLayers"/>).
+    /// (klein runs max(9, 18, 27) = 27 of 36; see <see cref="Flux2.Flux2KleinModel.DefaultTextLayers"/>).
     /// The embedding lookup is a gather (0 FLOP).
     /// </summary>
     public static FlopCount TextEncoder(Qwen3Config c, int seqLen, int layersRun)

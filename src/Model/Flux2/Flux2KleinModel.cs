@@ -1,6 +1,8 @@
 using PureFlux.Model.Config;
-using PureFlux.Model.Flux2;
+using PureFlux.Model.Engine;
+using PureFlux.Model.Image;
 using PureFlux.Model.Layers;
+using PureFlux.Model.Pipeline;
 using PureFlux.Model.Qwen3;
 using PureFlux.Model.Sampling;
 using PureFlux.Model.Scheduler;
@@ -8,32 +10,33 @@ using PureFlux.Model.Snapshot;
 using PureFlux.Model.Text;
 using PureFlux.Model.Vae;
 
-namespace PureFlux.Model.Pipeline;
+namespace PureFlux.Model.Flux2;
 
-/// <summary>What to generate. Width and height must be multiples of 16 (VAE ×8, then 2×2 latent patches).</summary>
-public sealed record GenerateRequest(string Prompt, int Width = 1024, int Height = 1024, int Steps = 4, ulong Seed = 42)
+/// <summary>The FLUX.2 [klein] family (distilled 4B/9B and the undistilled base models): diffusers' Flux2KleinPipeline.</summary>
+public sealed class Flux2KleinFamily : IModelFamily
 {
-    public void Validate()
+    public string Name => "flux2-klein";
+    public IReadOnlyList<string> PipelineClasses { get; } = ["Flux2KleinPipeline"];
+
+    public IDiffusionModel Open(string directory, Device device, ModelOptions options)
     {
-        if (Width <= 0 || Height <= 0 || Width % 16 != 0 || Height % 16 != 0)
-            throw new ArgumentException($"image size {Width}x{Height}: width and height must be positive multiples of 16");
-        if (Steps < 1 || Steps > 1000) throw new ArgumentException($"steps {Steps}: expected 1..1000");
-        if (string.IsNullOrWhiteSpace(Prompt)) throw new ArgumentException("the prompt is empty");
+        var snapshot = ModelSnapshot.Open(directory);
+        try { return new Flux2KleinModel(snapshot, device, options, ownsSnapshot: true); }
+        catch { snapshot.Dispose(); throw; }
     }
 }
 
-/// <summary>An 8-bit RGB image [height, width, 3] and the prompt's tokenizer warning, if any.</summary>
-public sealed record GeneratedImage(byte[] Rgb, int Width, int Height, string? Warning);
-
 /// <summary>
-/// FLUX.2 [klein] text-to-image: Qwen3 prompt embedding → FlowMatch Euler denoising with the FLUX.2
-/// transformer → latent batch-norm de-normalisation and unpatchify → VAE decode. Components are loaded
-/// when first needed and the text encoder is released after encoding, so peak memory stays near the
-/// largest single component.
+/// FLUX.2 [klein] on the engine: Qwen3 prompt embedding (chat template, hidden states of <see cref="TextLayers"/>
+/// stacked) → packed 128-channel latents (2×2 patches of the 32-channel VAE latent, batch-norm normalised) → the FLUX.2
+/// transformer with reference-image tokens appended (T = 10, 20, …) → VAE decode. Components load when first needed
+/// and the text encoder is released after encoding, so the peak stays near the largest single component.
 /// </summary>
-public sealed class Flux2KleinPipeline : IDisposable
+public sealed class Flux2KleinModel : IDiffusionModel
 {
+    private static readonly IModelFamily FamilyInstance = new Flux2KleinFamily();
     private readonly ModelSnapshot _snapshot;
+    private readonly bool _ownsSnapshot;
     private readonly Device _device;
     private readonly QuantMode _quant;
     private readonly Dictionary<string, float[]> _promptCache = new();
@@ -41,40 +44,75 @@ public sealed class Flux2KleinPipeline : IDisposable
     private WeightSource? _transformerWeights;
     private Flux2Vae? _vae;
     private Qwen3Tokenizer? _tokenizer;
+    private string? _encoderIdentity;
 
-    public Flux2KleinPipeline(ModelSnapshot snapshot, Device device, QuantMode quant = QuantMode.None)
+    public Flux2KleinModel(ModelSnapshot snapshot, Device device, ModelOptions? options = null, bool ownsSnapshot = false)
     {
+        options ??= new ModelOptions();
         _snapshot = snapshot;
+        _ownsSnapshot = ownsSnapshot;
         _device = device;
-        _quant = quant;
+        _quant = options.Quant;
+        DiskCache = options.PromptCache;
         var stored = QuantizedSnapshot.StoredMode(snapshot);
-        if (stored != QuantMode.None && quant != QuantMode.None && quant != stored)
+        if (stored != QuantMode.None && _quant != QuantMode.None && _quant != stored)
             throw new ArgumentException($"{snapshot.Directory}: weights are stored as {stored.ToString().ToLowerInvariant()} (pureflux quantize); " +
-                $"--quant {quant.ToString().ToLowerInvariant()} needs the BF16 snapshot (use --quant none or {stored.ToString().ToLowerInvariant()} here)");
-        int hidden = snapshot.TextEncoderConfig.HiddenSize;
-        TextLayers = DefaultTextLayers(snapshot.TextEncoderConfig.NumHiddenLayers);
-        if (snapshot.TransformerConfig.JointAttentionDim != TextLayers.Length * hidden)
+                $"--quant {_quant.ToString().ToLowerInvariant()} needs the BF16 snapshot (use --quant none or {stored.ToString().ToLowerInvariant()} here)");
+        var te = snapshot.TextEncoderConfig;
+        TextLayers = options.TextLayers ?? DefaultTextLayers(te.NumHiddenLayers);
+        if (TextLayers.Length == 0 || TextLayers.Any(l => l < 1 || l > te.NumHiddenLayers))
+            throw new ArgumentException($"--text-layers {string.Join(',', TextLayers)}: each layer must be in 1..{te.NumHiddenLayers} (the text encoder's hidden states after that many layers)");
+        if (snapshot.TransformerConfig.JointAttentionDim != TextLayers.Length * te.HiddenSize)
             throw new ArgumentException($"{snapshot.Directory}: transformer joint_attention_dim {snapshot.TransformerConfig.JointAttentionDim} " +
-                $"does not match {TextLayers.Length} text-encoder layers × hidden {hidden}");
+                $"does not match {TextLayers.Length} text-encoder layers ({string.Join(',', TextLayers)}) × hidden {te.HiddenSize}");
+        Defaults = (options.GuidanceDistilled ?? snapshot.Index.IsDistilled)
+            ? new ModelDefaults(Steps: 4, Guidance: 1f, SamplerKind.Euler, GuidanceDistilled: true)
+            : new ModelDefaults(Steps: 50, Guidance: 4f, SamplerKind.Euler, GuidanceDistilled: false);
     }
 
+    public IModelFamily Family => FamilyInstance;
     public Device Device => _device;
     public ModelSnapshot Snapshot => _snapshot;
+    public ModelDefaults Defaults { get; }
+    public QuantMode Quant => _quant == QuantMode.None ? QuantizedSnapshot.StoredMode(_snapshot) : _quant;
 
-    /// <summary>Text-encoder layers whose outputs are stacked: klein uses (9, 18, 27) of 36, i.e. L/4, L/2, 3L/4.</summary>
+    /// <summary>Text-encoder hidden states stacked on channels (diffusers' text_encoder_out_layers): klein uses (9, 18, 27) of 36.</summary>
     public int[] TextLayers { get; }
 
+    /// <summary>klein's default layers for an encoder of <paramref name="layers"/> layers: L/4, L/2, 3L/4 ((9, 18, 27) for 36).</summary>
     public static int[] DefaultTextLayers(int layers) => [layers / 4, layers / 2, 3 * layers / 4];
 
     public Qwen3Tokenizer Tokenizer => _tokenizer ??= _snapshot.LoadTokenizer();
 
-    /// <summary>
-    /// Encoded prompts on disk (null: memory only). A repeated prompt then skips the text encoder across processes too.
-    /// </summary>
+    /// <summary>Encoded prompts on disk (null: memory only). A repeated prompt then skips the text encoder across processes too.</summary>
     public PromptCache? DiskCache { get; init; }
 
     /// <summary>A warning from the last <see cref="EncodePrompt"/> (e.g. the disk cache was not writable), or null.</summary>
     public string? CacheWarning { get; private set; }
+
+    // ------------------------------------------------------------------ text
+
+    public TextConditioning EncodeText(IReadOnlyList<string> prompts, StageTimer? timer)
+    {
+        var tokens = prompts.Select(p => Tokenizer.EncodeForKlein(p, allowEmpty: true)).ToArray(); // empty prompts are refused by GenerationJob.Validate; "" is CFG's default negative
+        bool cached = tokens.All(t => IsPromptCached(t.Ids, t.AttentionMask));
+        var warnings = new List<string>();
+        int len = tokens[0].Length, dim = _snapshot.TransformerConfig.JointAttentionDim;
+        var embeds = Tensor.Empty(_device, DType.F32, prompts.Count, len, dim);
+        try
+        {
+            using (timer?.Stage(cached ? "text encoding (cached)" : "text encoding"))
+                for (int i = 0; i < tokens.Length; i++)
+                {
+                    using var e = EncodePrompt(tokens[i].Ids, tokens[i].AttentionMask);
+                    e.CopyTo(embeds.Slice(i, 1));
+                    if (tokens[i].Warning is { } w) warnings.Add(prompts.Count > 1 ? $"prompt {i + 1}: {w}" : w);
+                    if (CacheWarning is { } cw) warnings.Add(cw);
+                }
+        }
+        catch { embeds.Dispose(); throw; }
+        return new TextConditioning(embeds, warning: warnings.Count == 0 ? null : string.Join("; ", warnings.Distinct()));
+    }
 
     /// <summary>Whether <see cref="EncodePrompt"/> would be answered from the memory or disk cache.</summary>
     public bool IsPromptCached(int[] ids, int[] mask) =>
@@ -82,8 +120,6 @@ public sealed class Flux2KleinPipeline : IDisposable
         || (DiskCache is { } disk && File.Exists(disk.PathOf(DiskKey(ids, mask))));
 
     private static string MemoryKey(int[] ids, int[] mask) => string.Join(',', ids) + "|" + string.Join("", mask);
-
-    private string? _encoderIdentity;
 
     private string DiskKey(int[] ids, int[] mask) =>
         PromptCache.Key(_encoderIdentity ??= PromptCache.EncoderIdentity(_snapshot, TextLayers, _quant), ids, mask);
@@ -104,18 +140,107 @@ public sealed class Flux2KleinPipeline : IDisposable
         }
         // A private mapping of the encoder's weights: released with the encoder, before the transformer is paged in.
         using var weights = _snapshot.OpenWeights("text_encoder");
-        var embeds = EncodeWith(weights, ids, mask, trace);
+        using var encoder = new Qwen3TextEncoder(_snapshot.TextEncoderConfig, weights.Loader(_device), TextLayers, _quant);
+        var embeds = encoder.Encode(_device, ids, mask.Select(m => (byte)m).ToArray(), trace);
         var host = embeds.ToFloatArray();
         _promptCache[key] = host;
         if (diskKey is not null && !DiskCache!.Store(diskKey, host, s, dim)) CacheWarning = DiskCache.LastWriteError;
         return embeds;
     }
 
-    private Tensor EncodeWith(WeightSource weights, int[] ids, int[] mask, Action<string, Tensor>? trace)
+    // ------------------------------------------------------------------ latents
+
+    public LatentLayout Layout(int width, int height)
     {
-        using var encoder = new Qwen3TextEncoder(_snapshot.TextEncoderConfig, weights.Loader(_device), TextLayers, _quant);
-        return encoder.Encode(_device, ids, mask.Select(m => (byte)m).ToArray(), trace);
+        if (width <= 0 || height <= 0 || width % 16 != 0 || height % 16 != 0)
+            throw new ArgumentException($"image size {width}x{height}: width and height must be positive multiples of 16");
+        var (h, w) = FlowMatchEulerScheduler.PackedLatentSize(width, height);
+        return new LatentLayout(width, height, h, w, _snapshot.VaeConfig.PatchedChannels);
     }
+
+    /// <summary>Seeded noise: sample b is <see cref="GaussianNoise"/>(seed + b) filling [128, h, w] (NCHW, as diffusers draws it), then packed.</summary>
+    public Tensor Noise(LatentLayout layout, int batch, ulong seed)
+    {
+        var packed = Tensor.Empty(_device, DType.F32, batch, layout.Tokens, layout.Channels);
+        var noise = new float[layout.Channels * layout.Tokens];
+        using var chw = Tensor.Empty(_device, DType.F32, layout.Channels, layout.Rows, layout.Cols);
+        for (int b = 0; b < batch; b++)
+        {
+            new GaussianNoise(seed + (ulong)b).Fill(noise);
+            chw.CopyFrom<float>(noise);
+            Latents.Pack(chw, packed.Slice(b, 1).Reshape(layout.Tokens, layout.Channels));
+        }
+        return packed;
+    }
+
+    /// <summary>noise [B, 128, h, w] → packed [B, h·w, 128].</summary>
+    public Tensor PackNoise(LatentLayout layout, Tensor noise)
+    {
+        if (noise.Rank != 4 || noise.Shape[1] != layout.Channels || noise.Shape[2] != layout.Rows || noise.Shape[3] != layout.Cols)
+            throw new ArgumentException($"noise has shape {noise.Shape}; expected [B, {layout.Channels}, {layout.Rows}, {layout.Cols}] for {layout.Width}x{layout.Height}");
+        int batch = noise.Shape[0];
+        var packed = Tensor.Empty(_device, DType.F32, batch, layout.Tokens, layout.Channels);
+        for (int b = 0; b < batch; b++)
+            Latents.Pack(noise.Slice(b, 1).Reshape(layout.Channels, layout.Rows, layout.Cols), packed.Slice(b, 1).Reshape(layout.Tokens, layout.Channels));
+        return packed;
+    }
+
+    // ------------------------------------------------------------------ reference images
+
+    /// <summary>
+    /// Reference images as Flux2KleinPipeline conditions on them: preprocessed (area limit, multiples of 16, centre
+    /// crop, [−1, 1]), each VAE-encoded alone (the distribution's mode), patchified, batch-norm normalised and packed;
+    /// tokens of all images concatenated in order with position T = 10·(i+1).
+    /// </summary>
+    public IImageConditioning EncodeImages(IReadOnlyList<RgbImage> images, StageTimer? timer, Action<string, Tensor>? trace = null)
+    {
+        var cfg = _snapshot.VaeConfig;
+        var prepared = images.Select((img, i) => ReferenceImagePreprocessor.Preprocess(img, $"reference image {i + 1}")).ToArray();
+        var grids = new List<ReferenceGrid>();
+        var parts = new List<float[]>();
+        using (var weights = _snapshot.OpenWeights("vae"))
+        using (var encoder = new Flux2Vae(cfg, weights.Loader(_device), withEncoder: true))
+            for (int i = 0; i < prepared.Length; i++)
+            {
+                var p = prepared[i];
+                using var pixels = Tensor.FromSpan<float>(_device, p.Data, new Shape(3, p.Height, p.Width));
+                trace?.Invoke($"ref.{i}.preprocessed", pixels);
+                using var mean = encoder.EncodeMean(pixels);
+                int c = mean.Shape[0], h = mean.Shape[1] / 2, w = mean.Shape[2] / 2;
+                using var patched = Tensor.Empty(_device, DType.F32, 4 * c, h, w);
+                Latents.Patchify(mean, patched);
+                using var normed = Tensor.Empty(_device, DType.F32, 4 * c, h, w);
+                BatchNorm.Normalize(patched, encoder.BatchNormMean, encoder.BatchNormVar, normed, (float)cfg.BatchNormEps);
+                trace?.Invoke($"ref.{i}.vae_latents", normed);
+                using var packed = Tensor.Empty(_device, DType.F32, h * w, 4 * c);
+                Latents.Pack(normed, packed);
+                parts.Add(packed.ToFloatArray());
+                grids.Add(new ReferenceGrid(10 * (i + 1), h, w));
+            }
+        var all = parts.SelectMany(x => x).ToArray();
+        var tokens = Tensor.FromSpan<float>(_device, all, new Shape(grids.Sum(g => g.Rows * g.Cols), cfg.PatchedChannels));
+        trace?.Invoke("ref.packed", tokens);
+        return new Flux2ReferenceImages(tokens, grids, (prepared[0].Width, prepared[0].Height));
+    }
+
+    private sealed class Flux2ReferenceImages(Tensor tokens, IReadOnlyList<ReferenceGrid> grids, (int, int) size) : IImageConditioning
+    {
+        /// <summary>Packed reference tokens [R, 128], every image in order.</summary>
+        public Tensor Tokens { get; } = tokens;
+        public IReadOnlyList<ReferenceGrid> Grids { get; } = grids;
+        public (int Width, int Height)? SuggestedSize { get; } = size;
+        public void Dispose() => Tokens.Dispose();
+    }
+
+    // ------------------------------------------------------------------ sampler and denoiser
+
+    /// <summary>
+    /// klein's schedule: mu = compute_empirical_mu(image tokens, steps) (reference tokens do not count); Euler with the
+    /// pipeline's custom sigmas; DPM-Solver++/UniPC with flow sigmas, dynamically shifted by mu; Heun with the static shift.
+    /// </summary>
+    public ISampler CreateSampler(SamplerKind kind, int steps, LatentLayout layout, SamplerSettings? settings = null) =>
+        Samplers.Create(settings ?? SamplerSettings.ForKlein(_snapshot.SchedulerConfig, kind), steps,
+            FlowMatchEulerScheduler.ComputeEmpiricalMu(layout.Tokens, steps));
 
     public Flux2Transformer Transformer
     {
@@ -130,8 +255,63 @@ public sealed class Flux2KleinPipeline : IDisposable
         }
     }
 
+    public IDenoiser PrepareDenoiser(LatentLayout layout, int textLength, IImageConditioning? images)
+    {
+        var refs = images as Flux2ReferenceImages;
+        if (images is not null && refs is null) throw new ArgumentException("FLUX.2 klein: conditioning images were not encoded by this model");
+        return new Flux2Denoiser(Transformer, _device, layout, textLength, refs?.Tokens, refs?.Grids);
+    }
+
+    /// <summary>The transformer for one job's sizes: RoPE tables of [text; image; references], reference tokens appended to every sample.</summary>
+    private sealed class Flux2Denoiser : IDenoiser
+    {
+        private readonly Flux2Transformer _model;
+        private readonly LatentLayout _layout;
+        private readonly Tensor _cos, _sin;
+        private readonly Tensor? _refs;
+
+        public Flux2Denoiser(Flux2Transformer model, Device dev, LatentLayout layout, int textLength, Tensor? refs, IReadOnlyList<ReferenceGrid>? grids)
+        {
+            _model = model;
+            _layout = layout;
+            _refs = refs;
+            var (cosH, sinH) = model.RopeTables(textLength, layout.Rows, layout.Cols, grids);
+            int hd = model.Config.AttentionHeadDim;
+            _cos = Tensor.FromSpan<float>(dev, cosH, new Shape(cosH.Length / hd, hd));
+            _sin = Tensor.FromSpan<float>(dev, sinH, new Shape(sinH.Length / hd, hd));
+        }
+
+        public void Predict(Tensor latents, TextConditioning text, float modelTimestep, Tensor output, Action<string, Tensor>? trace = null)
+        {
+            int batch = latents.Shape[0];
+            Span<float> t = stackalloc float[batch];
+            t.Fill(modelTimestep);
+            if (_refs is null)
+            {
+                _model.Forward(latents, text.Embeds, t, _cos, _sin, output, trace);
+                return;
+            }
+            // [noisy tokens; reference tokens] per sample, at the same timestep; only the noisy tokens' outputs are kept.
+            int s = latents.Shape[1], r = _refs.Shape[0], c = latents.Shape[2];
+            using var hidden = Tensor.Empty(latents.Device, DType.F32, batch, s + r, c);
+            for (int b = 0; b < batch; b++)
+            {
+                var row = hidden.Slice(b, 1).Reshape(s + r, c);
+                latents.Slice(b, 1).CopyTo(row.Slice(0, s));
+                _refs.CopyTo(row.Slice(s, r));
+            }
+            _model.Forward(hidden, text.Embeds, t, _cos, _sin, output, trace);
+        }
+
+        public void Dispose()
+        {
+            _cos.Dispose();
+            _sin.Dispose();
+        }
+    }
+
     /// <summary>Drops the transformer and unmaps its weights.</summary>
-    public void ReleaseTransformer()
+    public void ReleaseDenoiser()
     {
         _transformer?.Dispose();
         _transformer = null;
@@ -139,109 +319,45 @@ public sealed class Flux2KleinPipeline : IDisposable
         _transformerWeights = null;
     }
 
+    // ------------------------------------------------------------------ decode
+
     public Flux2Vae Vae => _vae ??= new Flux2Vae(_snapshot.VaeConfig, _snapshot.Vae.Loader(_device), withEncoder: false);
 
-    /// <summary>Seeded initial noise [128, h, w] packed to [h·w, 128] (h, w = size / 16).</summary>
-    public Tensor InitialLatents(int width, int height, ulong seed)
-    {
-        var (h, w) = FlowMatchEulerScheduler.PackedLatentSize(width, height);
-        int c = _snapshot.VaeConfig.PatchedChannels;
-        var noise = new float[c * h * w];
-        new GaussianNoise(seed).Fill(noise);
-        using var chw = Tensor.FromSpan<float>(_device, noise, new Shape(c, h, w));
-        var packed = Tensor.Empty(_device, DType.F32, h * w, c);
-        Latents.Pack(chw, packed);
-        return packed;
-    }
-
-    /// <summary>
-    /// Runs every denoising step in place on packed latents [h·w, 128] with prompt_embeds [S_txt, joint_dim].
-    /// <paramref name="onStep"/> sees (step, noise prediction, latents after the step).
-    /// </summary>
-    public void Denoise(Tensor latents, Tensor embeds, FlowMatchEulerScheduler scheduler, int latentH, int latentW,
-        Action<int, Tensor, Tensor>? onStep = null, Func<int, IDisposable?>? stepScope = null)
-    {
-        var model = Transformer;
-        int textLen = embeds.Shape[0];
-        var (cosH, sinH) = model.RopeTables(textLen, latentH, latentW);
-        int headDim = model.Config.AttentionHeadDim;
-        using var cos = Tensor.FromSpan<float>(_device, cosH, new Shape(cosH.Length / headDim, headDim));
-        using var sin = Tensor.FromSpan<float>(_device, sinH, new Shape(sinH.Length / headDim, headDim));
-        using var noisePred = Tensor.Empty(_device, DType.F32, latents.Shape);
-        for (int i = 0; i < scheduler.Steps; i++)
-        {
-            using (stepScope?.Invoke(i))
-            {
-                model.Forward(latents, embeds, scheduler.TransformerTimestep(i), cos, sin, noisePred);
-                Elementwise.Axpy(scheduler.Dt(i), noisePred, latents);
-            }
-            onStep?.Invoke(i, noisePred, latents);
-        }
-    }
-
-    /// <summary>Packed latents [h·w, 128] → de-normalised, unpatchified [32, 2h, 2w] → decoded image [3, 16h, 16w].</summary>
-    public Tensor DecodeLatents(Tensor packed, int latentH, int latentW, Action<string, Tensor>? trace = null)
+    /// <summary>Packed latents [B, h·w, 128] → de-normalised, unpatchified [B, 32, 2h, 2w] → decoded images [B, 3, 16h, 16w].</summary>
+    public Tensor Decode(Tensor latents, LatentLayout layout, Action<string, Tensor>? trace = null)
     {
         var cfg = _snapshot.VaeConfig;
-        int c = cfg.PatchedChannels;
+        int batch = latents.Shape[0], c = layout.Channels, h = layout.Rows, w = layout.Cols;
         var vae = Vae;
-        using var chw = Tensor.Empty(_device, DType.F32, c, latentH, latentW);
-        Latents.Unpack(packed, chw);
-        using var denorm = Tensor.Empty(_device, DType.F32, c, latentH, latentW);
-        BatchNorm.Denormalize(chw, vae.BatchNormMean, vae.BatchNormVar, denorm, (float)cfg.BatchNormEps);
-        using var latent = Tensor.Empty(_device, DType.F32, cfg.LatentChannels, 2 * latentH, 2 * latentW);
-        Latents.Unpatchify(denorm, latent);
+        using var latent = Tensor.Empty(_device, DType.F32, batch, cfg.LatentChannels, 2 * h, 2 * w);
+        using var chw = Tensor.Empty(_device, DType.F32, c, h, w);
+        using var denorm = Tensor.Empty(_device, DType.F32, c, h, w);
+        for (int b = 0; b < batch; b++)
+        {
+            Latents.Unpack(latents.Slice(b, 1).Reshape(h * w, c), chw);
+            BatchNorm.Denormalize(chw, vae.BatchNormMean, vae.BatchNormVar, denorm, (float)cfg.BatchNormEps);
+            Latents.Unpatchify(denorm, latent.Slice(b, 1).Reshape(cfg.LatentChannels, 2 * h, 2 * w));
+        }
         trace?.Invoke("latents_for_vae", latent);
-        return vae.Decode(latent);
-    }
-
-    /// <summary>The whole job. <paramref name="timer"/> gets stages "text encoding" (or "text encoding (cached)"), "load transformer", "step i", "vae".</summary>
-    public GeneratedImage Generate(GenerateRequest request, StageTimer? timer = null, Action<int, int>? progress = null)
-    {
-        request.Validate();
-        var tokens = Tokenizer.EncodeForKlein(request.Prompt);
-        string encodeStage = IsPromptCached(tokens.Ids, tokens.AttentionMask) ? "text encoding (cached)" : "text encoding";
-        using var embeds = Timed(timer, encodeStage, () => EncodePrompt(tokens.Ids, tokens.AttentionMask));
-        _device.Pool.Trim(); // the encoder's activations are not needed again
-
-        var scheduler = FlowMatchEulerScheduler.ForKlein(_snapshot.SchedulerConfig, request.Steps, request.Width, request.Height);
-        var (h, w) = FlowMatchEulerScheduler.PackedLatentSize(request.Width, request.Height);
-        using var latents = InitialLatents(request.Width, request.Height, request.Seed);
-        Timed(timer, "load transformer", () => Transformer);
-        Denoise(latents, embeds, scheduler, h, w,
-            onStep: (i, _, _) => progress?.Invoke(i + 1, request.Steps),
-            stepScope: i => timer?.Stage($"step {i + 1}"));
-        ReleaseTransformer();
-        _device.Pool.Trim();
-
-        using var image = Timed(timer, "vae", () => DecodeLatents(latents, h, w));
-        return new GeneratedImage(ToRgb(image.ToFloatArray(), request.Width, request.Height), request.Width, request.Height,
-            tokens.Warning is null ? CacheWarning : CacheWarning is null ? tokens.Warning : tokens.Warning + "; " + CacheWarning);
-    }
-
-    private static T Timed<T>(StageTimer? timer, string stage, Func<T> work)
-    {
-        using (timer?.Stage(stage)) return work();
-    }
-
-    /// <summary>Decoded [3, H, W] in about [-1, 1] → RGB bytes [H, W, 3] as diffusers does: round(clamp(x/2 + 0.5, 0, 1)·255).</summary>
-    public static byte[] ToRgb(float[] chw, int width, int height)
-    {
-        int plane = width * height;
-        if (chw.Length != 3 * plane) throw new ArgumentException($"decoded image has {chw.Length} values; expected 3×{height}×{width}");
-        var rgb = new byte[3 * plane];
-        for (int p = 0; p < plane; p++)
-            for (int c = 0; c < 3; c++)
+        var images = Tensor.Empty(_device, DType.F32, batch, 3, layout.Height, layout.Width);
+        try
+        {
+            // The VAE runs one image at a time: its convolutions are already large GEMMs at these sizes.
+            for (int b = 0; b < batch; b++)
             {
-                float v = Math.Clamp(chw[c * plane + p] / 2f + 0.5f, 0f, 1f);
-                rgb[3 * p + c] = (byte)Math.Round(v * 255f);
+                using var one = vae.Decode(latent.Slice(b, 1).Reshape(cfg.LatentChannels, 2 * h, 2 * w), batch == 1 ? trace : null);
+                one.CopyTo(images.Slice(b, 1));
             }
-        return rgb;
+        }
+        catch { images.Dispose(); throw; }
+        return images;
     }
 
     public void Dispose()
     {
-        ReleaseTransformer();
+        ReleaseDenoiser();
         _vae?.Dispose();
+        _vae = null;
+        if (_ownsSnapshot) _snapshot.Dispose();
     }
 }

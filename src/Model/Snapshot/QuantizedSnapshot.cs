@@ -53,7 +53,7 @@ public static class QuantizedSnapshot
             WriteComponent(source, "transformer", ModelSnapshot.TransformerWeights, mode, partial,
                 load => new Flux2Transformer(source.TransformerConfig, load, mode), cpu);
             log?.Invoke($"quantizing text_encoder to {Name(mode)}...");
-            var layers = Flux2KleinPipeline.DefaultTextLayers(source.TextEncoderConfig.NumHiddenLayers);
+            var layers = Flux2.Flux2KleinModel.DefaultTextLayers(source.TextEncoderConfig.NumHiddenLayers);
             WriteComponent(source, "text_encoder", ModelSnapshot.TextEncoderWeights, mode, partial,
                 load => new Qwen3TextEncoder(source.TextEncoderConfig, load, layers, mode), cpu);
             if (Directory.Exists(dst)) Directory.Delete(dst);

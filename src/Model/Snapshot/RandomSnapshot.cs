@@ -25,7 +25,17 @@ public sealed record SnapshotPreset(
     public static readonly SnapshotPreset Small = new("small", 8, 64, 2, 4, [16, 16, 16, 16],
         256, 768, 8, 8, 4, 64, [32, 64, 128, 128], 8, 1);
 
-    public static IReadOnlyList<SnapshotPreset> All => [Klein4B, Small, Tiny];
+    /// <summary>FLUX.2 [klein] base 4B: the same shapes, not guidance-distilled (model_index.json is_distilled: false), so
+    /// generation runs real CFG (50 steps, guidance 4 by default).</summary>
+    public static readonly SnapshotPreset KleinBase4B = Klein4B with { Name = "klein-base-4b", Distilled = false };
+
+    /// <summary>The tiny architecture as a base (undistilled) model, for CFG tests.</summary>
+    public static readonly SnapshotPreset TinyBase = Tiny with { Name = "tiny-base", Distilled = false };
+
+    public static IReadOnlyList<SnapshotPreset> All => [Klein4B, KleinBase4B, Small, Tiny, TinyBase];
+
+    /// <summary>model_index.json's is_distilled: true for klein (no CFG), false for klein base.</summary>
+    public bool Distilled { get; init; } = true;
 
     public static SnapshotPreset Find(string name) =>
         All.FirstOrDefault(p => p.Name == name)
@@ -74,7 +84,7 @@ public static class RandomSnapshot
         {
             ["_class_name"] = "Flux2KleinPipeline",
             ["_diffusers_version"] = "0.40.0.dev0",
-            ["is_distilled"] = true,
+            ["is_distilled"] = p.Distilled,
             ["scheduler"] = new[] { "diffusers", "FlowMatchEulerDiscreteScheduler" },
             ["text_encoder"] = new[] { "transformers", "Qwen3ForCausalLM" },
             ["tokenizer"] = new[] { "transformers", "Qwen2TokenizerFast" },

@@ -191,11 +191,12 @@ public sealed class Qwen3Tokenizer
     /// Klein's text input: the chat-wrapped prompt tokenised, truncated to <paramref name="maxLength"/> and
     /// right-padded with &lt;|endoftext|&gt;; mask 1 for real tokens, 0 for padding. Ids [maxLength], mask [maxLength].
     /// </summary>
-    /// <exception cref="ArgumentException">Empty (or whitespace-only) prompt, or maxLength &lt; 1.</exception>
-    public TokenizedPrompt EncodeForKlein(string prompt, int maxLength = KleinMaxLength)
+    /// <exception cref="ArgumentException">Empty (or whitespace-only) prompt unless <paramref name="allowEmpty"/> (the
+    /// negative prompt of CFG is "" by default, encoded through the chat template like any prompt), or maxLength &lt; 1.</exception>
+    public TokenizedPrompt EncodeForKlein(string prompt, int maxLength = KleinMaxLength, bool allowEmpty = false)
     {
         ArgumentNullException.ThrowIfNull(prompt);
-        if (string.IsNullOrWhiteSpace(prompt))
+        if (!allowEmpty && string.IsNullOrWhiteSpace(prompt))
             throw new ArgumentException("the prompt is empty; describe the image to generate", nameof(prompt));
         if (maxLength < 1)
             throw new ArgumentException($"maxLength must be at least 1; got {maxLength}", nameof(maxLength));

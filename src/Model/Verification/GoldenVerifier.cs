@@ -1,7 +1,7 @@
 using System.Text.Json;
 using PureFlux.Model.Flux2;
 using PureFlux.Model.Layers;
-using PureFlux.Model.Pipeline;
+using PureFlux.Model.Engine;
 using PureFlux.Model.Qwen3;
 using PureFlux.Model.Scheduler;
 using PureFlux.Model.Snapshot;
@@ -30,6 +30,19 @@ public sealed class GoldenVerifier(string goldenDir, Device device)
 
     public IReadOnlyList<VerifyRow> Run(Action<string>? progress = null)
     {
+        if (SamplingSet.IsSamplingSet(goldenDir))
+        {
+            var set = new SamplingSet(goldenDir, device, Add, Collect);
+            foreach (var missing in set.Listed.Where(f => !File.Exists(Path.Combine(goldenDir, f))))
+                _rows.Add(new VerifyRow(missing, "file missing (listed in manifest.json)", double.NaN, double.NaN, 0));
+            foreach (var name in set.Files.Where(f => File.Exists(Path.Combine(goldenDir, f))))
+            {
+                progress?.Invoke(Path.GetFileNameWithoutExtension(name));
+                set.Verify(name);
+            }
+            if (_rows.Count == 0) throw new IOException($"{goldenDir}: the sampling set's manifest lists no file this verifier knows");
+            return _rows;
+        }
         string modelDir = Path.Combine(goldenDir, "model");
         using var snapshot = ModelSnapshot.Open(modelDir);
         string F(string name) => Path.Combine(goldenDir, name);
@@ -44,6 +57,13 @@ public sealed class GoldenVerifier(string goldenDir, Device device)
             Pipeline(snapshot, file);
         }
         if (_rows.Count == 0) throw new IOException($"{goldenDir}: no golden files found (expected *_forward.safetensors, pipeline_*.safetensors, scheduler.json)");
+        return _rows;
+    }
+
+    /// <summary>Runs one file of a sampling set (tests use this to run each case on each backend).</summary>
+    public IReadOnlyList<VerifyRow> RunSamplingFile(string fileName)
+    {
+        new SamplingSet(goldenDir, device, Add, Collect).Verify(fileName);
         return _rows;
     }
 
@@ -90,7 +110,7 @@ public sealed class GoldenVerifier(string goldenDir, Device device)
     {
         using var g = SafetensorsFile.Open(path);
         var cfg = snapshot.TextEncoderConfig;
-        int[] layers = Flux2KleinPipeline.DefaultTextLayers(cfg.NumHiddenLayers);
+        int[] layers = Flux2.Flux2KleinModel.DefaultTextLayers(cfg.NumHiddenLayers);
         using var enc = new Qwen3TextEncoder(cfg, snapshot.TextEncoder.Loader(device), layers);
         int[] ids = g.ReadInt64("inputs.input_ids").Select(v => (int)v).ToArray();
         byte[] mask = g.ReadInt64("inputs.attention_mask").Select(v => (byte)v).ToArray();
@@ -142,24 +162,26 @@ public sealed class GoldenVerifier(string goldenDir, Device device)
         using var g = SafetensorsFile.Open(path);
         string comp = Path.GetFileNameWithoutExtension(path);
         var noiseShape = g.Entry("inputs.initial_noise").Shape;
-        int c = noiseShape[1], h = noiseShape[2], w = noiseShape[3];
-        using var pipe = new Flux2KleinPipeline(snapshot, device);
+        int h = noiseShape[2], w = noiseShape[3];
+        using var model = new Flux2KleinModel(snapshot, device);
         int[] ids = g.ReadInt64("inputs.input_ids").Select(v => (int)v).ToArray();
         int[] mask = g.ReadInt64("inputs.attention_mask").Select(v => (int)v).ToArray();
-        using var embeds = pipe.EncodePrompt(ids, mask);
-        Add(comp, "prompt_embeds", g.ReadFloats("prompt_embeds"), embeds.ToFloatArray(), ForwardTolerance);
+        var embeds = model.EncodePrompt(ids, mask);
+        using var text = new TextConditioning(embeds.Reshape(1, embeds.Shape[0], embeds.Shape[1]));
         int steps = g.Entry("timesteps").Shape[0];
-        var scheduler = FlowMatchEulerScheduler.ForKlein(snapshot.SchedulerConfig, steps, 16 * w, 16 * h);
-        Add(comp, "sigmas", g.ReadFloats("sigmas"), scheduler.Sigmas, 0);
+        using var sampler = model.CreateSampler(SamplerKind.Euler, steps, model.Layout(16 * w, 16 * h));
+        Add(comp, "sigmas", g.ReadFloats("sigmas"), sampler.Sigmas, 0);
         using var noise = g.LoadF32("inputs.initial_noise", device);
-        using var latents = Tensor.Empty(device, DType.F32, h * w, c);
-        Latents.Pack(noise.Reshape(c, h, w), latents);
-        pipe.Denoise(latents, embeds, scheduler, h, w, onStep: (i, pred, after) =>
+        var job = new GenerationJob { PromptEmbeds = text, Noise = noise, Width = 16 * w, Height = 16 * h, Steps = steps };
+        var trace = Collect(comp, g, PipelineTolerance);
+        GenerationEngine.Run(model, job, new GenerationHooks
         {
-            Add(comp, $"step.{i}.noise_pred", g.ReadFloats($"step.{i}.noise_pred"), pred.ToFloatArray(), PipelineTolerance);
-            Add(comp, $"step.{i}.latents_after", g.ReadFloats($"step.{i}.latents_after"), after.ToFloatArray(), PipelineTolerance);
+            Trace = (n, t) => { if (n == "prompt_embeds") Add(comp, n, g.ReadFloats(n), t.ToFloatArray(), ForwardTolerance); else trace(n, t); },
+            OnStep = r =>
+            {
+                Add(comp, $"step.{r.Step}.noise_pred", g.ReadFloats($"step.{r.Step}.noise_pred"), r.Prediction.ToFloatArray(), PipelineTolerance);
+                Add(comp, $"step.{r.Step}.latents_after", g.ReadFloats($"step.{r.Step}.latents_after"), r.Latents.ToFloatArray(), PipelineTolerance);
+            },
         });
-        using var image = pipe.DecodeLatents(latents, h, w, Collect(comp, g, PipelineTolerance));
-        Add(comp, "decoded_image", g.ReadFloats("decoded_image"), image.ToFloatArray(), PipelineTolerance);
     }
 }

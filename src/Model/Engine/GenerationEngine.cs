@@ -1,0 +1,213 @@
+using PureFlux.Model.Guidance;
+using PureFlux.Model.Image;
+using PureFlux.Model.Scheduler;
+
+namespace PureFlux.Model.Engine;
+
+/// <summary>One model evaluation's results, handed to <see cref="GenerationHooks.OnStep"/> (views: copy what you keep).</summary>
+/// <param name="Call">Model evaluation index (equals the step for order-1 samplers).</param>
+/// <param name="Step">User-visible step the call belongs to.</param>
+/// <param name="Cond">Conditional prediction [B, S, C].</param>
+/// <param name="Uncond">Unconditional prediction [B, S, C], or null when this call ran without it.</param>
+/// <param name="Prediction">What the sampler received (after guidance).</param>
+/// <param name="Latents">Latents after the sampler step [B, S, C].</param>
+public sealed record StepRecord(int Call, int Step, float Sigma, float ModelTimestep, Tensor Cond, Tensor? Uncond, Tensor Prediction, Tensor Latents);
+
+/// <summary>Observers of the one generation loop: stage timing, progress, per-step tensors, named intermediates, warnings.</summary>
+public sealed class GenerationHooks
+{
+    public StageTimer? Timer { get; init; }
+    /// <summary>(steps done, steps) after each step.</summary>
+    public Action<int, int>? Progress { get; init; }
+    public Action<StepRecord>? OnStep { get; init; }
+    /// <summary>Named intermediates: prompt_embeds, negative_prompt_embeds, latents.initial_packed, the family's own (ref.*, latents_for_vae, ...), decoded_image.</summary>
+    public Action<string, Tensor>? Trace { get; init; }
+    public Action<string>? Warning { get; init; }
+}
+
+/// <summary>What a generation produced: decoded images [B, 3, H, W] (host, about [−1, 1]) and the settings it resolved.</summary>
+public sealed record GenerationResult(float[] Decoded, int Batch, int Width, int Height, int Steps, SamplerKind Sampler, float Guidance,
+    bool UsedCfg, int ModelCalls, int UncondPasses, IReadOnlyList<string> Warnings)
+{
+    /// <summary>Image b as 8-bit RGB, as diffusers does: round(clamp(x/2 + 0.5, 0, 1)·255).</summary>
+    public RgbImage Image(int b)
+    {
+        if ((uint)b >= (uint)Batch) throw new ArgumentOutOfRangeException(nameof(b), $"image {b} of a batch of {Batch}");
+        int plane = Width * Height;
+        return new RgbImage(GenerationEngine.ToRgb(Decoded.AsSpan(b * 3 * plane, 3 * plane), Width, Height), Width, Height);
+    }
+}
+
+/// <summary>
+/// The one generation loop, shared by generate, bench, verify and the tests, for every model family:
+/// encode text → prepare latents (noise, reference images) → per model call: denoiser pass(es) → guidance → sampler
+/// step → decode. Families supply the pieces (<see cref="IDiffusionModel"/>); samplers (<see cref="ISampler"/>) and
+/// guidance (<see cref="IGuidance"/>) are chosen here from the job and the model's defaults.
+/// </summary>
+public static class GenerationEngine
+{
+    public static GenerationResult Run(IDiffusionModel model, GenerationJob job, GenerationHooks? hooks = null)
+    {
+        hooks ??= new GenerationHooks();
+        job.Validate();
+        var warnings = new List<string>();
+        void Warn(string w) { warnings.Add(w); hooks.Warning?.Invoke(w); }
+        var dev = model.Device;
+        var defaults = model.Defaults;
+        var timer = hooks.Timer;
+
+        // Guidance: a guidance-distilled model ignores the scale, as diffusers does (with a warning).
+        float guidance = job.Guidance ?? defaults.Guidance;
+        if (defaults.GuidanceDistilled && guidance > 1)
+        {
+            Warn($"guidance {guidance} is ignored: this snapshot is guidance-distilled (is_distilled: true), so it runs without classifier-free guidance");
+            guidance = 1;
+        }
+        bool cfg = guidance > 1;
+        if (!cfg && (job.GuidanceInterval is not null || job.CfgRescale > 0 || job.CfgMode == CfgMode.Batched || job.NegativePrompts is not null))
+            Warn("--negative-prompt, --cfg-mode, --guidance-interval and --cfg-rescale have no effect without classifier-free guidance (guidance ≤ 1)");
+        IGuidance guide = cfg
+            ? new ClassifierFreeGuidance(guidance, new GuidanceOptions { Interval = job.GuidanceInterval, RescalePhi = job.CfgRescale })
+            : NoGuidance.Instance;
+        var samplerKind = job.SamplerSettings?.Kind ?? job.Sampler ?? defaults.Sampler;
+        int steps = job.Steps ?? defaults.Steps;
+
+        int prompts = job.PromptCount, batch = job.BatchSize;
+        var repeat = Enumerable.Range(0, prompts).SelectMany(p => Enumerable.Repeat(p, job.ImagesPerPrompt)).ToArray();
+
+        // 1. Text (the encoder is released before the denoiser loads).
+        TextConditioning? cond = null, uncond = null, joint = null;
+        IImageConditioning? images = null;
+        Tensor? latents = null;
+        try
+        {
+            using (var perPrompt = job.PromptEmbeds is null ? model.EncodeText(job.Prompts, timer) : null)
+                cond = (perPrompt ?? job.PromptEmbeds!).Select(repeat);
+            if (cond.Warning is not null) Warn(cond.Warning);
+            hooks.Trace?.Invoke("prompt_embeds", cond.Embeds);
+            if (cfg)
+            {
+                var negatives = job.NegativePrompts is { Count: 1 } one ? Enumerable.Repeat(one[0], prompts).ToArray()
+                    : job.NegativePrompts?.ToArray() ?? Enumerable.Repeat("", prompts).ToArray();
+                using (var perPrompt = job.NegativePromptEmbeds is null ? model.EncodeText(negatives, timer) : null)
+                    uncond = (perPrompt ?? job.NegativePromptEmbeds!).Select(repeat);
+                if (uncond.Length != cond.Length)
+                    throw new ArgumentException($"negative prompt conditioning has {uncond.Length} tokens; the prompt has {cond.Length} (they must match)");
+                hooks.Trace?.Invoke("negative_prompt_embeds", uncond.Embeds);
+                if (job.CfgMode == CfgMode.Batched) joint = TextConditioning.Concat(cond, uncond);
+            }
+            dev.Pool.Trim();
+
+            // 2. Conditioning images and the latent layout.
+            if (job.ReferenceImages.Count > 0)
+                using (timer?.Stage("reference images")) images = model.EncodeImages(job.ReferenceImages, timer, hooks.Trace);
+            var size = images?.SuggestedSize;
+            var layout = model.Layout(job.Width ?? size?.Width ?? 1024, job.Height ?? size?.Height ?? 1024);
+            latents = job.Noise is { } given ? model.PackNoise(layout, given) : model.Noise(layout, batch, job.Seed);
+            hooks.Trace?.Invoke("latents.initial_packed", latents);
+
+            // 3. Denoising.
+            using var sampler = model.CreateSampler(samplerKind, steps, layout, job.SamplerSettings);
+            IDenoiser denoiser;
+            using (timer?.Stage("load transformer")) denoiser = model.PrepareDenoiser(layout, cond.Length, images);
+            int calls, uncondPasses;
+            using (denoiser) (calls, uncondPasses) = Denoise(denoiser, sampler, guide, job.CfgMode, latents, cond, uncond, joint, hooks);
+            model.ReleaseDenoiser();
+            dev.Pool.Trim();
+
+            // 4. Decode.
+            float[] decoded;
+            using (timer?.Stage("vae"))
+            using (var image = model.Decode(latents, layout, hooks.Trace))
+            {
+                hooks.Trace?.Invoke("decoded_image", image);
+                decoded = image.ToFloatArray();
+            }
+            return new GenerationResult(decoded, batch, layout.Width, layout.Height, steps, samplerKind, guidance, cfg, calls, uncondPasses, warnings);
+        }
+        finally
+        {
+            cond?.Dispose();
+            uncond?.Dispose();
+            joint?.Dispose();
+            images?.Dispose();
+            latents?.Dispose();
+        }
+    }
+
+    /// <summary>The step loop: latents [B, S, C] are updated in place. Returns (model calls, unconditional passes).</summary>
+    private static (int Calls, int UncondPasses) Denoise(IDenoiser denoiser, ISampler sampler, IGuidance guide, CfgMode mode,
+        Tensor latents, TextConditioning cond, TextConditioning? uncond, TextConditioning? joint, GenerationHooks hooks)
+    {
+        var dev = latents.Device;
+        int batch = latents.Shape[0], s = latents.Shape[1], c = latents.Shape[2];
+        using var prediction = Tensor.Empty(dev, DType.F32, batch, s, c);
+        using var condOut = Tensor.Empty(dev, DType.F32, batch, s, c);
+        Tensor? uncondOut = null, pair = null, pairOut = null;
+        int uncondPasses = 0;
+        try
+        {
+            for (int call = 0; call < sampler.Calls; call++)
+            {
+                int step = sampler.StepOf(call);
+                float sigma = sampler.Sigma(call), t = sampler.ModelTimestep(call);
+                bool withUncond = uncond is not null && guide.NeedsUncond(sigma, step, sampler.Steps);
+                Tensor condPred = condOut, uncondPred = null!;
+                using (hooks.Timer?.Stage(sampler.Calls == sampler.Steps ? $"step {call + 1}" : $"call {call + 1}"))
+                {
+                    if (!withUncond)
+                        denoiser.Predict(latents, cond, t, condOut);
+                    else if (mode == CfgMode.Batched)
+                    {
+                        // One pass of batch 2B: the same latents twice, [cond; uncond] text rows.
+                        pair ??= Tensor.Empty(dev, DType.F32, 2 * batch, s, c);
+                        pairOut ??= Tensor.Empty(dev, DType.F32, 2 * batch, s, c);
+                        latents.CopyTo(pair.Slice(0, batch));
+                        latents.CopyTo(pair.Slice(batch, batch));
+                        denoiser.Predict(pair, joint!, t, pairOut);
+                        condPred = pairOut.Slice(0, batch);
+                        uncondPred = pairOut.Slice(batch, batch);
+                    }
+                    else
+                    {
+                        uncondOut ??= Tensor.Empty(dev, DType.F32, batch, s, c);
+                        denoiser.Predict(latents, cond, t, condOut);
+                        denoiser.Predict(latents, uncond!, t, uncondOut);
+                        uncondPred = uncondOut;
+                    }
+                    if (withUncond)
+                    {
+                        uncondPasses++;
+                        guide.Combine(condPred, uncondPred, prediction, step, sampler.Steps);
+                    }
+                    else condPred.CopyTo(prediction);
+                    sampler.Step(call, prediction, latents);
+                }
+                hooks.OnStep?.Invoke(new StepRecord(call, step, sigma, t, condPred, withUncond ? uncondPred : null, prediction, latents));
+                if (call == sampler.Calls - 1 || sampler.StepOf(call + 1) != step) hooks.Progress?.Invoke(step + 1, sampler.Steps);
+            }
+        }
+        finally
+        {
+            uncondOut?.Dispose();
+            pair?.Dispose();
+            pairOut?.Dispose();
+        }
+        return (sampler.Calls, uncondPasses);
+    }
+
+    /// <summary>Decoded [3, H, W] in about [-1, 1] → RGB bytes [H, W, 3] as diffusers does: round(clamp(x/2 + 0.5, 0, 1)·255).</summary>
+    public static byte[] ToRgb(ReadOnlySpan<float> chw, int width, int height)
+    {
+        int plane = width * height;
+        if (chw.Length != 3 * plane) throw new ArgumentException($"decoded image has {chw.Length} values; expected 3×{height}×{width}");
+        var rgb = new byte[3 * plane];
+        for (int p = 0; p < plane; p++)
+            for (int ch = 0; ch < 3; ch++)
+            {
+                float v = Math.Clamp(chw[ch * plane + p] / 2f + 0.5f, 0f, 1f);
+                rgb[3 * p + ch] = (byte)Math.Round(v * 255f);
+            }
+        return rgb;
+    }
+}

@@ -1,0 +1,80 @@
+using PureFlux.Model.Image;
+using PureFlux.Model.Scheduler;
+
+namespace PureFlux.Model.Engine;
+
+/// <summary>
+/// Where a generation's latents live: <see cref="Tokens"/> packed tokens of <see cref="Channels"/> channels on a
+/// <see cref="Rows"/> × <see cref="Cols"/> grid, for an image of <see cref="Width"/> × <see cref="Height"/> pixels.
+/// </summary>
+public sealed record LatentLayout(int Width, int Height, int Rows, int Cols, int Channels)
+{
+    public int Tokens => Rows * Cols;
+}
+
+/// <summary>A family's defaults, taken from the snapshot (e.g. klein base vs distilled).</summary>
+public sealed record ModelDefaults(int Steps, float Guidance, SamplerKind Sampler, bool GuidanceDistilled);
+
+/// <summary>
+/// Conditioning images encoded once per job (FLUX.2: reference tokens appended after the noisy tokens). Opaque to
+/// the engine; the family's denoiser reads it.
+/// </summary>
+public interface IImageConditioning : IDisposable
+{
+    /// <summary>Output size the images suggest when the user gave none (klein: the first reference's size), or null.</summary>
+    (int Width, int Height)? SuggestedSize { get; }
+}
+
+/// <summary>
+/// The denoiser prepared for one job (weights loaded, position tables built for its sizes): one call predicts the
+/// model output for latents [B, S, C] (S = generated tokens) under text conditioning with B rows at one timestep.
+/// </summary>
+public interface IDenoiser : IDisposable
+{
+    /// <summary>latents [B, S, C], text with B rows, modelTimestep = what the sampler gives the model (t/1000); writes output [B, S, C].</summary>
+    void Predict(Tensor latents, TextConditioning text, float modelTimestep, Tensor output, Action<string, Tensor>? trace = null);
+}
+
+/// <summary>
+/// One loaded model family instance: everything the <see cref="GenerationEngine"/> needs, and nothing about the loop
+/// itself. Implementations live in their family's folder (src/Model/Flux2, ...) and are created by an
+/// <see cref="IModelFamily"/>.
+/// </summary>
+public interface IDiffusionModel : IDisposable
+{
+    IModelFamily Family { get; }
+    Device Device { get; }
+    ModelDefaults Defaults { get; }
+    /// <summary>How the weights run: the requested quantization, or the one a pre-quantized snapshot stores.</summary>
+    Layers.QuantMode Quant { get; }
+
+    /// <summary>Prompts → text conditioning with one row per prompt (the family's tokenizer, template and encoder; cached where it can).</summary>
+    TextConditioning EncodeText(IReadOnlyList<string> prompts, StageTimer? timer);
+
+    /// <summary>The latent layout for an output size, or an ArgumentException naming the bad size.</summary>
+    LatentLayout Layout(int width, int height);
+
+    /// <summary>Packed initial noise [B, S, C]: sample b from the family's generator seeded <c>seed + b</c> (so a batch equals single runs).</summary>
+    Tensor Noise(LatentLayout layout, int batch, ulong seed);
+
+    /// <summary>Noise given in the family's unpacked layout (FLUX.2: [B, 128, h, w]) → packed [B, S, C].</summary>
+    Tensor PackNoise(LatentLayout layout, Tensor noise);
+
+    /// <summary>Encodes conditioning images (already decoded to RGB), or throws NotSupportedException when the family takes none.</summary>
+    IImageConditioning EncodeImages(IReadOnlyList<RgbImage> images, StageTimer? timer, Action<string, Tensor>? trace = null);
+
+    /// <summary>
+    /// The sampler for a kind: the family's schedule (shift, mu from the image size) and timestep convention;
+    /// <paramref name="settings"/>, when given, replaces the family's configuration (mu still comes from the family).
+    /// </summary>
+    ISampler CreateSampler(SamplerKind kind, int steps, LatentLayout layout, SamplerSettings? settings = null);
+
+    /// <summary>Loads the denoiser (if needed) and prepares it for this layout, text length and conditioning images.</summary>
+    IDenoiser PrepareDenoiser(LatentLayout layout, int textLength, IImageConditioning? images);
+
+    /// <summary>Frees the denoiser's weights (before the decoder loads, to keep the peak down).</summary>
+    void ReleaseDenoiser();
+
+    /// <summary>Packed latents [B, S, C] → decoded images [B, 3, H, W] in about [−1, 1].</summary>
+    Tensor Decode(Tensor latents, LatentLayout layout, Action<string, Tensor>? trace = null);
+}

@@ -1,0 +1,54 @@
+using PureFlux.Model.Config;
+
+namespace PureFlux.Model.Engine;
+
+/// <summary>Options every family honours when it loads.</summary>
+public sealed record ModelOptions
+{
+    public Layers.QuantMode Quant { get; init; } = Layers.QuantMode.None;
+    /// <summary>Encoded prompts on disk (null: memory only).</summary>
+    public Pipeline.PromptCache? PromptCache { get; init; }
+    /// <summary>Text-encoder layers whose hidden states condition the model (diffusers' text_encoder_out_layers); null = the family's default.</summary>
+    public int[]? TextLayers { get; init; }
+    /// <summary>Overrides the snapshot's guidance distillation (klein's is_distilled), as diffusers' pipeline argument does; null = as stored.</summary>
+    public bool? GuidanceDistilled { get; init; }
+}
+
+/// <summary>
+/// A model family: a folder under src/Model that recognises its snapshots by model_index.json's <c>_class_name</c>
+/// and opens them as an <see cref="IDiffusionModel"/>. Register it in <see cref="ModelFamilies.All"/>.
+/// </summary>
+public interface IModelFamily
+{
+    /// <summary>Short name ("flux2-klein").</summary>
+    string Name { get; }
+    /// <summary>The diffusers pipeline classes it runs (model_index.json <c>_class_name</c>).</summary>
+    IReadOnlyList<string> PipelineClasses { get; }
+    /// <summary>Opens a snapshot directory whose index names one of <see cref="PipelineClasses"/>.</summary>
+    IDiffusionModel Open(string directory, Device device, ModelOptions options);
+}
+
+/// <summary>The registry of families and snapshot detection.</summary>
+public static class ModelFamilies
+{
+    public static IReadOnlyList<IModelFamily> All { get; } = [new Flux2.Flux2KleinFamily()];
+
+    public static IEnumerable<string> SupportedPipelines => All.SelectMany(f => f.PipelineClasses);
+
+    /// <summary>The family for a snapshot directory, from model_index.json's _class_name; one-line errors otherwise.</summary>
+    public static IModelFamily Detect(string directory)
+    {
+        string index = Path.Combine(directory, "model_index.json");
+        if (!Directory.Exists(directory)) throw new Snapshot.SnapshotException($"{directory}: model directory not found");
+        if (!File.Exists(index)) throw new Snapshot.SnapshotException($"{directory}: not a diffusers snapshot: missing model_index.json");
+        return ForClass(ModelIndex.Load(index).ClassName, index);
+    }
+
+    public static IModelFamily ForClass(string className, string where = "model_index.json") =>
+        All.FirstOrDefault(f => f.PipelineClasses.Contains(className, StringComparer.Ordinal))
+        ?? throw new Snapshot.SnapshotException($"{where}: pipeline class '{className}' is not supported; supported: {string.Join(", ", SupportedPipelines)}");
+
+    /// <summary>Detects the family and opens the snapshot.</summary>
+    public static IDiffusionModel Open(string directory, Device device, ModelOptions? options = null) =>
+        Detect(directory).Open(directory, device, options ?? new ModelOptions());
+}
