@@ -8,7 +8,9 @@
 // relative RMS error (‖x − ref‖ / ‖ref‖ over all latent values) and image PSNR. Every run goes through the one
 // generation loop (GenerationEngine), with klein's schedule (empirical mu) for each sampler.
 //
-//   dotnet run -c Release notebooks/sampler_quality.cs [-- --preset small|tiny --size 256 --quick --out DIR]
+//   dotnet run -c Release notebooks/sampler_quality.cs [-- --preset small|tiny | --model DIR] [--size 256 --quick --out DIR]
+//
+// --model runs it on any snapshot (a trained one shows the solvers' real advantage; see OPTIMIZATION_LOG.md).
 //
 // Writes DIR/sampler_quality.png (error vs steps, log scale), DIR/sampler_quality.md and DIR/sampler_quality.json.
 // A random-weight model's velocity field is not a trained one: the curves show each solver's order of accuracy on
@@ -32,12 +34,14 @@ int[] stepCounts = quick ? [2, 4] : [4, 8, 12, 20];
 SamplerKind[] samplers = [SamplerKind.Euler, SamplerKind.DpmPP2M, SamplerKind.UniPC];
 Directory.CreateDirectory(outDir);
 
-string dir = Path.Combine(Path.GetTempPath(), $"pureflux-notebook-samplers-{Environment.ProcessId}");
+string? given = Arg("--model", "");
+string dir = given.Length > 0 ? given : Path.Combine(Path.GetTempPath(), $"pureflux-notebook-samplers-{Environment.ProcessId}");
+string label = given.Length > 0 ? Path.GetFileName(Path.GetFullPath(given).TrimEnd('/')) : $"{preset.Name} random weights";
 var rows = new List<Row>();
 float[] reference;
 try
 {
-    RandomSnapshot.Write(dir, preset, 0);
+    if (given.Length == 0) RandomSnapshot.Write(dir, preset, 0);
     using var dev = Devices.Open("cpu");
     using var model = ModelFamilies.Open(dir, dev);
     var job = new GenerationJob { Prompts = ["a red fox in fresh snow, golden hour"], Width = size, Height = size, Seed = 42 };
@@ -48,7 +52,7 @@ try
             new GenerationHooks { OnStep = s => last = s.Latents.ToFloatArray() });
         return (last!, r.Decoded);
     }
-    Console.WriteLine($"reference: euler, {referenceSteps} steps, {preset.Name} at {size}x{size}");
+    Console.WriteLine($"reference: euler, {referenceSteps} steps, {label} at {size}x{size}");
     var (refLatents, refImage) = Run(SamplerKind.Euler, referenceSteps);
     reference = refLatents;
     foreach (var kind in samplers)
@@ -61,7 +65,7 @@ try
 }
 finally
 {
-    if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+    if (given.Length == 0 && Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
 }
 
 var plt = new Plot();
@@ -74,14 +78,14 @@ foreach (var g in rows.GroupBy(r => r.Sampler))
 plt.Axes.Left.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic { LabelFormatter = v => $"{Math.Pow(10, v):G2}" };
 plt.XLabel("steps");
 plt.YLabel($"final latent relative RMS error vs {referenceSteps}-step Euler (log)");
-plt.Title($"Sampler error per step count — {preset.Name} random weights, {size}x{size}");
+plt.Title($"Sampler error per step count — {label}, {size}x{size}");
 plt.ShowLegend(Alignment.UpperRight);
 string png = Path.Combine(outDir, "sampler_quality.png");
 plt.SavePng(png, 900, 560);
 
 var md = new StringBuilder();
 md.AppendLine("# Sampler quality per step count").AppendLine();
-md.AppendLine($"{preset.Name} random-weight klein snapshot, {size}×{size}, seed 42, klein schedules (empirical mu); reference: Euler, {referenceSteps} steps.");
+md.AppendLine($"{label}, {size}×{size}, seed 42, klein schedules (empirical mu); reference: Euler, {referenceSteps} steps.");
 md.AppendLine("Latent error = ‖x − x_ref‖ / ‖x_ref‖ over the final packed latents; PSNR of the decoded image against the reference's.").AppendLine();
 md.AppendLine("| sampler | " + string.Join(" | ", stepCounts.Select(n => $"{n} steps")) + " |");
 md.AppendLine("|---|" + string.Concat(Enumerable.Repeat("---:|", stepCounts.Length)));
@@ -89,7 +93,7 @@ foreach (var g in rows.GroupBy(r => r.Sampler))
     md.AppendLine($"| {g.Key} | " + string.Join(" | ", g.Select(r => $"{r.LatentRelRms:0.0000} ({r.PsnrDb:0.0} dB)")) + " |");
 md.AppendLine().AppendLine("![sampler quality](sampler_quality.png)");
 File.WriteAllText(Path.Combine(outDir, "sampler_quality.md"), md.ToString());
-File.WriteAllText(Path.Combine(outDir, "sampler_quality.json"), JsonSerializer.Serialize(new { preset = preset.Name, size, referenceSteps, rows }, new JsonSerializerOptions { WriteIndented = true }));
+File.WriteAllText(Path.Combine(outDir, "sampler_quality.json"), JsonSerializer.Serialize(new { model = label, size, referenceSteps, rows }, new JsonSerializerOptions { WriteIndented = true }));
 Console.WriteLine($"wrote {png} and {Path.Combine(outDir, "sampler_quality.md")}");
 
 static double RelRms(float[] x, float[] r)
