@@ -32,12 +32,17 @@ public sealed class StageTimer(Device? device = null)
     }
 
     /// <summary>Peak resident set size of this process (VmHWM on Linux), or -1 where unknown.</summary>
-    public static long PeakRssBytes()
+    public static long PeakRssBytes() => StatusBytes("VmHWM:");
+
+    /// <summary>Current resident set size of this process (VmRSS on Linux), or -1 where unknown.</summary>
+    public static long CurrentRssBytes() => StatusBytes("VmRSS:");
+
+    private static long StatusBytes(string field)
     {
         try
         {
             foreach (var line in File.ReadLines("/proc/self/status"))
-                if (line.StartsWith("VmHWM:", StringComparison.Ordinal))
+                if (line.StartsWith(field, StringComparison.Ordinal))
                     return long.Parse(line.Split([' ', '\t'], StringSplitOptions.RemoveEmptyEntries)[1]) * 1024;
         }
         catch (IOException) { }
