@@ -22,11 +22,14 @@ public static class Interrupts
             PosixSignal.SIGHUP => ("SIGHUP", 129),
             _ => (context.Signal.ToString(), 1),
         };
+        var left = TempFileRegistry.Default.Pending.Where(p => File.Exists(p) || Directory.Exists(p)).ToArray();
         try
         {
             Console.Error.WriteLine();
-            Console.Error.WriteLine($"error: interrupted ({name}); " +
-                (removed == 0 ? "nothing was left half-written" : $"removed {removed} temporary file{(removed == 1 ? "" : "s")}; nothing was left half-written"));
+            Console.Error.WriteLine($"error: interrupted ({name}); " + (left.Length > 0
+                ? $"could not remove {string.Join(", ", left.Select(p => $"'{p}'"))}"
+                : removed == 0 ? "nothing was left half-written"
+                : $"removed {removed} temporary file{(removed == 1 ? "" : "s")}; nothing was left half-written"));
         }
         catch (IOException)
         {

@@ -117,15 +117,17 @@ public sealed class CacheIntegrityTests : IDisposable
         using (var e = first.EncodePrompt(t.Ids, t.AttentionMask))
             truth = e.ToFloatArray();
         string file = Assert.Single(Directory.GetFiles(_dir, "*.safetensors"));
-        var bytes = File.ReadAllBytes(file);
-        bytes[^5] ^= 0x40; // a data byte
-        bytes[12] = (byte)'!'; // and a header byte
-        File.WriteAllBytes(file, bytes);
-        using (var second = new Flux2KleinModel(snapshot, dev, new ModelOptions { PromptCache = new PromptCache(_dir) }))
-        using (var e = second.EncodePrompt(t.Ids, t.AttentionMask))
+        var good = File.ReadAllBytes(file);
+        // One flipped data byte (the header intact), then a bad header byte as well: each time the encoder runs again.
+        foreach (var corrupt in new Action<byte[]>[] { b => b[^5] ^= 0x40, b => { b[^5] ^= 0x40; b[12] = (byte)'!'; } })
         {
+            var bytes = (byte[])good.Clone();
+            corrupt(bytes);
+            File.WriteAllBytes(file, bytes);
+            using var model = new Flux2KleinModel(snapshot, dev, new ModelOptions { PromptCache = new PromptCache(_dir) });
+            using var e = model.EncodePrompt(t.Ids, t.AttentionMask);
             Assert.Equal(truth, e.ToFloatArray());
-            Assert.Null(second.CacheWarning);
+            Assert.Null(model.CacheWarning);
         }
         string key = Path.GetFileNameWithoutExtension(file);
         Assert.Equal(truth, new PromptCache(_dir).TryLoad(key, t.Ids.Length, snapshot.TransformerConfig.JointAttentionDim));
@@ -201,5 +203,26 @@ public sealed class CacheIntegrityTests : IDisposable
         var e = Assert.Throws<IOException>(() => BuiltInModel.Ensure(root));
         Assert.Contains(blocker, e.Message);
         Assert.DoesNotContain('\n', e.Message);
+    }
+
+    [Fact]
+    public void Two_writers_of_one_snapshot_do_not_collide_on_their_temporary_directory()
+    {
+        // make-model twice at once on one --out: each writes its own temporary tree; one installs a complete snapshot,
+        // the other (if it loses) says so in one line naming the path; nothing temporary remains.
+        string target = Path.Combine(_dir, "m");
+        var errors = new ConcurrentBag<string>();
+        using var start = new Barrier(2);
+        var threads = Enumerable.Range(0, 2).Select(_ => new Thread(() =>
+        {
+            try { start.SignalAndWait(); RandomSnapshot.Write(target, SnapshotPreset.Tiny, 0); }
+            catch (Exception e) { errors.Add(e.GetType().Name + ": " + e.Message); }
+        })).ToArray();
+        foreach (var t in threads) t.Start();
+        foreach (var t in threads) t.Join();
+        Assert.True(errors.Count <= 1, string.Join(" | ", errors));
+        foreach (var e in errors) Assert.StartsWith("IOException: " + target, e);
+        using (ModelSnapshot.Open(target)) { }
+        Assert.Equal(["m"], Directory.GetFileSystemEntries(_dir).Select(p => Path.GetFileName(p)));
     }
 }

@@ -58,8 +58,15 @@ public static class QuantizedSnapshot
             WriteComponent(source, "text_encoder", ModelSnapshot.TextEncoderWeights, mode, partial,
                 load => new Qwen3TextEncoder(source.TextEncoderConfig, load, layers, mode), cpu);
             TempFileRegistry.Default.ThrowIfClosing(partial);
-            if (Directory.Exists(dst)) Directory.Delete(dst);
-            Directory.Move(partial, dst);
+            try
+            {
+                if (Directory.Exists(dst)) Directory.Delete(dst);
+                Directory.Move(partial, dst);
+            }
+            catch (IOException e) when (Directory.Exists(dst))
+            {
+                throw new IOException($"{destination}: another writer created it meanwhile; expected an absent or empty directory ({e.Message})");
+            }
         }
         finally
         {

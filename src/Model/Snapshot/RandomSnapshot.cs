@@ -68,8 +68,15 @@ public static class RandomSnapshot
         {
             WriteInto(tmp, p, seed, log);
             TempFileRegistry.Default.ThrowIfClosing(tmp);
-            if (Directory.Exists(full)) Directory.Delete(full);
-            Directory.Move(tmp, full);
+            try
+            {
+                if (Directory.Exists(full)) Directory.Delete(full);
+                Directory.Move(tmp, full);
+            }
+            catch (IOException e) when (Directory.Exists(full))
+            {
+                throw new IOException($"{dir}: another writer created it meanwhile; expected an absent or empty directory ({e.Message})");
+            }
         }
         finally
         {
