@@ -280,8 +280,9 @@ public sealed record SafetensorsWriteEntry(string Name, DType DType, Shape Shape
 public static class SafetensorsWriter
 {
     /// <summary>
-    /// Writes a safetensors file, streaming each tensor's data. Writes to a temporary file and renames it
-    /// at the end, so a failure never leaves a half-written file at <paramref name="path"/>.
+    /// Writes a safetensors file, streaming each tensor's data. Writes to a unique temporary file beside it and renames
+    /// it at the end (<see cref="AtomicFile"/>), so a failure or an interruption never leaves a half-written file at
+    /// <paramref name="path"/> and concurrent writers of one path never mix their bytes.
     /// </summary>
     public static void Write(string path, IReadOnlyList<SafetensorsWriteEntry> tensors, IReadOnlyDictionary<string, string>? metadata = null)
     {
@@ -307,28 +308,18 @@ public static class SafetensorsWriter
         json.CopyTo(headerBytes, 0);
         for (int i = json.Length; i < headerBytes.Length; i++) headerBytes[i] = (byte)' ';
 
-        string tmp = path + ".partial";
-        try
+        AtomicFile.Write(path, fs =>
         {
-            using (var fs = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20))
+            fs.Write(BitConverter.GetBytes((ulong)headerBytes.Length));
+            fs.Write(headerBytes);
+            long expected = 8 + headerBytes.Length;
+            foreach (var t in tensors)
             {
-                fs.Write(BitConverter.GetBytes((ulong)headerBytes.Length));
-                fs.Write(headerBytes);
-                long expected = 8 + headerBytes.Length;
-                foreach (var t in tensors)
-                {
-                    t.WriteData(fs);
-                    expected += t.DType.ByteCount(t.Shape.Count);
-                    if (fs.Position != expected)
-                        throw new InvalidOperationException($"{path}: tensor '{t.Name}' wrote {fs.Position - (expected - t.DType.ByteCount(t.Shape.Count))} bytes, expected {t.DType.ByteCount(t.Shape.Count)}");
-                }
+                t.WriteData(fs);
+                expected += t.DType.ByteCount(t.Shape.Count);
+                if (fs.Position != expected)
+                    throw new InvalidOperationException($"{path}: tensor '{t.Name}' wrote {fs.Position - (expected - t.DType.ByteCount(t.Shape.Count))} bytes, expected {t.DType.ByteCount(t.Shape.Count)}");
             }
-            File.Move(tmp, path, overwrite: true);
-        }
-        catch
-        {
-            try { File.Delete(tmp); } catch (IOException) { }
-            throw;
-        }
+        });
     }
 }

@@ -104,7 +104,8 @@ public class GenerateTests
         string dir = Path.Combine(Path.GetTempPath(), $"pureflux-broken-{Environment.ProcessId}");
         Directory.CreateDirectory(dir);
         File.WriteAllText(Path.Combine(dir, "model_index.json"), "{}");
-        var (code, _, e) = Run("generate", "--model", dir, "--prompt", "x", "--out", Path.Combine(dir, "x.png"));
+        // (--out outside the snapshot: a path inside the model directory is refused before the model is read)
+        var (code, _, e) = Run("generate", "--model", dir, "--prompt", "x", "--out", dir + "-x.png");
         Assert.NotEqual(0, code);
         Assert.Contains("missing", e);
         Assert.Single(e.TrimEnd().Split('\n'));

@@ -77,7 +77,10 @@ internal static class GenerateCommand
             int[]? layers = parse.GetValue(textLayers) is { } tl ? ParseLayers(tl) : null;
             string outPath = parse.GetValue(output)!;
             var outPaths = OutputPaths(outPath, job.BatchSize);
-            foreach (var p in outPaths) PngWriter.EnsureWritable(p); // fail now, not after minutes of compute
+            // Fail now, not after minutes of compute: every PNG of a batch must be a new path or a writable regular file,
+            // and none may fall inside the model being read (the --model snapshot, its linked blobs, the built-in model).
+            string[] modelDirs = parse.GetValue(model) is { } md ? [md, BuiltInModel.Directory] : [BuiltInModel.Directory];
+            foreach (var p in outPaths) PngWriter.EnsureWritable(p, modelDirs);
 
             var total = Stopwatch.StartNew();
             string? dir = parse.GetValue(model);
@@ -153,6 +156,8 @@ internal static class GenerateCommand
     public static string[] OutputPaths(string path, int count)
     {
         if (count == 1) return [path];
+        if (path.EndsWith('/') || Directory.Exists(path))
+            throw new IOException($"--out '{path}': is a directory; expected a PNG file name (a batch writes NAME-0.png, NAME-1.png, ...)");
         string dir = Path.GetDirectoryName(path) ?? "", stem = Path.GetFileNameWithoutExtension(path), ext = Path.GetExtension(path);
         return Enumerable.Range(0, count).Select(i => Path.Combine(dir, $"{stem}-{i}{(ext.Length == 0 ? ".png" : ext)}")).ToArray();
     }

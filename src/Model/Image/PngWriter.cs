@@ -5,28 +5,16 @@ namespace PureFlux.Model.Image;
 
 /// <summary>
 /// Writes RGB images as PNG with tEXt metadata (prompt, seed, steps, size). stb's encoder writes no text
-/// chunks, so they are inserted before IEND. The file is written to a temporary name and renamed, so a
-/// failure never leaves a partial PNG.
+/// chunks, so they are inserted before IEND. The file is written to a unique temporary name beside it and renamed
+/// (<see cref="AtomicFile"/>), so a failure or an interruption never leaves a partial PNG; only a new path or a writable
+/// regular file is written over (<see cref="OutputTarget"/>).
 /// </summary>
 public static class PngWriter
 {
-    /// <summary>Checks that <paramref name="path"/> can be created, before minutes of compute are spent.</summary>
-    public static void EnsureWritable(string path)
-    {
-        string full = Path.GetFullPath(path);
-        string? dir = Path.GetDirectoryName(full);
-        if (dir is not null && !Directory.Exists(dir))
-            throw new IOException($"cannot write '{path}': directory '{dir}' does not exist");
-        string probe = full + ".probe";
-        try
-        {
-            using (File.Create(probe, 1, FileOptions.DeleteOnClose)) { }
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new IOException($"cannot write '{path}': {e.Message}");
-        }
-    }
+    /// <summary>Checks that <paramref name="path"/> may be written (see <see cref="OutputTarget"/>: absent or a writable
+    /// regular file, outside <paramref name="protectedDirs"/>), before minutes of compute are spent.</summary>
+    public static void EnsureWritable(string path, IEnumerable<string>? protectedDirs = null) =>
+        OutputTarget.Check(path, protectedDirs);
 
     /// <summary>Saves interleaved 8-bit RGB pixels [height, width, 3].</summary>
     public static void Save(string path, byte[] rgb, int width, int height, IReadOnlyDictionary<string, string>? text = null)
@@ -37,17 +25,8 @@ public static class PngWriter
         new ImageWriter().WritePng(rgb, width, height, ColorComponents.RedGreenBlue, ms);
         byte[] png = ms.ToArray();
         if (text is { Count: > 0 }) png = InsertText(png, text);
-        string tmp = path + ".partial";
-        try
-        {
-            File.WriteAllBytes(tmp, png);
-            File.Move(tmp, path, overwrite: true);
-        }
-        catch
-        {
-            try { File.Delete(tmp); } catch (IOException) { }
-            throw;
-        }
+        OutputTarget.CheckExisting(path); // again: the path may have changed during the compute
+        AtomicFile.WriteAllBytes(path, png);
     }
 
     /// <summary>Reads the tEXt chunks of a PNG file (for tests and tools).</summary>

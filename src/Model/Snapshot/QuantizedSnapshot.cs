@@ -43,8 +43,9 @@ public static class QuantizedSnapshot
             throw new ArgumentException($"quantize: the output {destination} must not be inside the source snapshot");
         string parent = Path.GetDirectoryName(dst)!;
         Directory.CreateDirectory(parent);
-        string partial = Path.Combine(parent, "." + Path.GetFileName(dst) + ".partial");
-        if (Directory.Exists(partial)) Directory.Delete(partial, recursive: true);
+        // A unique name per writer, registered so that Ctrl-C / SIGTERM remove it too.
+        string partial = TempFileRegistry.UniqueSibling(dst);
+        using var reg = TempFileRegistry.Default.Register(partial, directory: true);
         try
         {
             CopyExceptWeights(source.Directory, partial);
@@ -56,13 +57,20 @@ public static class QuantizedSnapshot
             var layers = Flux2.Flux2KleinModel.DefaultTextLayers(source.TextEncoderConfig.NumHiddenLayers);
             WriteComponent(source, "text_encoder", ModelSnapshot.TextEncoderWeights, mode, partial,
                 load => new Qwen3TextEncoder(source.TextEncoderConfig, load, layers, mode), cpu);
-            if (Directory.Exists(dst)) Directory.Delete(dst);
-            Directory.Move(partial, dst);
+            TempFileRegistry.Default.ThrowIfClosing(partial);
+            try
+            {
+                if (Directory.Exists(dst)) Directory.Delete(dst);
+                Directory.Move(partial, dst);
+            }
+            catch (IOException e) when (Directory.Exists(dst))
+            {
+                throw new IOException($"{destination}: another writer created it meanwhile; expected an absent or empty directory ({e.Message})");
+            }
         }
-        catch
+        finally
         {
-            try { if (Directory.Exists(partial)) Directory.Delete(partial, recursive: true); } catch (IOException) { }
-            throw;
+            TempFileRegistry.TryDelete(partial); // nothing left after the move; the whole tree after a failure
         }
     }
 

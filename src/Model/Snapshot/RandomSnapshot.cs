@@ -59,18 +59,28 @@ public static class RandomSnapshot
         string full = Path.GetFullPath(dir);
         if (Directory.Exists(full) && Directory.EnumerateFileSystemEntries(full).Any())
             throw new IOException($"{dir}: directory exists and is not empty");
-        string tmp = full.TrimEnd(Path.DirectorySeparatorChar) + ".partial-" + Environment.ProcessId;
-        if (Directory.Exists(tmp)) Directory.Delete(tmp, recursive: true);
+        if (File.Exists(full) || new FileInfo(full).LinkTarget is not null)
+            throw new IOException($"{dir}: exists and is not a directory; expected an absent or empty directory");
+        // A unique name per writer (process and thread), registered so that Ctrl-C / SIGTERM remove it too.
+        string tmp = TempFileRegistry.UniqueSibling(full);
+        using var reg = TempFileRegistry.Default.Register(tmp, directory: true);
         try
         {
             WriteInto(tmp, p, seed, log);
-            if (Directory.Exists(full)) Directory.Delete(full);
-            Directory.Move(tmp, full);
+            TempFileRegistry.Default.ThrowIfClosing(tmp);
+            try
+            {
+                if (Directory.Exists(full)) Directory.Delete(full);
+                Directory.Move(tmp, full);
+            }
+            catch (IOException e) when (Directory.Exists(full))
+            {
+                throw new IOException($"{dir}: another writer created it meanwhile; expected an absent or empty directory ({e.Message})");
+            }
         }
-        catch
+        finally
         {
-            try { Directory.Delete(tmp, recursive: true); } catch (IOException) { }
-            throw;
+            TempFileRegistry.TryDelete(tmp); // nothing left after a move; the whole tree after a failure
         }
     }
 
