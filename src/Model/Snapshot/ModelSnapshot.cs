@@ -53,7 +53,9 @@ public sealed class ModelSnapshot : IDisposable
         string Need(string rel)
         {
             string p = Path.Combine(dir, rel);
-            if (!File.Exists(p)) throw new SnapshotException($"{dir}: not a FLUX.2 [klein] snapshot: missing {rel.Replace('\\', '/')}");
+            if (!File.Exists(p) && !IsLink(p)) throw new SnapshotException($"{dir}: not a FLUX.2 [klein] snapshot: missing {rel.Replace('\\', '/')}");
+            // A Hugging Face cache snapshot holds links to ../../blobs/<hash>: what counts is the file they finally name.
+            if (RegularFile.Problem(p, out _) is { } problem) throw new SnapshotException($"{p}: {problem}");
             return p;
         }
 
@@ -125,7 +127,7 @@ public sealed class ModelSnapshot : IDisposable
     private static void NeedWeights(string dir, string component, string baseName)
     {
         string single = Path.Combine(dir, component, baseName);
-        if (!File.Exists(single) && !File.Exists(single + ".index.json"))
+        if (!File.Exists(single) && !File.Exists(single + ".index.json") && !IsLink(single) && !IsLink(single + ".index.json"))
             throw new SnapshotException($"{dir}: not a FLUX.2 [klein] snapshot: missing {component}/{baseName} (or {baseName}.index.json)");
     }
 
@@ -134,6 +136,12 @@ public sealed class ModelSnapshot : IDisposable
         // Only a component that is listed with another class is an error (some tools omit entries).
         if (index.Components.TryGetValue(name, out var c) && c.ClassName != expectedClass)
             throw new ModelConfigException($"{indexPath}: field '{name}' names class {c.ClassName}; expected {expectedClass}");
+    }
+
+    private static bool IsLink(string path)
+    {
+        try { return new FileInfo(path).LinkTarget is not null; }
+        catch (IOException) { return false; }
     }
 
     public void Dispose()
