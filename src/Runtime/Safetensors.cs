@@ -59,10 +59,26 @@ public sealed unsafe class SafetensorsFile : IDisposable
     /// <exception cref="SafetensorsException">Missing, truncated or corrupt file; the message says what is wrong.</exception>
     public static SafetensorsFile Open(string path)
     {
-        if (!File.Exists(path)) throw new SafetensorsException($"{path}: file not found");
-        long length = new FileInfo(path).Length;
-        if (length < 8) throw new SafetensorsException($"{path}: {length} bytes is too short for a safetensors file (needs an 8-byte header length)");
-        MemoryMappedFile map = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
+        // Sizes and types come from the final target of any symbolic link (a Hugging Face cache snapshot is all links),
+        // checked before opening: a pipe would block the open, a device maps as an empty file.
+        if (RegularFile.Problem(path, out _) is { } problem) throw new SafetensorsException($"{path}: {problem}");
+        FileStream stream;
+        try { stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.None); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new SafetensorsException($"{path}: cannot open ({e.Message})"); }
+        long length;
+        MemoryMappedFile map;
+        try
+        {
+            length = stream.Length; // the opened file's own size (fstat), whatever the path went through
+            if (length < 8) throw new SafetensorsException($"{path}: {length} bytes is too short for a safetensors file (needs an 8-byte header length)");
+            map = MemoryMappedFile.CreateFromFile(stream, null, 0, MemoryMappedFileAccess.Read, HandleInheritability.None, leaveOpen: false);
+        }
+        catch (Exception e)
+        {
+            stream.Dispose();
+            if (e is IOException or UnauthorizedAccessException) throw new SafetensorsException($"{path}: cannot map ({e.Message})");
+            throw;
+        }
         MemoryMappedViewAccessor? view = null;
         try
         {

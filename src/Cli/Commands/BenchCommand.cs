@@ -116,12 +116,28 @@ internal static class BenchCommand
         return cmd;
     }
 
+    /// <summary>
+    /// Fails now, not after the whole benchmark, when --json cannot be written: a missing parent, a directory, or a place
+    /// where no file can be created or opened for writing (tried for real: an existing file is opened without truncating
+    /// it, a new one is created and deleted at once).
+    /// </summary>
     private static void EnsureWritable(string path)
     {
         string full = Path.GetFullPath(path);
         string? parent = Path.GetDirectoryName(full);
-        if (parent is not null && !Directory.Exists(parent)) throw new IOException($"{path}: directory {parent} does not exist");
-        if (Directory.Exists(full)) throw new IOException($"{path}: is a directory");
+        if (parent is not null && !Directory.Exists(parent)) throw new IOException($"--json {path}: directory {parent} does not exist");
+        if (Directory.Exists(full)) throw new IOException($"--json {path}: is a directory");
+        try
+        {
+            if (File.Exists(full))
+                using (new FileStream(full, FileMode.Open, FileAccess.Write, FileShare.ReadWrite)) { }
+            else
+                using (new FileStream(full, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1, FileOptions.DeleteOnClose)) { }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new IOException($"--json {path}: cannot be written ({e.Message})");
+        }
     }
 
     /// <summary>The operators that took most of a mode's time, then what the rest and the unprofiled remainder add up to.</summary>

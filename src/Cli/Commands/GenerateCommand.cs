@@ -13,7 +13,7 @@ namespace PureFlux.Cli.Commands;
 /// <summary>
 /// <c>pureflux generate [--model DIR] --prompt TEXT [--prompt TEXT ...] [--width --height --steps --seed --out --device
 /// --quant --sampler --guidance --negative-prompt --cfg-mode --guidance-interval --cfg-rescale --ref-image FILE ...
-/// --batch-size --text-layers -v --prompt-cache DIR | --no-prompt-cache]</c>: text (and reference images) to PNG through
+/// --batch-size --text-layers -v --prompt-cache DIR | --no-prompt-cache --allow-nonfinite]</c>: text (and reference images) to PNG through
 /// the one generation loop. Without --model it runs the small built-in model. The model family is detected from the
 /// snapshot's model_index.json.
 /// </summary>
@@ -44,11 +44,15 @@ internal static class GenerateCommand
             Description = "Directory of encoded prompts: a prompt used before skips the text encoder (default: $PUREFLUX_CACHE/prompts, ~/.cache/pureflux/prompts)",
         };
         var noPromptCache = new Option<bool>("--no-prompt-cache") { Description = "Always run the text encoder; read and write no prompt cache" };
+        var allowNonFinite = new Option<bool>("--allow-nonfinite")
+        {
+            Description = "Warn instead of failing when the latents or the decoded image contain NaN/Inf (for experiments; the image is then wrong)",
+        };
         var device = CommonOptions.Device();
         var cmd = new Command("generate", "Generate images from text prompts (and reference images) and write them as PNG.")
         {
             model, prompt, negative, width, height, steps, seed, output, quant, sampler, guidance, cfgMode, interval, rescale,
-            refImages, batch, textLayers, verbose, promptCache, noPromptCache, device,
+            refImages, batch, textLayers, verbose, promptCache, noPromptCache, allowNonFinite, device,
         };
         cmd.SetAction(parse =>
         {
@@ -72,6 +76,7 @@ internal static class GenerateCommand
                 GuidanceInterval = parse.GetValue(interval) is { } iv ? ParseInterval(iv) : null,
                 CfgRescale = parse.GetValue(rescale),
                 ReferenceImages = refs,
+                AllowNonFinite = parse.GetValue(allowNonFinite),
             };
             job.Validate();
             int[]? layers = parse.GetValue(textLayers) is { } tl ? ParseLayers(tl) : null;

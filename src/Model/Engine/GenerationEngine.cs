@@ -55,6 +55,7 @@ public static class GenerationEngine
         var dev = model.Device;
         var defaults = model.Defaults;
         var timer = hooks.Timer;
+        var guard = new NonFiniteGuard(job.AllowNonFinite, Warn);
 
         // Guidance: a guidance-distilled model ignores the scale, as diffusers does (with a warning).
         float guidance = job.Guidance ?? defaults.Guidance;
@@ -111,7 +112,7 @@ public static class GenerationEngine
             IDenoiser denoiser;
             using (timer?.Stage("load transformer")) denoiser = model.PrepareDenoiser(layout, cond.Length, images);
             int calls, uncondPasses;
-            using (denoiser) (calls, uncondPasses) = Denoise(denoiser, sampler, guide, job.CfgMode, latents, cond, uncond, joint, hooks);
+            using (denoiser) (calls, uncondPasses) = Denoise(denoiser, sampler, guide, job.CfgMode, latents, cond, uncond, joint, hooks, guard);
             model.ReleaseDenoiser();
             dev.Pool.Trim();
 
@@ -120,6 +121,7 @@ public static class GenerationEngine
             using (timer?.Stage("vae"))
             using (var image = model.Decode(latents, layout, hooks.Trace))
             {
+                guard.Decoded(image);
                 hooks.Trace?.Invoke("decoded_image", image);
                 decoded = image.ToFloatArray();
             }
@@ -137,7 +139,7 @@ public static class GenerationEngine
 
     /// <summary>The step loop: latents [B, S, C] are updated in place. Returns (model calls, unconditional passes).</summary>
     private static (int Calls, int UncondPasses) Denoise(IDenoiser denoiser, ISampler sampler, IGuidance guide, CfgMode mode,
-        Tensor latents, TextConditioning cond, TextConditioning? uncond, TextConditioning? joint, GenerationHooks hooks)
+        Tensor latents, TextConditioning cond, TextConditioning? uncond, TextConditioning? joint, GenerationHooks hooks, NonFiniteGuard guard)
     {
         var dev = latents.Device;
         int batch = latents.Shape[0], s = latents.Shape[1], c = latents.Shape[2];
@@ -183,6 +185,7 @@ public static class GenerationEngine
                     else condPred.CopyTo(prediction);
                     sampler.Step(call, prediction, latents);
                 }
+                guard.Latents(sampler, call, latents);
                 hooks.OnStep?.Invoke(new StepRecord(call, step, sigma, t, condPred, withUncond ? uncondPred : null, prediction, latents));
                 if (call == sampler.Calls - 1 || sampler.StepOf(call + 1) != step) hooks.Progress?.Invoke(step + 1, sampler.Steps);
             }

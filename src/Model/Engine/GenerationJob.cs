@@ -45,6 +45,11 @@ public sealed record GenerationJob
     public TextConditioning? PromptEmbeds { get; init; }
     /// <summary>Precomputed negative conditioning, one row per prompt.</summary>
     public TextConditioning? NegativePromptEmbeds { get; init; }
+    /// <summary>
+    /// NaN/Inf in the latents after a step or in the decoded image is an error (<see cref="NonFiniteException"/>, naming
+    /// the stage and step) unless this is set; then it is a warning (once per stage) and the run finishes — for experiments.
+    /// </summary>
+    public bool AllowNonFinite { get; init; }
     /// <summary>Initial noise in the family's unpacked layout (FLUX.2: [B, 128, h, w]) instead of the seeded generator.</summary>
     public Tensor? Noise { get; init; }
 

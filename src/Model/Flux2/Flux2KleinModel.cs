@@ -62,6 +62,10 @@ public sealed class Flux2KleinModel : IDiffusionModel
         TextLayers = options.TextLayers ?? DefaultTextLayers(te.NumHiddenLayers);
         if (TextLayers.Length == 0 || TextLayers.Any(l => l < 1 || l > te.NumHiddenLayers))
             throw new ArgumentException($"--text-layers {string.Join(',', TextLayers)}: each layer must be in 1..{te.NumHiddenLayers} (the text encoder's hidden states after that many layers)");
+        if (options.TextLayers is null && snapshot.TransformerConfig.JointAttentionDim != TextLayers.Length * te.HiddenSize)
+            throw new SnapshotException($"{Path.Combine(snapshot.Directory, "transformer", "config.json")}: field 'joint_attention_dim' is " +
+                $"{snapshot.TransformerConfig.JointAttentionDim}; klein stacks {TextLayers.Length} text-encoder layers of hidden_size {te.HiddenSize} " +
+                $"({Path.Combine(snapshot.Directory, "text_encoder", "config.json")}) = {TextLayers.Length * te.HiddenSize}: the text encoder does not belong to this transformer");
         if (snapshot.TransformerConfig.JointAttentionDim != TextLayers.Length * te.HiddenSize)
             throw new ArgumentException($"{snapshot.Directory}: transformer joint_attention_dim {snapshot.TransformerConfig.JointAttentionDim} " +
                 $"does not match {TextLayers.Length} text-encoder layers ({string.Join(',', TextLayers)}) × hidden {te.HiddenSize}");

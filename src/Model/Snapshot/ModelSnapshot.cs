@@ -53,7 +53,9 @@ public sealed class ModelSnapshot : IDisposable
         string Need(string rel)
         {
             string p = Path.Combine(dir, rel);
-            if (!File.Exists(p)) throw new SnapshotException($"{dir}: not a FLUX.2 [klein] snapshot: missing {rel.Replace('\\', '/')}");
+            if (!File.Exists(p) && !IsLink(p)) throw new SnapshotException($"{dir}: not a FLUX.2 [klein] snapshot: missing {rel.Replace('\\', '/')}");
+            // A Hugging Face cache snapshot holds links to ../../blobs/<hash>: what counts is the file they finally name.
+            if (RegularFile.Problem(p, out _) is { } problem) throw new SnapshotException($"{p}: {problem}");
             return p;
         }
 
@@ -68,9 +70,7 @@ public sealed class ModelSnapshot : IDisposable
         NeedWeights(dir, "vae", VaeWeights);
 
         var index = ModelIndex.Load(indexPath);
-        CheckComponent(indexPath, index, "transformer", "Flux2Transformer2DModel");
-        CheckComponent(indexPath, index, "vae", "AutoencoderKLFlux2");
-        CheckComponent(indexPath, index, "scheduler", "FlowMatchEulerDiscreteScheduler");
+        SnapshotValidator.ValidateIndex(indexPath, index);
         var transformerConfig = Flux2TransformerConfig.Load(tCfg);
         var textConfig = Qwen3Config.Load(teCfg);
         var vaeConfig = VaeConfig.Load(vCfg);
@@ -83,7 +83,7 @@ public sealed class ModelSnapshot : IDisposable
             transformer = WeightSource.Open(Path.Combine(dir, "transformer"), TransformerWeights, "transformer/" + TransformerWeights);
             text = WeightSource.Open(Path.Combine(dir, "text_encoder"), TextEncoderWeights, "text_encoder/" + TextEncoderWeights);
             vae = WeightSource.Open(Path.Combine(dir, "vae"), VaeWeights, "vae/" + VaeWeights);
-            return new ModelSnapshot(dir)
+            var snapshot = new ModelSnapshot(dir)
             {
                 Index = index,
                 TransformerConfig = transformerConfig,
@@ -95,6 +95,9 @@ public sealed class ModelSnapshot : IDisposable
                 Vae = vae,
                 TokenizerFile = File.Exists(tok) ? tok : null,
             };
+            // Every config against its weights and the components against each other, before anything is computed.
+            SnapshotValidator.Validate(snapshot);
+            return snapshot;
         }
         catch
         {
@@ -125,15 +128,14 @@ public sealed class ModelSnapshot : IDisposable
     private static void NeedWeights(string dir, string component, string baseName)
     {
         string single = Path.Combine(dir, component, baseName);
-        if (!File.Exists(single) && !File.Exists(single + ".index.json"))
+        if (!File.Exists(single) && !File.Exists(single + ".index.json") && !IsLink(single) && !IsLink(single + ".index.json"))
             throw new SnapshotException($"{dir}: not a FLUX.2 [klein] snapshot: missing {component}/{baseName} (or {baseName}.index.json)");
     }
 
-    private static void CheckComponent(string indexPath, ModelIndex index, string name, string expectedClass)
+    private static bool IsLink(string path)
     {
-        // Only a component that is listed with another class is an error (some tools omit entries).
-        if (index.Components.TryGetValue(name, out var c) && c.ClassName != expectedClass)
-            throw new ModelConfigException($"{indexPath}: field '{name}' names class {c.ClassName}; expected {expectedClass}");
+        try { return new FileInfo(path).LinkTarget is not null; }
+        catch (IOException) { return false; }
     }
 
     public void Dispose()

@@ -49,9 +49,16 @@ public sealed class WeightSource : IDisposable
         string single = Path.Combine(dir, baseName);
         string index = single + ".index.json";
         displayName ??= single;
-        if (File.Exists(single)) return OpenFile(single, displayName);
-        if (File.Exists(index)) return OpenSharded(index, displayName);
+        // A link counts as present even when it dangles: opening it then says what it points at.
+        if (File.Exists(single) || IsLink(single)) return OpenFile(single, displayName);
+        if (File.Exists(index) || IsLink(index)) return OpenSharded(index, displayName);
         throw new SnapshotException($"{displayName}: weights not found (neither {baseName} nor {baseName}.index.json in {dir})");
+    }
+
+    private static bool IsLink(string path)
+    {
+        try { return new FileInfo(path).LinkTarget is not null; }
+        catch (IOException) { return false; }
     }
 
     /// <summary>A single safetensors file.</summary>
@@ -81,7 +88,7 @@ public sealed class WeightSource : IDisposable
                 if (!opened.TryGetValue(shard, out var file))
                 {
                     string shardPath = Path.Combine(dir, shard);
-                    if (!File.Exists(shardPath))
+                    if (!File.Exists(shardPath) && !IsLink(shardPath))
                         throw new SnapshotException($"{shownIndex}: shard '{shard}' (holding '{tensor}') not found next to the index");
                     file = OpenShard(shardPath, shard);
                     opened[shard] = file;
@@ -99,8 +106,14 @@ public sealed class WeightSource : IDisposable
         return new WeightSource(displayName, map, [.. opened.Values]) { _sharded = true };
     }
 
+    /// <summary>A weight index lists one line per tensor; klein's largest is ~60 KB.</summary>
+    private const long MaxIndexBytes = 64 << 20;
+
     private static Dictionary<string, string> ReadWeightMap(string indexPath, string shown)
     {
+        // The index may be a symbolic link (a Hugging Face cache snapshot): check what it finally names before reading.
+        if (RegularFile.Problem(indexPath, out long length) is { } problem) throw new SnapshotException($"{shown}: {problem}");
+        if (length > MaxIndexBytes) throw new SnapshotException($"{shown}: {length} bytes is too large for a weight index (at most {MaxIndexBytes})");
         JsonDocument doc;
         try { doc = JsonDocument.Parse(File.ReadAllBytes(indexPath)); }
         catch (JsonException e) { throw new SnapshotException($"{shown}: not valid JSON ({e.Message})"); }

@@ -30,15 +30,25 @@ public sealed class GoldenVerifier(string goldenDir, Device device)
 
     public IReadOnlyList<VerifyRow> Run(Action<string>? progress = null)
     {
+        // What the manifest lists must be present: each missing file, tensor or case (and NaN/Inf in golden data) is a
+        // failing row, and a file with missing tensors is not run (its rows could not all be compared).
+        var manifest = GoldenManifest.Load(goldenDir);
+        HashSet<string> incomplete = new(StringComparer.Ordinal);
+        if (manifest is null)
+            _rows.Add(new VerifyRow(GoldenManifest.FileName, "missing: without it a missing golden file or tensor cannot be told from a passing one", double.NaN, double.NaN, 0));
+        else
+            _rows.AddRange(manifest.Check(out incomplete));
+        bool Usable(string file) => File.Exists(Path.Combine(goldenDir, file)) && !incomplete.Contains(file);
+
         if (SamplingSet.IsSamplingSet(goldenDir))
         {
             var set = new SamplingSet(goldenDir, device, Add, Collect);
-            foreach (var missing in set.Listed.Where(f => !File.Exists(Path.Combine(goldenDir, f))))
+            foreach (var missing in set.Listed.Where(f => !File.Exists(Path.Combine(goldenDir, f)) && !_rows.Any(r => r.Component == f)))
                 _rows.Add(new VerifyRow(missing, "file missing (listed in manifest.json)", double.NaN, double.NaN, 0));
-            foreach (var name in set.Files.Where(f => File.Exists(Path.Combine(goldenDir, f))))
+            foreach (var name in set.Files.Where(Usable))
             {
                 progress?.Invoke(Path.GetFileNameWithoutExtension(name));
-                set.Verify(name);
+                Guard(name, () => set.Verify(name));
             }
             if (_rows.Count == 0) throw new IOException($"{goldenDir}: the sampling set's manifest lists no file this verifier knows");
             return _rows;
@@ -47,17 +57,31 @@ public sealed class GoldenVerifier(string goldenDir, Device device)
         using var snapshot = ModelSnapshot.Open(modelDir);
         string F(string name) => Path.Combine(goldenDir, name);
 
-        if (File.Exists(F("scheduler.json"))) { progress?.Invoke("scheduler"); Scheduler(snapshot, F("scheduler.json")); }
-        if (File.Exists(F("text_encoder_forward.safetensors"))) { progress?.Invoke("text encoder"); TextEncoder(snapshot, F("text_encoder_forward.safetensors")); }
-        if (File.Exists(F("transformer_forward.safetensors"))) { progress?.Invoke("transformer"); Transformer(snapshot, F("transformer_forward.safetensors")); }
-        if (File.Exists(F("vae_forward.safetensors"))) { progress?.Invoke("vae"); Vae(snapshot, F("vae_forward.safetensors")); }
-        foreach (var file in Directory.EnumerateFiles(goldenDir, "pipeline_h*_w*.safetensors").Order())
+        if (Usable("scheduler.json")) { progress?.Invoke("scheduler"); Guard("scheduler.json", () => Scheduler(snapshot, F("scheduler.json"))); }
+        if (Usable("text_encoder_forward.safetensors")) { progress?.Invoke("text encoder"); Guard("text_encoder_forward.safetensors", () => TextEncoder(snapshot, F("text_encoder_forward.safetensors"))); }
+        if (Usable("transformer_forward.safetensors")) { progress?.Invoke("transformer"); Guard("transformer_forward.safetensors", () => Transformer(snapshot, F("transformer_forward.safetensors"))); }
+        if (Usable("vae_forward.safetensors")) { progress?.Invoke("vae"); Guard("vae_forward.safetensors", () => Vae(snapshot, F("vae_forward.safetensors"))); }
+        var pipelines = Directory.EnumerateFiles(goldenDir, "pipeline_h*_w*.safetensors").Select(Path.GetFileName)
+            .Concat(manifest?.Files.Where(f => f.StartsWith("pipeline_", StringComparison.Ordinal) && f.EndsWith(".safetensors", StringComparison.Ordinal)) ?? [])
+            .Distinct().Order(StringComparer.Ordinal);
+        foreach (var file in pipelines.Where(f => Usable(f!)))
         {
-            progress?.Invoke(Path.GetFileNameWithoutExtension(file));
-            Pipeline(snapshot, file);
+            progress?.Invoke(Path.GetFileNameWithoutExtension(file)!);
+            Guard(file!, () => Pipeline(snapshot, F(file!)));
         }
         if (_rows.Count == 0) throw new IOException($"{goldenDir}: no golden files found (expected *_forward.safetensors, pipeline_*.safetensors, scheduler.json)");
         return _rows;
+    }
+
+    /// <summary>Runs one golden file; damaged data that stops it midway (a tensor or field it needs) is a failing row, not a crash.</summary>
+    private void Guard(string file, Action run)
+    {
+        try { run(); }
+        catch (Exception e) when (e is SafetensorsException or SnapshotException or IOException or JsonException or KeyNotFoundException
+                                      or InvalidOperationException or FormatException or NonFiniteException)
+        {
+            _rows.Add(new VerifyRow(file, $"not verified: {e.Message.ReplaceLineEndings(" ")}", double.NaN, double.NaN, 0));
+        }
     }
 
     /// <summary>Runs one file of a sampling set (tests use this to run each case on each backend).</summary>
@@ -72,6 +96,16 @@ public sealed class GoldenVerifier(string goldenDir, Device device)
         if (expected.Length != actual.Length)
         {
             _rows.Add(new VerifyRow(component, $"{name} (size {actual.Length} vs {expected.Length})", double.NaN, double.NaN, tol));
+            return;
+        }
+        // NaN or ±∞ on either side is a failure whatever the other side holds (∞ − ∞ would otherwise compare as NaN,
+        // and a NaN in the reference would make every difference meaningless).
+        long badExpected = expected.LongCount(v => !float.IsFinite(v)), badActual = actual.LongCount(v => !float.IsFinite(v));
+        if (badExpected + badActual > 0)
+        {
+            string where = badExpected > 0 && badActual > 0 ? $"{badExpected} in the golden data, {badActual} computed"
+                : badExpected > 0 ? $"{badExpected} in the golden data" : $"{badActual} computed";
+            _rows.Add(new VerifyRow(component, $"{name} (NaN/Inf: {where})", double.NaN, double.NaN, tol));
             return;
         }
         double maxDiff = 0, maxRef = 0;
