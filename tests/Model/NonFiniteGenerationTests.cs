@@ -19,14 +19,14 @@ public sealed class NonFiniteGenerationTests
     {
         using var m = new ScratchDir(TinySnapshot.Dir);
         SnapshotEdit.Poison(m["transformer/diffusion_pytorch_model.safetensors"], "proj_out.weight", float.NaN, index: 5);
-        var (code, o, e) = CliRunner.Run(Args(m.Dir, m["x.png"]));
+        var (code, o, e) = CliRunner.Run(Args(m.Dir, m.Out("x.png")));
         Assert.Equal(1, code);
         string error = e.TrimEnd().Split('\n')[^1];
         Assert.StartsWith("error: step 1 of 3 (σ=1): latents contain ", error);
         Assert.Contains(" NaN values (of 2048)", error);
         Assert.Contains("--allow-nonfinite", error);
         Assert.DoesNotContain("Exception", e);
-        Assert.False(File.Exists(m["x.png"]));
+        Assert.False(File.Exists(m.Out("x.png")));
     }
 
     [Fact]
@@ -34,9 +34,9 @@ public sealed class NonFiniteGenerationTests
     {
         using var m = new ScratchDir(TinySnapshot.Dir);
         SnapshotEdit.Poison(m["transformer/diffusion_pytorch_model.safetensors"], "proj_out.weight", float.PositiveInfinity, index: 7);
-        var (code, o, e) = CliRunner.Run(Args(m.Dir, m["x.png"], "--allow-nonfinite"));
+        var (code, o, e) = CliRunner.Run(Args(m.Dir, m.Out("x.png"), "--allow-nonfinite"));
         Assert.True(code == 0, o + e);
-        Assert.True(File.Exists(m["x.png"]));
+        Assert.True(File.Exists(m.Out("x.png")));
         var warnings = e.Split('\n').Where(l => l.StartsWith("warning: ", StringComparison.Ordinal) && l.Contains("latents contain")).ToList();
         Assert.Single(warnings);
         Assert.StartsWith("warning: step 1 of 3 (σ=1): latents contain ", warnings[0]);

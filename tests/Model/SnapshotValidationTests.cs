@@ -160,12 +160,12 @@ public sealed class SnapshotValidationTests
     {
         using var m = new ScratchDir(TinySnapshot.Dir);
         SnapshotEdit.Rewrite(m["vae/diffusion_pytorch_model.safetensors"], t => t.Remove("decoder.conv_out.bias"));
-        var (code, o, e) = CliRunner.Run(["generate", "--model", m.Dir, .. TinyGenerate, "--out", m["x.png"]]);
+        var (code, o, e) = CliRunner.Run(["generate", "--model", m.Dir, .. TinyGenerate, "--out", m.Out("x.png")]);
         Assert.Equal(1, code);
         Assert.Single(e.TrimEnd().Split('\n'));
         Assert.Contains("vae/diffusion_pytorch_model.safetensors: no tensor named 'decoder.conv_out.bias'", e);
         Assert.DoesNotContain("step 1/", e); // refused at load, not after the denoising steps
-        Assert.False(File.Exists(m["x.png"]));
+        Assert.False(File.Exists(m.Out("x.png")));
     }
 
     [Fact]
@@ -174,14 +174,14 @@ public sealed class SnapshotValidationTests
         using var m = new ScratchDir(TinySnapshot.Dir);
         SnapshotEdit.Replace(m["transformer/config.json"], "\"num_single_layers\": 2", "\"num_single_layers\": 0");
         const string expected = "field 'num_single_layers' is 0 but transformer/diffusion_pytorch_model.safetensors holds 2 single-stream blocks";
-        var (code, _, e) = CliRunner.Run(["generate", "--model", m.Dir, .. TinyGenerate, "--out", m["x.png"]]);
+        var (code, _, e) = CliRunner.Run(["generate", "--model", m.Dir, .. TinyGenerate, "--out", m.Out("x.png")]);
         Assert.Equal(1, code);
         Assert.Contains(expected, e);
-        Assert.False(File.Exists(m["x.png"]));
-        (code, _, e) = CliRunner.Run("quantize", "--model", m.Dir, "--quant", "int8", "--out", m["q"]);
+        Assert.False(File.Exists(m.Out("x.png")));
+        (code, _, e) = CliRunner.Run("quantize", "--model", m.Dir, "--quant", "int8", "--out", m.Out("q"));
         Assert.Equal(1, code);
         Assert.Contains(expected, e);
-        Assert.False(Directory.Exists(m["q"]));
+        Assert.False(Directory.Exists(m.Out("q")));
 
         using var g = new ScratchDir();
         foreach (var f in new[] { "manifest.json", "scheduler.json" }) File.Copy(Path.Combine(Golden.Dir, f), g[f]);

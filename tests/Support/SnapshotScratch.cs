@@ -16,6 +16,13 @@ public sealed class ScratchDir : IDisposable
 
     public string this[string rel] => Path.Combine(Dir, rel);
 
+    /// <summary>A path for outputs beside the scratch snapshot (generate refuses to write inside the model directory).</summary>
+    public string Out(string name)
+    {
+        Directory.CreateDirectory(Dir + "-out");
+        return Path.Combine(Dir + "-out", name);
+    }
+
     public static void CopyTree(string from, string to)
     {
         foreach (var f in Directory.EnumerateFiles(from, "*", SearchOption.AllDirectories))
@@ -29,6 +36,7 @@ public sealed class ScratchDir : IDisposable
     public void Dispose()
     {
         try { Directory.Delete(Dir, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        try { if (Directory.Exists(Dir + "-out")) Directory.Delete(Dir + "-out", recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
     }
 }
 
