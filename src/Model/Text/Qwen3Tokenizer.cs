@@ -6,7 +6,7 @@ using Microsoft.ML.Tokenizers;
 namespace PureFlux.Model.Text;
 
 /// <summary>Raised when a tokenizer.json cannot be read or does not describe a Qwen-style byte-level BPE.</summary>
-public sealed class TokenizerLoadException(string message, Exception? inner = null) : Exception(message, inner);
+public sealed class TokenizerLoadException(string message, Exception? inner = null) : Exception(message.ReplaceLineEndings(" "), inner);
 
 /// <summary>
 /// A prompt ready for the text encoder: <see cref="Ids"/> and <see cref="AttentionMask"/> have length
@@ -65,22 +65,25 @@ public sealed class Qwen3Tokenizer
     /// <exception cref="TokenizerLoadException">Missing, unreadable or unsupported file; the message names it.</exception>
     public static Qwen3Tokenizer FromFile(string path)
     {
-        byte[] bytes;
-        try { bytes = File.ReadAllBytes(path); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
-        {
-            throw new TokenizerLoadException($"{path}: cannot read tokenizer file ({e.Message})", e);
-        }
+        byte[] bytes = PureFlux.Runtime.BoundedFile.ReadAllBytes(path, MaxFileBytes, "tokenizer file", m => new TokenizerLoadException(m));
+        long bad = PureFlux.Runtime.BoundedFile.InvalidUtf8Offset(bytes);
+        if (bad >= 0) throw Bad(path, $"not valid UTF-8 text (byte {bad})");
         try
         {
             return Build(path, bytes);
         }
         catch (TokenizerLoadException) { throw; }
-        catch (Exception e) when (e is JsonException or InvalidOperationException or ArgumentException or FormatException or KeyNotFoundException or RegexParseException)
+        catch (Exception e) when (e is not (OutOfMemoryException or InsufficientExecutionStackException or OperationCanceledException))
         {
-            throw new TokenizerLoadException($"{path}: not a valid byte-level BPE tokenizer.json ({e.Message})", e);
+            // The file is untrusted input: whatever the JSON reader, the regex parser or the BPE builder rejects is a bad file.
+            string why = e is JsonException or InvalidOperationException or ArgumentException or FormatException or KeyNotFoundException or RegexParseException
+                ? e.Message : $"{e.GetType().Name}: {e.Message}";
+            throw new TokenizerLoadException($"{path}: not a valid byte-level BPE tokenizer.json ({why.ReplaceLineEndings(" ")})", e);
         }
     }
+
+    /// <summary>Real tokenizer.json files are 2–35 MB (Qwen3: 11 MB); larger is refused before it is read.</summary>
+    public const long MaxFileBytes = 256L << 20;
 
     private static Qwen3Tokenizer Build(string path, byte[] bytes)
     {
