@@ -158,11 +158,17 @@ public sealed class Flux2KleinModel : IDiffusionModel
 
     // ------------------------------------------------------------------ latents
 
+    public MemoryEstimate EstimateMemory(GenerationJob job, bool cfg) => Flux2MemoryEstimate.Estimate(_snapshot, _quant, TextLayers, job, cfg);
+
     public LatentLayout Layout(int width, int height)
     {
         if (width <= 0 || height <= 0 || width % 16 != 0 || height % 16 != 0)
             throw new ArgumentException($"image size {width}x{height}: width and height must be positive multiples of 16");
         var (h, w) = FlowMatchEulerScheduler.PackedLatentSize(width, height);
+        // Tokens × channels index one buffer: refuse what cannot be addressed instead of overflowing later.
+        long values = (long)h * w * _snapshot.VaeConfig.PatchedChannels;
+        if (values > int.MaxValue)
+            throw new ArgumentException($"image size {width}x{height}: {(long)h * w} latent tokens × {_snapshot.VaeConfig.PatchedChannels} channels is more than one buffer can hold");
         return new LatentLayout(width, height, h, w, _snapshot.VaeConfig.PatchedChannels);
     }
 
