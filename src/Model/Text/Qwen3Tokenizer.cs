@@ -213,7 +213,7 @@ public sealed class Qwen3Tokenizer
         Array.Fill(ids, PadId, real, maxLength - real);
         Array.Fill(mask, 1, 0, real);
         string? warning = truncated
-            ? $"warning: the prompt is {all.Length} tokens with the chat template; only the first {maxLength} are used, the rest (about {all.Length - maxLength} tokens at the end of the prompt) is ignored"
+            ? $"the prompt is {all.Length} tokens with the chat template; only the first {maxLength} are used, the rest (about {all.Length - maxLength} tokens at the end of the prompt) is ignored"
             : null;
         return new TokenizedPrompt(ids, mask, real, truncated, warning);
     }
