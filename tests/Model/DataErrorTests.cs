@@ -146,6 +146,17 @@ public sealed class DataErrorTests : IDisposable
         Assert.Contains("tok2.json: not a valid byte-level BPE tokenizer.json", t.Message);
     }
 
+    [Theory]
+    [InlineData("""{"model": {"type": "BPE", "vocab": {"a": 2147483647}, "merges": []}}""", "model.vocab entry \"a\" must map to an integer id in 0..4194303")]
+    [InlineData("""{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}, "added_tokens": [{"id": 2000000000, "content": "<x>"}]}""", "needs \"content\" and an integer \"id\" in 0..4194303")]
+    [InlineData("""{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}, "added_tokens": [7]}""", "added_tokens entry 7 needs")]
+    public void Tokenizer_ids_are_bounded_before_tables_are_sized_by_them(string json, string expected)
+    {
+        // A 2^31 id made the BPE builder allocate by the largest id: minutes, then OutOfMemoryException (found by FuzzTests).
+        var t = Assert.Throws<TokenizerLoadException>(() => Qwen3Tokenizer.FromFile(Write("ids.json", Encoding.UTF8.GetBytes(json))));
+        Assert.Contains(expected, t.Message);
+    }
+
     private string Write(string name, byte[] bytes)
     {
         string p = Path.Combine(_dir, name);

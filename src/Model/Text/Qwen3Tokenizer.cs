@@ -102,8 +102,8 @@ public sealed class Qwen3Tokenizer
         var vocab = new Dictionary<string, int>(vocabEl.GetPropertyCount(), StringComparer.Ordinal);
         foreach (var p in vocabEl.EnumerateObject())
         {
-            if (p.Value.ValueKind != JsonValueKind.Number || !p.Value.TryGetInt32(out int id) || id < 0)
-                throw Bad(path, $"model.vocab entry \"{p.Name}\" must map to a non-negative integer id");
+            if (p.Value.ValueKind != JsonValueKind.Number || !p.Value.TryGetInt32(out int id) || id < 0 || id > MaxTokenId)
+                throw Bad(path, $"model.vocab entry \"{p.Name}\" must map to an integer id in 0..{MaxTokenId}");
             vocab[p.Name] = id;
         }
         if (vocab.Count == 0) throw Bad(path, "model.vocab is empty");
@@ -115,7 +115,7 @@ public sealed class Qwen3Tokenizer
             if (m.ValueKind == JsonValueKind.String) merges.Add(m.GetString()!);
             else if (m.ValueKind == JsonValueKind.Array && m.GetArrayLength() == 2 && m[0].ValueKind == JsonValueKind.String && m[1].ValueKind == JsonValueKind.String)
                 merges.Add(m[0].GetString() + " " + m[1].GetString());
-            else throw Bad(path, $"model.merges entry {m.GetRawText()} must be \"a b\" or [\"a\", \"b\"]");
+            else throw Bad(path, $"model.merges entry {Shorten(m.GetRawText())} must be \"a b\" or [\"a\", \"b\"]");
         }
 
         var added = new Dictionary<string, int>(StringComparer.Ordinal);
@@ -123,8 +123,9 @@ public sealed class Qwen3Tokenizer
         {
             foreach (var a in addedEl.EnumerateArray())
             {
-                if (!a.TryGetProperty("content", out var c) || c.ValueKind != JsonValueKind.String || !a.TryGetProperty("id", out var i) || !i.TryGetInt32(out int id))
-                    throw Bad(path, $"added_tokens entry {a.GetRawText()} needs \"content\" and an integer \"id\"");
+                if (a.ValueKind != JsonValueKind.Object || !a.TryGetProperty("content", out var c) || c.ValueKind != JsonValueKind.String
+                    || !a.TryGetProperty("id", out var i) || i.ValueKind != JsonValueKind.Number || !i.TryGetInt32(out int id) || id < 0 || id > MaxTokenId)
+                    throw Bad(path, $"added_tokens entry {Shorten(a.GetRawText())} needs \"content\" and an integer \"id\" in 0..{MaxTokenId}");
                 added[c.GetString()!] = id;
             }
         }
@@ -147,6 +148,11 @@ public sealed class Qwen3Tokenizer
     }
 
     private static TokenizerLoadException Bad(string path, string what) => new($"{path}: not a valid byte-level BPE tokenizer.json: {what}");
+
+    /// <summary>Token ids above this are refused: the BPE tables are sized by the largest id (real vocabularies stay below 300 000).</summary>
+    public const int MaxTokenId = (1 << 22) - 1;
+
+    private static string Shorten(string raw) => raw.Length > 80 ? raw[..77] + "..." : raw;
 
     /// <summary>The pattern of the first Split pre-tokenizer (top level or inside a Sequence).</summary>
     private static string? FindSplitRegex(JsonElement root)
