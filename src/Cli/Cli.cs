@@ -9,7 +9,10 @@ public sealed record CliContext(TextWriter Out, TextWriter Err);
 /// <summary>
 /// The <c>pureflux</c> command line. Each subcommand lives in its own file under Commands/ as a
 /// <c>static Command Create(CliContext)</c>; add new ones to <see cref="Subcommands"/>.
-/// Exit codes: 0 success, 1 the command failed (one-line message on stderr), 2 bad usage.
+/// Exit codes: 0 success, 1 the command failed (one-line message on stderr), 2 bad usage. Usage means a bad command
+/// line: a parse error or an <see cref="ArgumentException"/> (the convention for "this argument is wrong"). Bad data in
+/// files (configs, weights, tokenizers, golden sets) is reported with the readers' own exception types
+/// (ModelConfigException, SnapshotException, SafetensorsException, TokenizerLoadException, InvalidDataException): exit 1.
 /// </summary>
 public static class Cli
 {
@@ -59,14 +62,20 @@ public static class Cli
         {
             stderr.WriteLine("error: " + Describe(e));
             if (Environment.GetEnvironmentVariable("PUREFLUX_DEBUG") == "1") stderr.WriteLine(e);
-            return e is ArgumentException ? Usage : Failed;
+            return IsUsage(e) ? Usage : Failed;
         }
     }
+
+    /// <summary>
+    /// A bad command line. An operator's own argument check (Runtime.Check: shapes, dtypes) reaching the user means
+    /// the model's parts or data disagree, not that the user typed something wrong: that is a failure (1).
+    /// </summary>
+    private static bool IsUsage(Exception e) => e is ArgumentException && e.TargetSite?.DeclaringType != typeof(PureFlux.Runtime.Check);
 
     private static string Describe(Exception e)
     {
         // Our own exceptions carry complete messages (file, field, expectation); others get their type too.
-        bool ours = e is ArgumentException or IOException or UnauthorizedAccessException or NotSupportedException
+        bool ours = e is ArgumentException or IOException or InvalidDataException or UnauthorizedAccessException or NotSupportedException
             || e.GetType().Namespace?.StartsWith("PureFlux", StringComparison.Ordinal) == true;
         return OneLine(ours ? e.Message : $"{e.GetType().Name}: {e.Message}");
     }

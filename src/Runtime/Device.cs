@@ -50,10 +50,15 @@ public abstract class Device : IDisposable
 /// <summary>The managed SIMD CPU backend's device: host memory, <see cref="Threads"/> worker threads.</summary>
 public sealed class CpuDevice : Device
 {
+    /// <summary>Most worker threads PUREFLUX_THREADS may ask for.</summary>
+    public const int MaxThreads = 1024;
+
+    /// <param name="threads">Worker threads; 0 = PUREFLUX_THREADS, else the processor count.</param>
+    /// <exception cref="ArgumentException">PUREFLUX_THREADS is set but not a whole number in 1..<see cref="MaxThreads"/>.</exception>
     public CpuDevice(int threads = 0)
-        : base("cpu", CpuName(), DeviceKind.Cpu)
+        : base("cpu", CpuName(threads = threads > 0 ? threads : DefaultThreads()), DeviceKind.Cpu)
     {
-        Threads = threads > 0 ? threads : DefaultThreads();
+        Threads = threads;
     }
 
     /// <summary>Worker threads operators may use (PUREFLUX_THREADS, else the processor count).</summary>
@@ -65,20 +70,31 @@ public sealed class CpuDevice : Device
 
     public override void Synchronize() { }
 
-    private static int DefaultThreads() =>
-        int.TryParse(Environment.GetEnvironmentVariable("PUREFLUX_THREADS"), out var t) && t > 0 ? t : Environment.ProcessorCount;
+    /// <summary>PUREFLUX_THREADS when set (a bad value is an error, never silently ignored), else the processor count.</summary>
+    public static int DefaultThreads() => ParseThreads(Environment.GetEnvironmentVariable("PUREFLUX_THREADS"));
 
-    private static string CpuName()
+    /// <summary>A PUREFLUX_THREADS value: null or blank = the processor count; otherwise 1..<see cref="MaxThreads"/>, or a one-line ArgumentException.</summary>
+    public static int ParseThreads(string? v)
     {
+        if (string.IsNullOrWhiteSpace(v)) return Environment.ProcessorCount;
+        if (!int.TryParse(v.Trim(), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int t) || t < 1 || t > MaxThreads)
+            throw new ArgumentException($"PUREFLUX_THREADS='{v}': expected a whole number of threads from 1 to {MaxThreads} (unset: all {Environment.ProcessorCount} processors)");
+        return t;
+    }
+
+    /// <summary>"model name, N threads, SIMD": the threads this device really uses, not the processor count.</summary>
+    private static string CpuName(int threads)
+    {
+        string used = threads == Environment.ProcessorCount ? $"{threads} threads" : $"{threads} of {Environment.ProcessorCount} threads";
         try
         {
             foreach (var line in File.ReadLines("/proc/cpuinfo"))
                 if (line.StartsWith("model name", StringComparison.Ordinal))
-                    return line[(line.IndexOf(':') + 1)..].Trim() + $", {Environment.ProcessorCount} threads, {SimdDescription()}";
+                    return line[(line.IndexOf(':') + 1)..].Trim() + $", {used}, {SimdDescription()}";
         }
         catch (IOException) { }
         catch (UnauthorizedAccessException) { }
-        return $"{Environment.ProcessorCount} threads, {SimdDescription()}";
+        return $"{used}, {SimdDescription()}";
     }
 
     public static string SimdDescription() =>

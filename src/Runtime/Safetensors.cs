@@ -107,15 +107,31 @@ public sealed unsafe class SafetensorsFile : IDisposable
         long dataStart = 8 + (long)headerLen;
         long dataLen = length - dataStart;
         var headerSpan = new ReadOnlySpan<byte>(ptr + 8, (int)headerLen);
+        // The format requires UTF-8; .NET would only notice a bad byte (or an escaped lone surrogate) when a name is read.
+        long badByte = BoundedFile.InvalidUtf8Offset(headerSpan);
+        if (badByte >= 0)
+            throw new SafetensorsException($"{path}: header is not valid UTF-8 (byte {8 + badByte} of the file): corrupt or not a safetensors file");
         JsonDocument doc;
         try { doc = JsonDocument.Parse(headerSpan.ToArray()); }
-        catch (JsonException e) { throw new SafetensorsException($"{path}: header is not valid JSON ({e.Message})"); }
+        catch (JsonException e) { throw new SafetensorsException($"{path}: header is not valid JSON ({e.Message.ReplaceLineEndings(" ")})"); }
         using var _ = doc;
         if (doc.RootElement.ValueKind != JsonValueKind.Object) throw new SafetensorsException($"{path}: header must be a JSON object");
+        try { return ParseEntries(path, doc.RootElement, dataStart, dataLen); }
+        catch (InvalidOperationException e)
+        {
+            throw new SafetensorsException($"{path}: header holds a name or string that is not valid text ({e.Message})");
+        }
+        catch (SafetensorsException e) when (e.Message.ReplaceLineEndings(" ") != e.Message)
+        {
+            throw new SafetensorsException(e.Message.ReplaceLineEndings(" ")); // a tensor name with a line break: keep the error one line
+        }
+    }
 
+    private static (Dictionary<string, SafetensorsEntry>, Dictionary<string, string>, long) ParseEntries(string path, JsonElement root, long dataStart, long dataLen)
+    {
         var entries = new Dictionary<string, SafetensorsEntry>(StringComparer.Ordinal);
         var metadata = new Dictionary<string, string>();
-        foreach (var prop in doc.RootElement.EnumerateObject())
+        foreach (var prop in root.EnumerateObject())
         {
             if (prop.Name == "__metadata__")
             {

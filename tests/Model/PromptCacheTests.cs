@@ -116,7 +116,7 @@ public sealed class PromptCacheTests : IDisposable
         Assert.Contains("text encoding (cached)", second.Out);
         Assert.Equal(File.ReadAllBytes(a), File.ReadAllBytes(b));
 
-        var off = Run([.. common[..^1], "--no-prompt-cache", "-v", "--out", b]);
+        var off = Run([.. common[..^3], "--no-prompt-cache", "-v", "--out", b]); // without --prompt-cache: the two together are a usage error
         Assert.True(off.Code == 0, off.Err);
         Assert.DoesNotContain("text encoding (cached)", off.Out);
     }

@@ -57,6 +57,8 @@ internal static class GenerateCommand
         cmd.SetAction(parse =>
         {
             // Everything that can be checked is checked before any model work; nothing is written on a bad argument.
+            if (parse.GetValue(noPromptCache) && parse.GetValue(promptCache) is { } cacheDir)
+                throw new ArgumentException($"--prompt-cache '{cacheDir}' and --no-prompt-cache contradict each other; give one or the other");
             var mode = ParseQuant(parse.GetValue(quant)!);
             var refPaths = parse.GetValue(refImages) ?? [];
             var refs = refPaths.Select(ImageFile.Load).ToArray();

@@ -3,7 +3,8 @@ using System.Text.Json;
 namespace PureFlux.Model.Config;
 
 /// <summary>A model config file that is missing, unreadable or has a bad field; the message names file and field.</summary>
-public sealed class ModelConfigException(string message, Exception? inner = null) : Exception(message, inner);
+/// Always one line: names and values quoted from a file cannot break it.
+public sealed class ModelConfigException(string message, Exception? inner = null) : Exception(message.ReplaceLineEndings(" "), inner);
 
 /// <summary>
 /// Typed field access to one JSON config file. Every error names the file and the field, and says what was
@@ -24,19 +25,23 @@ internal sealed class ConfigJson
     /// <summary>The file, as shown in messages.</summary>
     public string Path { get; }
 
+    /// <summary>Config files are a few KB; anything past this is not a config (and is never read whole).</summary>
+    public const long MaxFileBytes = 16 << 20;
+
+    // Bounds for sizes and counts in configs: far above any released model, low enough that nothing derived from them
+    // (products of dims, arrays of layers) overflows or asks for absurd memory before the weights are even looked at.
+    public const int MaxLayers = 1024, MaxHeads = 1024, MaxHeadDim = 4096, MaxDim = 1 << 20, MaxChannels = 1 << 16, MaxVocab = 1 << 24;
+
     public static ConfigJson Load(string path)
     {
-        byte[] bytes;
-        try { bytes = File.ReadAllBytes(path); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
-        {
-            throw new ModelConfigException($"{path}: cannot read config ({e.Message})", e);
-        }
+        byte[] bytes = BoundedFile.ReadAllBytes(path, MaxFileBytes, "config file", m => new ModelConfigException(m));
         return Parse(bytes, path);
     }
 
     public static ConfigJson Parse(ReadOnlySpan<byte> json, string path)
     {
+        long bad = BoundedFile.InvalidUtf8Offset(json);
+        if (bad >= 0) throw new ModelConfigException($"{path}: not valid UTF-8 text (byte {bad}); expected a JSON config");
         JsonElement root;
         try
         {
@@ -49,7 +54,40 @@ internal sealed class ConfigJson
         }
         if (root.ValueKind != JsonValueKind.Object)
             throw new ModelConfigException($"{path}: expected a JSON object at the top level, found {Kind(root)}");
+        CheckStrings(path, root, "");
         return new ConfigJson(path, root);
+    }
+
+    /// <summary>
+    /// Every name and string must decode (JSON escapes can still spell a lone surrogate such as "\ud800", which .NET
+    /// only rejects when the string is read): checked once here, so no reader meets it later as a raw exception.
+    /// </summary>
+    private static void CheckStrings(string path, JsonElement e, string where)
+    {
+        try
+        {
+            switch (e.ValueKind)
+            {
+                case JsonValueKind.Object:
+                    foreach (var p in e.EnumerateObject())
+                    {
+                        string name = p.Name;
+                        CheckStrings(path, p.Value, where.Length == 0 ? name : where + "." + name);
+                    }
+                    break;
+                case JsonValueKind.Array:
+                    int i = 0;
+                    foreach (var x in e.EnumerateArray()) CheckStrings(path, x, $"{where}[{i++}]");
+                    break;
+                case JsonValueKind.String:
+                    _ = e.GetString();
+                    break;
+            }
+        }
+        catch (InvalidOperationException ex)
+        {
+            throw new ModelConfigException($"{path}: {(where.Length == 0 ? "a field name" : $"field '{where}'")} holds text that is not valid Unicode ({ex.Message})", ex);
+        }
     }
 
     public bool Has(string field) => _root.TryGetProperty(field, out var v) && v.ValueKind != JsonValueKind.Null;
@@ -94,20 +132,36 @@ internal sealed class ConfigJson
         throw Wrong(field, v, "an integer");
     }
 
-    private double AsDouble(string field, JsonElement v) =>
-        v.ValueKind == JsonValueKind.Number && v.TryGetDouble(out double d) ? d : throw Wrong(field, v, "a number");
+    private double AsDouble(string field, JsonElement v)
+    {
+        if (v.ValueKind != JsonValueKind.Number) throw Wrong(field, v, "a number");
+        // 1e999 parses to infinity: no config field means that, and it would poison every product downstream.
+        return v.TryGetDouble(out double d) && double.IsFinite(d) ? d : throw Wrong(field, v, "a finite number");
+    }
 
     public int Int(string field) => AsInt(field, Required(field));
     public int Int(string field, int fallback) => Get(field) is { } v ? AsInt(field, v) : fallback;
     public int? IntOrNull(string field) => Get(field) is { } v ? AsInt(field, v) : null;
 
-    /// <summary>An integer that must be at least <paramref name="min"/>.</summary>
-    public int Positive(string field, int? fallback = null, int min = 1)
+    /// <summary>An integer that must be at least <paramref name="min"/> and at most <paramref name="max"/>.</summary>
+    public int Positive(string field, int? fallback = null, int min = 1, int max = int.MaxValue)
     {
         int v = fallback is int f ? Int(field, f) : Int(field);
         if (v < min) throw Error(field, $"is {v}; expected an integer >= {min}");
+        if (v > max) throw Error(field, $"is {v}; expected an integer <= {max}");
         return v;
     }
+
+    /// <summary>A finite number in [<paramref name="min"/>, <paramref name="max"/>] (exclusive of min when <paramref name="minExclusive"/>).</summary>
+    public double Number(string field, double fallback, double min, double max, bool minExclusive = false)
+    {
+        double v = Double(field, fallback);
+        if (minExclusive ? !(v > min) : !(v >= min)) throw Error(field, $"is {Fmt(v)}; expected a number {(minExclusive ? ">" : ">=")} {Fmt(min)}");
+        if (!(v <= max)) throw Error(field, $"is {Fmt(v)}; expected a number <= {Fmt(max)}");
+        return v;
+    }
+
+    private static string Fmt(double v) => v.ToString("R", System.Globalization.CultureInfo.InvariantCulture);
 
     public double Double(string field) => AsDouble(field, Required(field));
     public double Double(string field, double fallback) => Get(field) is { } v ? AsDouble(field, v) : fallback;
@@ -136,11 +190,24 @@ internal sealed class ConfigJson
         v.ValueKind == JsonValueKind.String ? v.GetString()! : throw Wrong(field, v, "a string");
 
     public int[] IntArray(string field, int[] fallback) => Get(field) is { } v ? AsIntArray(field, v) : fallback;
+
+    /// <summary>An array of integers with a bounded length and bounded entries.</summary>
+    public int[]? BoundedIntArray(string field, int[]? fallback, int minLength, int maxLength, int min, int max)
+    {
+        if (Get(field) is not { } v) return fallback;
+        var a = AsIntArray(field, v, maxLength);
+        if (a.Length < minLength || a.Length > maxLength)
+            throw Error(field, $"has {a.Length} entries; expected {(minLength == maxLength ? $"{minLength}" : $"{minLength} to {maxLength}")}");
+        foreach (int x in a)
+            if (x < min || x > max) throw Error(field, $"has the entry {x}; expected integers in {min}..{max}");
+        return a;
+    }
     public int[]? IntArrayOrNull(string field) => Get(field) is { } v ? AsIntArray(field, v) : null;
 
-    private int[] AsIntArray(string field, JsonElement v)
+    private int[] AsIntArray(string field, JsonElement v, int maxLength = 1 << 16)
     {
         if (v.ValueKind != JsonValueKind.Array) throw Wrong(field, v, "an array of integers");
+        if (v.GetArrayLength() > maxLength) throw Error(field, $"has {v.GetArrayLength()} entries; expected at most {maxLength}");
         var list = new List<int>();
         foreach (var x in v.EnumerateArray())
         {
@@ -150,9 +217,11 @@ internal sealed class ConfigJson
         return [.. list];
     }
 
-    public string[] StringArray(string field, string[] fallback)
+    public string[] StringArray(string field, string[] fallback, int maxLength = 1 << 16)
     {
         if (Get(field) is not { } v) return fallback;
+        if (v.ValueKind == JsonValueKind.Array && v.GetArrayLength() > maxLength)
+            throw Error(field, $"has {v.GetArrayLength()} entries; expected at most {maxLength}");
         if (v.ValueKind != JsonValueKind.Array || v.EnumerateArray().Any(x => x.ValueKind != JsonValueKind.String))
             throw Wrong(field, v, "an array of strings");
         return [.. v.EnumerateArray().Select(x => x.GetString()!)];

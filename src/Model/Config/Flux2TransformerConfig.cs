@@ -37,28 +37,29 @@ public sealed record Flux2TransformerConfig
     private static Flux2TransformerConfig Read(ConfigJson j)
     {
         var d = new Flux2TransformerConfig();
+        const int L = ConfigJson.MaxLayers, H = ConfigJson.MaxHeads, HD = ConfigJson.MaxHeadDim, D = ConfigJson.MaxDim, C = ConfigJson.MaxChannels;
         var c = new Flux2TransformerConfig
         {
-            PatchSize = j.Positive("patch_size", d.PatchSize),
-            InChannels = j.Positive("in_channels", d.InChannels),
+            PatchSize = j.Positive("patch_size", d.PatchSize, max: 64),
+            InChannels = j.Positive("in_channels", d.InChannels, max: C),
             OutChannels = j.IntOrNull("out_channels"),
-            NumLayers = j.Positive("num_layers", d.NumLayers, min: 0),
-            NumSingleLayers = j.Positive("num_single_layers", d.NumSingleLayers, min: 0),
-            AttentionHeadDim = j.Positive("attention_head_dim", d.AttentionHeadDim),
-            NumAttentionHeads = j.Positive("num_attention_heads", d.NumAttentionHeads),
-            JointAttentionDim = j.Positive("joint_attention_dim", d.JointAttentionDim),
-            TimestepGuidanceChannels = j.Positive("timestep_guidance_channels", d.TimestepGuidanceChannels),
-            MlpRatio = j.Double("mlp_ratio", d.MlpRatio),
-            AxesDimsRope = j.IntArray("axes_dims_rope", d.AxesDimsRope),
-            RopeTheta = j.Double("rope_theta", d.RopeTheta),
-            Eps = j.Double("eps", d.Eps),
+            NumLayers = j.Positive("num_layers", d.NumLayers, min: 0, max: L),
+            NumSingleLayers = j.Positive("num_single_layers", d.NumSingleLayers, min: 0, max: L),
+            AttentionHeadDim = j.Positive("attention_head_dim", d.AttentionHeadDim, max: HD),
+            NumAttentionHeads = j.Positive("num_attention_heads", d.NumAttentionHeads, max: H),
+            JointAttentionDim = j.Positive("joint_attention_dim", d.JointAttentionDim, max: D),
+            TimestepGuidanceChannels = j.Positive("timestep_guidance_channels", d.TimestepGuidanceChannels, min: 2, max: D),
+            MlpRatio = j.Number("mlp_ratio", d.MlpRatio, 0, 64, minExclusive: true),
+            AxesDimsRope = j.BoundedIntArray("axes_dims_rope", d.AxesDimsRope, 1, 16, 1, HD)!,
+            RopeTheta = j.Number("rope_theta", d.RopeTheta, 0, 1e12, minExclusive: true),
+            Eps = j.Number("eps", d.Eps, 0, 1, minExclusive: true),
             GuidanceEmbeds = j.Bool("guidance_embeds", d.GuidanceEmbeds),
         };
-        if (c.OutChannels is < 1) throw j.Error("out_channels", $"is {c.OutChannels}; expected a positive integer or null");
-        if (c.MlpRatio <= 0) throw j.Error("mlp_ratio", $"is {c.MlpRatio}; expected a positive number");
-        if (c.RopeTheta <= 0) throw j.Error("rope_theta", $"is {c.RopeTheta}; expected a positive number");
-        if (c.Eps <= 0) throw j.Error("eps", $"is {c.Eps}; expected a positive number");
-        if (c.AxesDimsRope.Length == 0 || c.AxesDimsRope.Any(a => a <= 0 || a % 2 != 0))
+        if (c.OutChannels is < 1 or > C) throw j.Error("out_channels", $"is {c.OutChannels}; expected an integer in 1..{C} or null");
+        if ((long)c.NumAttentionHeads * c.AttentionHeadDim > D)
+            throw j.Error("num_attention_heads", $"× attention_head_dim = {(long)c.NumAttentionHeads * c.AttentionHeadDim}; expected at most {D}");
+        if (c.MlpHiddenDim < 1) throw j.Error("mlp_ratio", $"is {c.MlpRatio}; int(inner_dim × mlp_ratio) must be at least 1");
+        if (c.AxesDimsRope.Any(a => a % 2 != 0))
             throw j.Error("axes_dims_rope", $"is [{string.Join(", ", c.AxesDimsRope)}]; expected positive even sizes");
         // RoPE rotates the whole head: the axes must add up to attention_head_dim.
         if (c.AxesDimsRope.Sum() != c.AttentionHeadDim)

@@ -41,14 +41,15 @@ public sealed record Qwen3Config
         if (modelType is not null && modelType != "qwen3")
             throw j.Error("model_type", $"is \"{modelType}\"; expected \"qwen3\"");
 
-        int heads = j.Positive("num_attention_heads");
-        int hidden = j.Positive("hidden_size");
-        int kvHeads = j.Positive("num_key_value_heads", heads);
+        const int L = ConfigJson.MaxLayers, H = ConfigJson.MaxHeads, HD = ConfigJson.MaxHeadDim, D = ConfigJson.MaxDim;
+        int heads = j.Positive("num_attention_heads", max: H);
+        int hidden = j.Positive("hidden_size", max: D);
+        int kvHeads = j.Positive("num_key_value_heads", heads, max: H);
         if (heads % kvHeads != 0)
             throw j.Error("num_key_value_heads", $"is {kvHeads}; it must divide num_attention_heads = {heads}");
         int headDim = j.Raw("head_dim") is null
             ? (hidden % heads == 0 ? hidden / heads : throw j.Error("head_dim", $"is missing and hidden_size {hidden} is not a multiple of num_attention_heads {heads}"))
-            : j.Positive("head_dim");
+            : j.Positive("head_dim", max: HD);
         if (headDim % 2 != 0) throw j.Error("head_dim", $"is {headDim}; RoPE needs an even head_dim");
 
         var (theta, ropeType) = ReadRope(j);
@@ -56,31 +57,31 @@ public sealed record Qwen3Config
         if (act != "silu") throw j.Error("hidden_act", $"is \"{act}\"; only \"silu\" is supported");
         if (j.Bool("use_sliding_window", false))
             throw j.Error("use_sliding_window", "is true; sliding-window attention is not supported (klein uses full attention)");
-        var layerTypes = j.StringArray("layer_types", []);
+        var layerTypes = j.StringArray("layer_types", [], maxLength: L);
         int bad = Array.FindIndex(layerTypes, t => t != "full_attention");
         if (bad >= 0) throw j.Error("layer_types", $"has \"{layerTypes[bad]}\" at layer {bad}; only \"full_attention\" is supported");
 
         var c = new Qwen3Config
         {
-            VocabSize = j.Positive("vocab_size"),
+            VocabSize = j.Positive("vocab_size", max: ConfigJson.MaxVocab),
             HiddenSize = hidden,
-            IntermediateSize = j.Positive("intermediate_size"),
-            NumHiddenLayers = j.Positive("num_hidden_layers"),
+            IntermediateSize = j.Positive("intermediate_size", max: D),
+            NumHiddenLayers = j.Positive("num_hidden_layers", max: L),
             NumAttentionHeads = heads,
             NumKeyValueHeads = kvHeads,
             HeadDim = headDim,
-            RmsNormEps = j.Double("rms_norm_eps", 1e-6),
+            RmsNormEps = j.Number("rms_norm_eps", 1e-6, 0, 1, minExclusive: true),
             RopeTheta = theta,
             RopeType = ropeType,
             AttentionBias = j.Bool("attention_bias", false),
             TieWordEmbeddings = j.Bool("tie_word_embeddings", false),
             HiddenAct = act,
-            MaxPositionEmbeddings = j.Positive("max_position_embeddings", 32768),
+            MaxPositionEmbeddings = j.Positive("max_position_embeddings", 32768, max: 1 << 26),
             DType = j.StringOrNull("dtype") ?? j.StringOrNull("torch_dtype"),
         };
         if (layerTypes.Length != 0 && layerTypes.Length != c.NumHiddenLayers)
             throw j.Error("layer_types", $"has {layerTypes.Length} entries; expected num_hidden_layers = {c.NumHiddenLayers}");
-        if (c.RmsNormEps <= 0) throw j.Error("rms_norm_eps", $"is {c.RmsNormEps}; expected a positive number");
+        if ((long)heads * headDim > D) throw j.Error("num_attention_heads", $"× head_dim = {(long)heads * headDim}; expected at most {D}");
         return c;
     }
 
@@ -91,8 +92,7 @@ public sealed record Qwen3Config
         {
             string type = p.String("rope_type", "default");
             if (type != "default") throw p.Error("rope_type", $"is \"{type}\"; only \"default\" RoPE is supported");
-            double theta = p.Has("rope_theta") ? p.Double("rope_theta") : j.Double("rope_theta", 10000.0);
-            if (theta <= 0) throw p.Error("rope_theta", $"is {theta}; expected a positive number");
+            double theta = p.Has("rope_theta") ? p.Number("rope_theta", 10000.0, 0, 1e12, minExclusive: true) : j.Number("rope_theta", 10000.0, 0, 1e12, minExclusive: true);
             return (theta, type);
         }
         if (j.Object("rope_scaling") is { } s)
@@ -100,8 +100,7 @@ public sealed record Qwen3Config
             string type = s.StringOrNull("rope_type") ?? s.String("type", "default");
             if (type != "default") throw s.Error("rope_type", $"is \"{type}\"; only \"default\" RoPE is supported");
         }
-        double t = j.Double("rope_theta", 10000.0);
-        if (t <= 0) throw j.Error("rope_theta", $"is {t}; expected a positive number");
+        double t = j.Number("rope_theta", 10000.0, 0, 1e12, minExclusive: true);
         return (t, "default");
     }
 }

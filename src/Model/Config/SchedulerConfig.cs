@@ -37,13 +37,13 @@ public sealed record SchedulerConfig
         var c = new SchedulerConfig
         {
             ClassName = cls,
-            NumTrainTimesteps = j.Positive("num_train_timesteps", d.NumTrainTimesteps),
-            Shift = j.Double("shift", d.Shift),
+            NumTrainTimesteps = j.Positive("num_train_timesteps", d.NumTrainTimesteps, max: 1 << 20),
+            Shift = j.Number("shift", d.Shift, 0, 1e6, minExclusive: true),
             UseDynamicShifting = j.Bool("use_dynamic_shifting", d.UseDynamicShifting),
             BaseShift = j.DoubleOrExplicitNull("base_shift", d.BaseShift),
             MaxShift = j.DoubleOrExplicitNull("max_shift", d.MaxShift),
-            BaseImageSeqLen = j.Positive("base_image_seq_len", d.BaseImageSeqLen),
-            MaxImageSeqLen = j.Positive("max_image_seq_len", d.MaxImageSeqLen),
+            BaseImageSeqLen = j.Positive("base_image_seq_len", d.BaseImageSeqLen, max: 1 << 26),
+            MaxImageSeqLen = j.Positive("max_image_seq_len", d.MaxImageSeqLen, max: 1 << 26),
             InvertSigmas = j.Bool("invert_sigmas", d.InvertSigmas),
             ShiftTerminal = j.DoubleOrNull("shift_terminal"),
             UseKarrasSigmas = j.Bool("use_karras_sigmas", false),
@@ -56,7 +56,9 @@ public sealed record SchedulerConfig
             throw j.Error("time_shift_type", $"is \"{c.TimeShiftType}\"; expected \"exponential\" or \"linear\"");
         if ((c.UseKarrasSigmas ? 1 : 0) + (c.UseExponentialSigmas ? 1 : 0) + (c.UseBetaSigmas ? 1 : 0) > 1)
             throw j.Error("use_karras_sigmas", "and use_exponential_sigmas / use_beta_sigmas: only one may be true");
-        if (c.Shift <= 0) throw j.Error("shift", $"is {c.Shift}; expected a positive number");
+        if (c.BaseShift is < -1e6 or > 1e6) throw j.Error("base_shift", $"is {c.BaseShift}; expected a number in -1e6..1e6");
+        if (c.MaxShift is < -1e6 or > 1e6) throw j.Error("max_shift", $"is {c.MaxShift}; expected a number in -1e6..1e6");
+        if (c.ShiftTerminal is < 0 or >= 1) throw j.Error("shift_terminal", $"is {c.ShiftTerminal}; expected a number in [0, 1) or null");
         return c;
     }
 }

@@ -38,29 +38,28 @@ public sealed record VaeConfig
     private static VaeConfig Read(ConfigJson j)
     {
         var d = new VaeConfig();
+        const int C = ConfigJson.MaxChannels, Blocks = 8;
         var c = new VaeConfig
         {
-            InChannels = j.Positive("in_channels", d.InChannels),
-            OutChannels = j.Positive("out_channels", d.OutChannels),
-            DownBlockTypes = j.StringArray("down_block_types", d.DownBlockTypes),
-            UpBlockTypes = j.StringArray("up_block_types", d.UpBlockTypes),
-            BlockOutChannels = j.IntArray("block_out_channels", d.BlockOutChannels),
-            DecoderBlockOutChannels = j.IntArrayOrNull("decoder_block_out_channels"),
-            LayersPerBlock = j.Positive("layers_per_block", d.LayersPerBlock),
+            InChannels = j.Positive("in_channels", d.InChannels, max: 64),
+            OutChannels = j.Positive("out_channels", d.OutChannels, max: 64),
+            DownBlockTypes = j.StringArray("down_block_types", d.DownBlockTypes, maxLength: Blocks),
+            UpBlockTypes = j.StringArray("up_block_types", d.UpBlockTypes, maxLength: Blocks),
+            BlockOutChannels = j.BoundedIntArray("block_out_channels", d.BlockOutChannels, 1, Blocks, 1, C)!,
+            DecoderBlockOutChannels = j.BoundedIntArray("decoder_block_out_channels", null, 1, Blocks, 1, C),
+            LayersPerBlock = j.Positive("layers_per_block", d.LayersPerBlock, max: 64),
             ActFn = j.String("act_fn", d.ActFn),
-            LatentChannels = j.Positive("latent_channels", d.LatentChannels),
-            NormNumGroups = j.Positive("norm_num_groups", d.NormNumGroups),
-            SampleSize = j.Raw("sample_size") is { ValueKind: System.Text.Json.JsonValueKind.Array } ? j.IntArray("sample_size", [d.SampleSize])[0] : j.Int("sample_size", d.SampleSize),
+            LatentChannels = j.Positive("latent_channels", d.LatentChannels, max: C),
+            NormNumGroups = j.Positive("norm_num_groups", d.NormNumGroups, max: C),
+            SampleSize = ReadSampleSize(j, d.SampleSize),
             ForceUpcast = j.Bool("force_upcast", d.ForceUpcast),
             UseQuantConv = j.Bool("use_quant_conv", d.UseQuantConv),
             UsePostQuantConv = j.Bool("use_post_quant_conv", d.UsePostQuantConv),
             MidBlockAddAttention = j.Bool("mid_block_add_attention", d.MidBlockAddAttention),
-            BatchNormEps = j.Double("batch_norm_eps", d.BatchNormEps),
-            BatchNormMomentum = j.Double("batch_norm_momentum", d.BatchNormMomentum),
-            PatchSize = j.IntArray("patch_size", d.PatchSize),
+            BatchNormEps = j.Number("batch_norm_eps", d.BatchNormEps, 0, 1, minExclusive: true),
+            BatchNormMomentum = j.Number("batch_norm_momentum", d.BatchNormMomentum, 0, 1),
+            PatchSize = j.BoundedIntArray("patch_size", d.PatchSize, 2, 2, 1, 16)!,
         };
-        if (c.BlockOutChannels.Length == 0 || c.BlockOutChannels.Any(x => x < 1))
-            throw j.Error("block_out_channels", "must be a non-empty list of positive channel counts");
         if (c.DecoderBlockOutChannels is { } dec && (dec.Length != c.BlockOutChannels.Length || dec.Any(x => x < 1)))
             throw j.Error("decoder_block_out_channels", $"must have {c.BlockOutChannels.Length} positive entries like block_out_channels");
         if (c.DownBlockTypes.Length != c.BlockOutChannels.Length)
@@ -75,9 +74,13 @@ public sealed record VaeConfig
         foreach (var ch in c.BlockOutChannels.Concat(c.DecoderChannels))
             if (ch % c.NormNumGroups != 0)
                 throw j.Error("norm_num_groups", $"is {c.NormNumGroups}; it must divide every block channel count (found {ch})");
-        if (c.PatchSize.Length != 2 || c.PatchSize.Any(x => x < 1))
-            throw j.Error("patch_size", $"is [{string.Join(", ", c.PatchSize)}]; expected [height, width] with positive entries");
-        if (c.BatchNormEps <= 0) throw j.Error("batch_norm_eps", $"is {c.BatchNormEps}; expected a positive number");
         return c;
+    }
+
+    /// <summary>sample_size: an integer, or [height, width] as some exports write it (the first entry is kept).</summary>
+    private static int ReadSampleSize(ConfigJson j, int fallback)
+    {
+        if (j.Raw("sample_size") is not { ValueKind: System.Text.Json.JsonValueKind.Array }) return j.Positive("sample_size", fallback, max: 1 << 20);
+        return j.BoundedIntArray("sample_size", null, 1, 2, 1, 1 << 20)![0];
     }
 }

@@ -74,6 +74,7 @@ public static class GenerationEngine
         int steps = job.Steps ?? defaults.Steps;
 
         int prompts = job.PromptCount, batch = job.BatchSize;
+        model.EstimateMemory(job, cfg).EnsureFits(dev); // refuse what cannot fit before any work, with the numbers
         var repeat = Enumerable.Range(0, prompts).SelectMany(p => Enumerable.Repeat(p, job.ImagesPerPrompt)).ToArray();
 
         // 1. Text (the encoder is released before the denoiser loads).

@@ -55,7 +55,10 @@ public sealed record GenerationJob
 
     /// <summary>Number of prompts (rows before the per-prompt repetition).</summary>
     public int PromptCount => PromptEmbeds?.Batch ?? Prompts.Count;
-    public int BatchSize => PromptCount * ImagesPerPrompt;
+    public int BatchSize => checked(PromptCount * ImagesPerPrompt);
+
+    /// <summary>Most images one run may make (prompts × images per prompt); memory is checked separately, per machine.</summary>
+    public const int MaxImages = 1024;
 
     /// <summary>Checks what can be checked before any model work; one-line ArgumentExceptions naming the argument.</summary>
     public void Validate()
@@ -67,6 +70,9 @@ public sealed record GenerationJob
                 if (string.IsNullOrWhiteSpace(Prompts[i])) throw new ArgumentException($"--prompt {(Prompts.Count > 1 ? $"#{i + 1} " : "")}is empty");
         }
         if (ImagesPerPrompt < 1 || ImagesPerPrompt > 64) throw new ArgumentException($"--batch-size {ImagesPerPrompt}: expected 1..64 images per prompt");
+        long images = (long)PromptCount * ImagesPerPrompt; // never overflows: both are ints
+        if (images > MaxImages)
+            throw new ArgumentException($"{PromptCount} prompts × --batch-size {ImagesPerPrompt} = {images} images; at most {MaxImages} per run");
         if (NegativePrompts is { } neg && neg.Count != 1 && neg.Count != PromptCount)
             throw new ArgumentException($"--negative-prompt: {neg.Count} given for {PromptCount} prompts; give one, or one per prompt");
         if (Width is int w && (w <= 0 || w % 16 != 0) || Height is int h && (h <= 0 || h % 16 != 0))

@@ -51,6 +51,12 @@ public interface IDiffusionModel : IDisposable
     /// <summary>Prompts → text conditioning with one row per prompt (the family's tokenizer, template and encoder; cached where it can).</summary>
     TextConditioning EncodeText(IReadOnlyList<string> prompts, StageTimer? timer);
 
+    /// <summary>
+    /// The memory <paramref name="job"/> needs on this model's device, stage by stage, from configs and weight sizes
+    /// alone; the engine refuses a job that cannot fit (<see cref="MemoryEstimate.EnsureFits"/>) before any work.
+    /// </summary>
+    MemoryEstimate EstimateMemory(GenerationJob job, bool cfg);
+
     /// <summary>The latent layout for an output size, or an ArgumentException naming the bad size.</summary>
     LatentLayout Layout(int width, int height);
 

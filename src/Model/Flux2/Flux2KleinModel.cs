@@ -59,16 +59,20 @@ public sealed class Flux2KleinModel : IDiffusionModel
             throw new ArgumentException($"{snapshot.Directory}: weights are stored as {stored.ToString().ToLowerInvariant()} (pureflux quantize); " +
                 $"--quant {_quant.ToString().ToLowerInvariant()} needs the BF16 snapshot (use --quant none or {stored.ToString().ToLowerInvariant()} here)");
         var te = snapshot.TextEncoderConfig;
+        // A bad --text-layers is a usage error (ArgumentException); configs that cannot work with klein's defaults are bad data.
+        bool given = options.TextLayers is not null;
         TextLayers = options.TextLayers ?? DefaultTextLayers(te.NumHiddenLayers);
         if (TextLayers.Length == 0 || TextLayers.Any(l => l < 1 || l > te.NumHiddenLayers))
-            throw new ArgumentException($"--text-layers {string.Join(',', TextLayers)}: each layer must be in 1..{te.NumHiddenLayers} (the text encoder's hidden states after that many layers)");
-        if (options.TextLayers is null && snapshot.TransformerConfig.JointAttentionDim != TextLayers.Length * te.HiddenSize)
-            throw new SnapshotException($"{Path.Combine(snapshot.Directory, "transformer", "config.json")}: field 'joint_attention_dim' is " +
-                $"{snapshot.TransformerConfig.JointAttentionDim}; klein stacks {TextLayers.Length} text-encoder layers of hidden_size {te.HiddenSize} " +
-                $"({Path.Combine(snapshot.Directory, "text_encoder", "config.json")}) = {TextLayers.Length * te.HiddenSize}: the text encoder does not belong to this transformer");
-        if (snapshot.TransformerConfig.JointAttentionDim != TextLayers.Length * te.HiddenSize)
-            throw new ArgumentException($"{snapshot.Directory}: transformer joint_attention_dim {snapshot.TransformerConfig.JointAttentionDim} " +
-                $"does not match {TextLayers.Length} text-encoder layers ({string.Join(',', TextLayers)}) × hidden {te.HiddenSize}");
+            throw given
+                ? new ArgumentException($"--text-layers {string.Join(',', TextLayers)}: each layer must be in 1..{te.NumHiddenLayers} (the text encoder's hidden states after that many layers)")
+                : new ModelConfigException($"{Path.Combine(snapshot.Directory, "text_encoder", "config.json")}: field 'num_hidden_layers' is {te.NumHiddenLayers}; klein stacks the hidden states after layers L/4, L/2, 3L/4, so it needs at least 4");
+        long joint = (long)TextLayers.Length * te.HiddenSize;
+        if (snapshot.TransformerConfig.JointAttentionDim != joint)
+        {
+            string what = $"transformer/config.json joint_attention_dim {snapshot.TransformerConfig.JointAttentionDim} does not match " +
+                $"{TextLayers.Length} text-encoder layers ({string.Join(',', TextLayers)}) × text_encoder/config.json hidden_size {te.HiddenSize} = {joint}";
+            throw given ? new ArgumentException($"--text-layers {string.Join(',', TextLayers)}: {what}") : new ModelConfigException($"{snapshot.Directory}: {what}");
+        }
         Defaults = (options.GuidanceDistilled ?? snapshot.Index.IsDistilled)
             ? new ModelDefaults(Steps: 4, Guidance: 1f, SamplerKind.Euler, GuidanceDistilled: true)
             : new ModelDefaults(Steps: 50, Guidance: 4f, SamplerKind.Euler, GuidanceDistilled: false);
@@ -154,11 +158,17 @@ public sealed class Flux2KleinModel : IDiffusionModel
 
     // ------------------------------------------------------------------ latents
 
+    public MemoryEstimate EstimateMemory(GenerationJob job, bool cfg) => Flux2MemoryEstimate.Estimate(_snapshot, _quant, TextLayers, job, cfg);
+
     public LatentLayout Layout(int width, int height)
     {
         if (width <= 0 || height <= 0 || width % 16 != 0 || height % 16 != 0)
             throw new ArgumentException($"image size {width}x{height}: width and height must be positive multiples of 16");
         var (h, w) = FlowMatchEulerScheduler.PackedLatentSize(width, height);
+        // Tokens × channels index one buffer: refuse what cannot be addressed instead of overflowing later.
+        long values = (long)h * w * _snapshot.VaeConfig.PatchedChannels;
+        if (values > int.MaxValue)
+            throw new ArgumentException($"image size {width}x{height}: {(long)h * w} latent tokens × {_snapshot.VaeConfig.PatchedChannels} channels is more than one buffer can hold");
         return new LatentLayout(width, height, h, w, _snapshot.VaeConfig.PatchedChannels);
     }
 

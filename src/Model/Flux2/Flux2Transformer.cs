@@ -16,8 +16,11 @@ public sealed class Flux2Transformer : IDisposable
 
     public Flux2Transformer(Flux2TransformerConfig config, WeightLoader load, QuantMode quant = QuantMode.None)
     {
-        if (config.PatchSize != 1) throw new ArgumentException($"transformer config: patch_size {config.PatchSize} is not supported (FLUX.2 klein uses 1)");
-        if (config.GuidanceEmbeds) throw new ArgumentException("transformer config: guidance_embeds = true (guidance-distilled FLUX.2 dev) is not supported; klein has none");
+        // Unsupported values in the snapshot's config are bad data (exit 1), not a bad command line.
+        if (config.PatchSize != 1)
+            throw new ModelConfigException($"transformer/config.json: field 'patch_size' is {config.PatchSize}; only 1 is supported (FLUX.2 klein uses 1)");
+        if (config.GuidanceEmbeds)
+            throw new ModelConfigException("transformer/config.json: field 'guidance_embeds' is true (guidance-distilled FLUX.2 dev), which is not supported; klein has none (false)");
         Config = config;
         var dims = config;
         int d = dims.InnerDim;

@@ -37,7 +37,8 @@ public sealed class Qwen3TextEncoder : IDisposable
         int s = ids.Length;
         if (attentionMask.Length != s) throw new ArgumentException($"text encoder: attention mask has {attentionMask.Length} entries for {s} tokens");
         foreach (var id in ids)
-            if (id < 0 || id >= _dims.VocabSize) throw new ArgumentException($"text encoder: token id {id} is outside the vocabulary (0..{_dims.VocabSize - 1})");
+            if (id < 0 || id >= _dims.VocabSize)
+                throw new ModelConfigException($"text_encoder/config.json: token id {id} from the tokenizer is outside the encoder's vocabulary (vocab_size {_dims.VocabSize}): tokenizer and text encoder do not match");
 
         var (cosH, sinH) = RopeTables.RotateHalf(s, _dims.HeadDim, _dims.RopeTheta);
         using var cos = Tensor.FromSpan<float>(dev, cosH, new Shape(s, _dims.HeadDim));

@@ -6,7 +6,7 @@ using Microsoft.ML.Tokenizers;
 namespace PureFlux.Model.Text;
 
 /// <summary>Raised when a tokenizer.json cannot be read or does not describe a Qwen-style byte-level BPE.</summary>
-public sealed class TokenizerLoadException(string message, Exception? inner = null) : Exception(message, inner);
+public sealed class TokenizerLoadException(string message, Exception? inner = null) : Exception(message.ReplaceLineEndings(" "), inner);
 
 /// <summary>
 /// A prompt ready for the text encoder: <see cref="Ids"/> and <see cref="AttentionMask"/> have length
@@ -65,22 +65,25 @@ public sealed class Qwen3Tokenizer
     /// <exception cref="TokenizerLoadException">Missing, unreadable or unsupported file; the message names it.</exception>
     public static Qwen3Tokenizer FromFile(string path)
     {
-        byte[] bytes;
-        try { bytes = File.ReadAllBytes(path); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
-        {
-            throw new TokenizerLoadException($"{path}: cannot read tokenizer file ({e.Message})", e);
-        }
+        byte[] bytes = PureFlux.Runtime.BoundedFile.ReadAllBytes(path, MaxFileBytes, "tokenizer file", m => new TokenizerLoadException(m));
+        long bad = PureFlux.Runtime.BoundedFile.InvalidUtf8Offset(bytes);
+        if (bad >= 0) throw Bad(path, $"not valid UTF-8 text (byte {bad})");
         try
         {
             return Build(path, bytes);
         }
         catch (TokenizerLoadException) { throw; }
-        catch (Exception e) when (e is JsonException or InvalidOperationException or ArgumentException or FormatException or KeyNotFoundException or RegexParseException)
+        catch (Exception e) when (e is not (OutOfMemoryException or InsufficientExecutionStackException or OperationCanceledException))
         {
-            throw new TokenizerLoadException($"{path}: not a valid byte-level BPE tokenizer.json ({e.Message})", e);
+            // The file is untrusted input: whatever the JSON reader, the regex parser or the BPE builder rejects is a bad file.
+            string why = e is JsonException or InvalidOperationException or ArgumentException or FormatException or KeyNotFoundException or RegexParseException
+                ? e.Message : $"{e.GetType().Name}: {e.Message}";
+            throw new TokenizerLoadException($"{path}: not a valid byte-level BPE tokenizer.json ({why.ReplaceLineEndings(" ")})", e);
         }
     }
+
+    /// <summary>Real tokenizer.json files are 2–35 MB (Qwen3: 11 MB); larger is refused before it is read.</summary>
+    public const long MaxFileBytes = 256L << 20;
 
     private static Qwen3Tokenizer Build(string path, byte[] bytes)
     {
@@ -99,8 +102,8 @@ public sealed class Qwen3Tokenizer
         var vocab = new Dictionary<string, int>(vocabEl.GetPropertyCount(), StringComparer.Ordinal);
         foreach (var p in vocabEl.EnumerateObject())
         {
-            if (p.Value.ValueKind != JsonValueKind.Number || !p.Value.TryGetInt32(out int id) || id < 0)
-                throw Bad(path, $"model.vocab entry \"{p.Name}\" must map to a non-negative integer id");
+            if (p.Value.ValueKind != JsonValueKind.Number || !p.Value.TryGetInt32(out int id) || id < 0 || id > MaxTokenId)
+                throw Bad(path, $"model.vocab entry \"{p.Name}\" must map to an integer id in 0..{MaxTokenId}");
             vocab[p.Name] = id;
         }
         if (vocab.Count == 0) throw Bad(path, "model.vocab is empty");
@@ -112,7 +115,7 @@ public sealed class Qwen3Tokenizer
             if (m.ValueKind == JsonValueKind.String) merges.Add(m.GetString()!);
             else if (m.ValueKind == JsonValueKind.Array && m.GetArrayLength() == 2 && m[0].ValueKind == JsonValueKind.String && m[1].ValueKind == JsonValueKind.String)
                 merges.Add(m[0].GetString() + " " + m[1].GetString());
-            else throw Bad(path, $"model.merges entry {m.GetRawText()} must be \"a b\" or [\"a\", \"b\"]");
+            else throw Bad(path, $"model.merges entry {Shorten(m.GetRawText())} must be \"a b\" or [\"a\", \"b\"]");
         }
 
         var added = new Dictionary<string, int>(StringComparer.Ordinal);
@@ -120,8 +123,9 @@ public sealed class Qwen3Tokenizer
         {
             foreach (var a in addedEl.EnumerateArray())
             {
-                if (!a.TryGetProperty("content", out var c) || c.ValueKind != JsonValueKind.String || !a.TryGetProperty("id", out var i) || !i.TryGetInt32(out int id))
-                    throw Bad(path, $"added_tokens entry {a.GetRawText()} needs \"content\" and an integer \"id\"");
+                if (a.ValueKind != JsonValueKind.Object || !a.TryGetProperty("content", out var c) || c.ValueKind != JsonValueKind.String
+                    || !a.TryGetProperty("id", out var i) || i.ValueKind != JsonValueKind.Number || !i.TryGetInt32(out int id) || id < 0 || id > MaxTokenId)
+                    throw Bad(path, $"added_tokens entry {Shorten(a.GetRawText())} needs \"content\" and an integer \"id\" in 0..{MaxTokenId}");
                 added[c.GetString()!] = id;
             }
         }
@@ -144,6 +148,11 @@ public sealed class Qwen3Tokenizer
     }
 
     private static TokenizerLoadException Bad(string path, string what) => new($"{path}: not a valid byte-level BPE tokenizer.json: {what}");
+
+    /// <summary>Token ids above this are refused: the BPE tables are sized by the largest id (real vocabularies stay below 300 000).</summary>
+    public const int MaxTokenId = (1 << 22) - 1;
+
+    private static string Shorten(string raw) => raw.Length > 80 ? raw[..77] + "..." : raw;
 
     /// <summary>The pattern of the first Split pre-tokenizer (top level or inside a Sequence).</summary>
     private static string? FindSplitRegex(JsonElement root)
@@ -210,7 +219,7 @@ public sealed class Qwen3Tokenizer
         Array.Fill(ids, PadId, real, maxLength - real);
         Array.Fill(mask, 1, 0, real);
         string? warning = truncated
-            ? $"warning: the prompt is {all.Length} tokens with the chat template; only the first {maxLength} are used, the rest (about {all.Length - maxLength} tokens at the end of the prompt) is ignored"
+            ? $"the prompt is {all.Length} tokens with the chat template; only the first {maxLength} are used, the rest (about {all.Length - maxLength} tokens at the end of the prompt) is ignored"
             : null;
         return new TokenizedPrompt(ids, mask, real, truncated, warning);
     }

@@ -26,7 +26,7 @@ public sealed class Flux2Vae : IDisposable
     {
         _d = d;
         if (d.DecoderBlockOutChannels is not null && !d.DecoderBlockOutChannels.SequenceEqual(d.BlockOutChannels))
-            throw new ArgumentException("vae config: decoder_block_out_channels different from block_out_channels is not supported");
+            throw new ModelConfigException("vae/config.json: field 'decoder_block_out_channels' differs from block_out_channels, which is not supported");
         var ch = d.BlockOutChannels;
         int top = ch[^1], lat = d.LatentChannels;
         _bnMean = Own(load("bn.running_mean", d.PatchedChannels));

@@ -127,14 +127,52 @@ public sealed class GoldenVerifier(string goldenDir, Device device)
 
     private void Scheduler(ModelSnapshot snapshot, string path)
     {
-        using var doc = JsonDocument.Parse(File.ReadAllText(path));
-        foreach (var c in doc.RootElement.GetProperty("cases").EnumerateArray())
+        // A golden file is data: every problem is one line naming the file and the field (exit 1), never a raw exception.
+        byte[] bytes = BoundedFile.ReadAllBytes(path, 64 << 20, "golden scheduler file", m => new InvalidDataException(m));
+        if (BoundedFile.InvalidUtf8Offset(bytes) is var bad and >= 0) throw new InvalidDataException($"{path}: not valid UTF-8 text (byte {bad})");
+        JsonDocument doc;
+        try { doc = JsonDocument.Parse(bytes); }
+        catch (JsonException e) { throw new InvalidDataException($"{path}: not valid JSON ({e.Message.ReplaceLineEndings(" ")})"); }
+        using var _ = doc;
+        if (doc.RootElement.ValueKind != JsonValueKind.Object || !doc.RootElement.TryGetProperty("cases", out var cases) || cases.ValueKind != JsonValueKind.Array)
+            throw new InvalidDataException($"{path}: expected an object with a \"cases\" array ({{\"num_inference_steps\", \"width\", \"height\", \"sigmas\", \"timesteps\"}} per case)");
+        if (cases.GetArrayLength() == 0) throw new InvalidDataException($"{path}: field 'cases' is empty; expected at least one case");
+        int index = 0;
+        foreach (var c in cases.EnumerateArray())
         {
-            int steps = c.GetProperty("num_inference_steps").GetInt32(), w = c.GetProperty("width").GetInt32(), h = c.GetProperty("height").GetInt32();
+            string at = $"cases[{index++}]";
+            if (c.ValueKind != JsonValueKind.Object) throw new InvalidDataException($"{path}: field '{at}' is not an object");
+            int steps = CaseInt(path, c, at, "num_inference_steps", 1, 1000);
+            int w = CaseInt(path, c, at, "width", 16, 16384), h = CaseInt(path, c, at, "height", 16, 16384);
             var s = FlowMatchEulerScheduler.ForKlein(snapshot.SchedulerConfig, steps, w, h);
             string key = $"{steps} steps {w}x{h}";
-            Add("scheduler", $"sigmas ({key})", Floats(c, "sigmas"), s.Sigmas, 0);
-            Add("scheduler", $"timesteps ({key})", Floats(c, "timesteps"), s.Timesteps, 0);
+            Add("scheduler", $"sigmas ({key})", CaseFloats(path, c, at, "sigmas"), s.Sigmas, 0);
+            Add("scheduler", $"timesteps ({key})", CaseFloats(path, c, at, "timesteps"), s.Timesteps, 0);
+        }
+
+        static int CaseInt(string path, JsonElement c, string at, string name, int min, int max) =>
+            c.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out int x) && x >= min && x <= max ? x
+            : throw new InvalidDataException($"{path}: field '{at}.{name}' is {(c.TryGetProperty(name, out var raw) ? Shown(raw) : "missing")}; expected an integer in {min}..{max}");
+
+        static float[] CaseFloats(string path, JsonElement c, string at, string name)
+        {
+            if (!c.TryGetProperty(name, out var v) || v.ValueKind != JsonValueKind.Array)
+                throw new InvalidDataException($"{path}: field '{at}.{name}' is {(c.TryGetProperty(name, out var raw) ? Shown(raw) : "missing")}; expected an array of numbers");
+            var result = new float[v.GetArrayLength()];
+            int i = 0;
+            foreach (var x in v.EnumerateArray())
+            {
+                if (x.ValueKind != JsonValueKind.Number || !x.TryGetDouble(out double d) || !double.IsFinite(d))
+                    throw new InvalidDataException($"{path}: field '{at}.{name}[{i}]' is {Shown(x)}; expected a finite number");
+                result[i++] = (float)d;
+            }
+            return result;
+        }
+
+        static string Shown(JsonElement v)
+        {
+            string raw = v.GetRawText().ReplaceLineEndings(" ");
+            return raw.Length > 40 ? raw[..37] + "..." : raw;
         }
     }
 
