@@ -62,6 +62,25 @@ public sealed class HfCacheSnapshotTests
         Assert.True(plain.Vae.Bytes("decoder.conv_out.weight").SequenceEqual(s.Vae.Bytes("decoder.conv_out.weight")));
     }
 
+    /// <summary>The prompt cache's encoder identity follows the links: it sizes the blob, not the link, so a
+    /// re-downloaded (changed) blob is a different encoder and its cached prompts are not reused.</summary>
+    [Fact]
+    public void The_prompt_cache_identity_sizes_the_blob_not_the_link()
+    {
+        using var tmp = new ScratchDir();
+        string snap = GoldenAsCache(tmp);
+        string link = Path.Combine(snap, "text_encoder", "model.safetensors");
+        string blob = Path.GetFullPath(Path.Combine(Path.GetDirectoryName(link)!, new FileInfo(link).LinkTarget!));
+        string first;
+        using (var s = ModelSnapshot.Open(snap)) first = PureFlux.Model.Pipeline.PromptCache.EncoderIdentity(s, [1, 2, 3], PureFlux.Model.Layers.QuantMode.None);
+        Assert.Contains($";{new FileInfo(blob).Length};", first);
+        Assert.True(new FileInfo(blob).Length > 4096, "the blob, not the link's few bytes, must be sized");
+        File.SetLastWriteTimeUtc(blob, new DateTime(2020, 1, 1, 0, 0, 0, DateTimeKind.Utc)); // a re-downloaded blob behind the same link
+        string second;
+        using (var s = ModelSnapshot.Open(snap)) second = PureFlux.Model.Pipeline.PromptCache.EncoderIdentity(s, [1, 2, 3], PureFlux.Model.Layers.QuantMode.None);
+        Assert.NotEqual(first, second);
+    }
+
     [Theory]
     [InlineData("vae/diffusion_pytorch_model.safetensors", "/dev/zero", "not a regular file")]
     [InlineData("transformer/config.json", "/dev/zero", "not a regular file")]

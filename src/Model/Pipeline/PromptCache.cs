@@ -37,8 +37,10 @@ public sealed class PromptCache(string directory)
         sb.Append("config=").Append(File.Exists(configPath) ? Convert.ToHexString(SHA256.HashData(File.ReadAllBytes(configPath))) : "-").Append('\n');
         foreach (var f in snapshot.TextEncoder.Files.Select(f => f.Path).Order(StringComparer.Ordinal))
         {
-            var info = new FileInfo(f);
-            sb.Append("weights=").Append(Path.GetFullPath(f)).Append(';').Append(info.Length).Append(';').Append(info.LastWriteTimeUtc.Ticks).Append('\n');
+            // The link's final target (a Hugging Face cache blob), so a changed blob is a different encoder.
+            var info = RegularFile.Target(f) as FileInfo ?? new FileInfo(f);
+            info.Refresh();
+            sb.Append("weights=").Append(Path.GetFullPath(f)).Append(';').Append(info.Exists ? info.Length : -1).Append(';').Append(info.LastWriteTimeUtc.Ticks).Append('\n');
         }
         sb.Append("layers=").Append(string.Join(',', layers)).Append('\n');
         sb.Append("quant=").Append(quant).Append('\n');
