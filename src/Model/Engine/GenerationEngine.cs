@@ -155,7 +155,7 @@ public static class GenerationEngine
                 int step = sampler.StepOf(call);
                 float sigma = sampler.Sigma(call), t = sampler.ModelTimestep(call);
                 bool withUncond = uncond is not null && guide.NeedsUncond(sigma, step, sampler.Steps);
-                Tensor condPred = condOut, uncondPred = null!;
+                Tensor condPred = condOut, uncondPred = null!, guided;
                 using (hooks.Timer?.Stage(sampler.Calls == sampler.Steps ? $"step {call + 1}" : $"call {call + 1}"))
                 {
                     if (!withUncond)
@@ -178,16 +178,18 @@ public static class GenerationEngine
                         denoiser.Predict(latents, uncond!, t, uncondOut);
                         uncondPred = uncondOut;
                     }
+                    // Without the uncond pass the conditional output is the prediction itself (no copy).
+                    guided = condPred;
                     if (withUncond)
                     {
                         uncondPasses++;
                         guide.Combine(condPred, uncondPred, prediction, step, sampler.Steps);
+                        guided = prediction;
                     }
-                    else condPred.CopyTo(prediction);
-                    sampler.Step(call, prediction, latents);
+                    sampler.Step(call, guided, latents);
                 }
                 guard.Latents(sampler, call, latents);
-                hooks.OnStep?.Invoke(new StepRecord(call, step, sigma, t, condPred, withUncond ? uncondPred : null, prediction, latents));
+                hooks.OnStep?.Invoke(new StepRecord(call, step, sigma, t, condPred, withUncond ? uncondPred : null, guided, latents));
                 if (call == sampler.Calls - 1 || sampler.StepOf(call + 1) != step) hooks.Progress?.Invoke(step + 1, sampler.Steps);
             }
         }

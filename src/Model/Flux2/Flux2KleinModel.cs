@@ -210,29 +210,31 @@ public sealed class Flux2KleinModel : IDiffusionModel
     {
         var cfg = _snapshot.VaeConfig;
         var prepared = images.Select((img, i) => ReferenceImagePreprocessor.Preprocess(img, $"reference image {i + 1}")).ToArray();
-        var grids = new List<ReferenceGrid>();
-        var parts = new List<float[]>();
-        using (var weights = _snapshot.OpenWeights("vae"))
-        using (var encoder = new Flux2Vae(cfg, weights.Loader(_device), withEncoder: true))
+        // Each image's packed grid is (h/16)·(w/16) tokens (VAE ×8, 2×2 patches): pack straight into one device tensor.
+        var grids = prepared.Select((p, i) => new ReferenceGrid(10 * (i + 1), p.Height / 16, p.Width / 16)).ToArray();
+        var tokens = Tensor.Empty(_device, DType.F32, grids.Sum(g => g.Rows * g.Cols), cfg.PatchedChannels);
+        try
+        {
+            using var weights = _snapshot.OpenWeights("vae");
+            using var encoder = new Flux2Vae(cfg, weights.Loader(_device), withEncoder: true);
+            int offset = 0;
             for (int i = 0; i < prepared.Length; i++)
             {
                 var p = prepared[i];
                 using var pixels = Tensor.FromSpan<float>(_device, p.Data, new Shape(3, p.Height, p.Width));
                 trace?.Invoke($"ref.{i}.preprocessed", pixels);
                 using var mean = encoder.EncodeMean(pixels);
-                int c = mean.Shape[0], h = mean.Shape[1] / 2, w = mean.Shape[2] / 2;
+                int c = mean.Shape[0], h = grids[i].Rows, w = grids[i].Cols;
                 using var patched = Tensor.Empty(_device, DType.F32, 4 * c, h, w);
                 Latents.Patchify(mean, patched);
                 using var normed = Tensor.Empty(_device, DType.F32, 4 * c, h, w);
                 BatchNorm.Normalize(patched, encoder.BatchNormMean, encoder.BatchNormVar, normed, (float)cfg.BatchNormEps);
                 trace?.Invoke($"ref.{i}.vae_latents", normed);
-                using var packed = Tensor.Empty(_device, DType.F32, h * w, 4 * c);
-                Latents.Pack(normed, packed);
-                parts.Add(packed.ToFloatArray());
-                grids.Add(new ReferenceGrid(10 * (i + 1), h, w));
+                Latents.Pack(normed, tokens.Slice(offset, h * w));
+                offset += h * w;
             }
-        var all = parts.SelectMany(x => x).ToArray();
-        var tokens = Tensor.FromSpan<float>(_device, all, new Shape(grids.Sum(g => g.Rows * g.Cols), cfg.PatchedChannels));
+        }
+        catch { tokens.Dispose(); throw; }
         trace?.Invoke("ref.packed", tokens);
         return new Flux2ReferenceImages(tokens, grids, (prepared[0].Width, prepared[0].Height));
     }

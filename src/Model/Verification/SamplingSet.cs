@@ -1,3 +1,4 @@
+using PureFlux.Model.Config;
 using System.Text.Json;
 using PureFlux.Model.Engine;
 using PureFlux.Model.Flux2;
@@ -173,12 +174,9 @@ internal sealed class SamplingSet(string dir, Device device, Action<string, stri
         switch (className)
         {
             case "FlowMatchEulerDiscreteScheduler":
-                foreach (var k in new[] { "use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas", "invert_sigmas", "stochastic_sampling" }) Expect(k, "False");
-                return new SamplerSettings
+                // The kwargs are a FlowMatchEulerDiscreteScheduler config: the project's own reader and settings apply.
+                return SamplerSettings.FromSchedulerConfig(SchedulerConfig.Parse(kwargs.GetRawText(), $"{className} kwargs")) with
                 {
-                    Kind = SamplerKind.Euler, NumTrainTimesteps = train, Shift = D("shift", 1.0), UseDynamicShifting = B("use_dynamic_shifting", false),
-                    TimeShiftType = S("time_shift_type", "exponential"),
-                    ShiftTerminal = kwargs.TryGetProperty("shift_terminal", out var t) && t.ValueKind == JsonValueKind.Number ? t.GetDouble() : null,
                     EulerSigmas = setTimesteps == "plain" ? EulerSigmasMode.Plain : EulerSigmasMode.Klein,
                 };
             case "DPMSolverMultistepScheduler" or "UniPCMultistepScheduler":
