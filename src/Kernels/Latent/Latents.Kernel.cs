@@ -18,6 +18,18 @@ public static partial class Latents
     [IlgpuKernel]
     private static void LayoutKernel(Index1D i, ArrayView<float> x, ArrayView<float> y, int kind, int c, int h, int w)
     {
+        if (kind >= 4)
+        {
+            // (Un)patch tokens: i indexes the full-size [c, 2h, 2w] map; token (r/2, q/2), feature ((r%2)·2 + q%2)·c + ch.
+            int q = i % (2 * w);
+            int rq = i / (2 * w);
+            int r = rq % (2 * h);
+            int chan = rq / (2 * h);
+            long at = ((long)(r / 2) * w + q / 2) * 4 * c + ((r % 2) * 2 + q % 2) * c + chan;
+            if (kind == 4) y[at] = x[i];
+            else y[i] = x[at];
+            return;
+        }
         int col = i % w;
         int rest = i / w;
         int row = rest % h;

@@ -9,6 +9,10 @@ namespace PureFlux.Kernels;
 /// <item><see cref="Unpatchify"/>: the inverse, x [4C, h, w] → y [C, 2h, 2w].</item>
 /// <item><see cref="Pack"/>: x [C, h, w] → y [h·w, C], rows in row-major (h, w) order (a transpose).</item>
 /// <item><see cref="Unpack"/>: the inverse, x [h·w, C] → y [C, h, w] (h, w taken from y).</item>
+/// <item><see cref="PatchTokens"/>: x [C, 2h, 2w] → y [h·w, 4C] in one step with the channel fastest,
+/// y[i·w + j][(dy·2 + dx)·C + c] = x[c][2i + dy][2j + dx] (Z-Image's and FLUX.1's patch order; klein's Patchify + Pack
+/// puts the channel slowest).</item>
+/// <item><see cref="UnpatchTokens"/>: the inverse, x [h·w, 4C] → y [C, 2h, 2w].</item>
 /// </list>
 /// Pure data movement: results are exact. Outputs must not alias inputs.
 /// </summary>
@@ -52,8 +56,29 @@ public static partial class Latents
         Dispatch(op, x, y, Kind.Unpack, c, h, w);
     }
 
-    /// <summary>Which layout change; (c, h, w) is always the [4C, h, w] side for (un)patchify and the [C, h, w] side for (un)pack.</summary>
-    internal enum Kind { Patchify, Unpatchify, Pack, Unpack }
+    public static void PatchTokens(Tensor x, Tensor y)
+    {
+        const string op = "Latents.PatchTokens";
+        CheckF32(op, x, y);
+        var (c, h, w) = ImageShape.Chw(op, "x", x);
+        Check.That(h % 2 == 0 && w % 2 == 0, op, $"x has shape {x.Shape}; H and W must be even for 2x2 patches");
+        ExpectTokens(op, "y", y, h / 2 * (w / 2), 4 * c);
+        Dispatch(op, x, y, Kind.PatchTokens, c, h / 2, w / 2);
+    }
+
+    public static void UnpatchTokens(Tensor x, Tensor y)
+    {
+        const string op = "Latents.UnpatchTokens";
+        CheckF32(op, x, y);
+        var (c, h, w) = ImageShape.Chw(op, "y", y);
+        Check.That(h % 2 == 0 && w % 2 == 0, op, $"y has shape {y.Shape}; H and W must be even for 2x2 patches");
+        ExpectTokens(op, "x", x, h / 2 * (w / 2), 4 * c);
+        Dispatch(op, x, y, Kind.UnpatchTokens, c, h / 2, w / 2);
+    }
+
+    /// <summary>Which layout change; (c, h, w) is always the [4C, h, w] side for (un)patchify, the [C, h, w] side for
+    /// (un)pack, and (C, h, w) of the [C, 2h, 2w] map with an h × w token grid for (un)patch tokens.</summary>
+    internal enum Kind { Patchify, Unpatchify, Pack, Unpack, PatchTokens, UnpatchTokens }
 
     private static void CheckF32(string op, Tensor x, Tensor y)
     {
@@ -113,6 +138,21 @@ public static partial class Latents
                 {
                     float* s = src + ch * plane;
                     for (long t = 0; t < plane; t++) dst[t * c + ch] = s[t];
+                    break;
+                }
+                case Kind.PatchTokens:
+                case Kind.UnpatchTokens:
+                {
+                    // ch is the latent channel; its [2h, 2w] plane maps to feature (dy·2 + dx)·c + ch of token (i, j).
+                    float* full = (kind == Kind.PatchTokens ? src : dst) + ch * 4 * plane;
+                    float* tokens = kind == Kind.PatchTokens ? dst : src;
+                    for (int r = 0; r < 2 * h; r++)
+                        for (int q = 0; q < 2 * w; q++)
+                        {
+                            long at = ((long)(r >> 1) * w + (q >> 1)) * 4 * c + ((r & 1) * 2 + (q & 1)) * c + ch;
+                            if (kind == Kind.PatchTokens) tokens[at] = full[(long)r * 2 * w + q];
+                            else full[(long)r * 2 * w + q] = tokens[at];
+                        }
                     break;
                 }
                 default:

@@ -6,12 +6,20 @@ namespace PureFlux.Kernels;
 
 public static partial class RmsNorm
 {
-    private static void ForwardIlgpu(IlgpuDevice device, Tensor x, Tensor weight, Tensor y, float eps)
+    private static void ForwardIlgpu(IlgpuDevice device, Tensor x, Tensor weight, Tensor y, float eps, Tensor? scale)
     {
         int d = x.Shape.Last;
         long rows = x.Count / d;
         Check.That(rows <= int.MaxValue, nameof(RmsNorm), $"x has {rows} rows; at most {int.MaxValue} per launch");
         var config = new KernelConfig((int)rows, RowParallel.GroupSize(device, d));
+        if (scale is not null)
+        {
+            // Modulated norms take F32 norm weights (the loaders widen vectors); a BF16 one is widened here once.
+            using var w32 = weight.DType == DType.F32 ? null : Tensor.FromSpan<float>(device, weight.ToFloatArray(), new Shape(d));
+            var k = device.Kernel(static a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float>(KernelScaled));
+            k(config, x.AsView<float>(), (w32 ?? weight).AsView<float>(), scale.AsView<float>(), y.AsView<float>(), d, eps);
+            return;
+        }
         if (weight.DType == DType.F32)
         {
             var k = device.Kernel(static a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float>(KernelF32Weight));
@@ -33,6 +41,17 @@ public static partial class RmsNorm
         float inv = RowInverseRms(scratch, x, rowStart, d, eps);
         for (int j = Group.IdxX; j < d; j += Group.DimX)
             y[rowStart + j] = x[rowStart + j] * inv * weight[j];
+    }
+
+    /// <summary>As <see cref="KernelF32Weight"/>, then × (1 + scale[j]).</summary>
+    [IlgpuKernel(explicitlyGrouped: true)]
+    private static void KernelScaled(ArrayView<float> x, ArrayView<float> weight, ArrayView<float> scale, ArrayView<float> y, int d, float eps)
+    {
+        var scratch = SharedMemory.Allocate<float>(GroupReduce.MaxGroupSize);
+        long rowStart = (long)Grid.IdxX * d;
+        float inv = RowInverseRms(scratch, x, rowStart, d, eps);
+        for (int j = Group.IdxX; j < d; j += Group.DimX)
+            y[rowStart + j] = x[rowStart + j] * inv * weight[j] * (1f + scale[j]);
     }
 
     [IlgpuKernel(explicitlyGrouped: true)]

@@ -7,9 +7,10 @@ public static class RopeTables
     /// FLUX.2 multi-axis RoPE (diffusers Flux2PosEmbed): ids [S, A] row-major (A = axesDims.Length, 4 for FLUX.2:
     /// t, h, w, l); per axis i with d_i dims, freq_k = 1 / theta^(2k / d_i) and angle = pos · freq_k in float64,
     /// cos/sin rounded to float32 once and repeated twice (dims 2k and 2k+1 share a frequency); axes concatenated.
-    /// Returns cos, sin, each [S, sum(axesDims)].
+    /// Returns cos, sin, each [S, sum(axesDims)]. With <paramref name="float32Angles"/> the float64 angle is rounded to
+    /// float32 before cos/sin (Z-Image: torch.polar of the float32 angles) instead of rounding cos/sin of the float64 angle.
     /// </summary>
-    public static (float[] Cos, float[] Sin) Flux2(ReadOnlySpan<long> ids, int[] axesDims, double theta)
+    public static (float[] Cos, float[] Sin) Flux2(ReadOnlySpan<long> ids, int[] axesDims, double theta, bool float32Angles = false)
     {
         ArgumentNullException.ThrowIfNull(axesDims);
         int axes = axesDims.Length;
@@ -33,6 +34,7 @@ public static class RopeTables
                 for (int p = 0; p < s; p++)
                 {
                     double angle = (double)(float)ids[p * axes + a] * freq;
+                    if (float32Angles) angle = (float)angle;
                     float c = (float)Math.Cos(angle), sn = (float)Math.Sin(angle);
                     int at = p * dim + offset + 2 * k;
                     cos[at] = cos[at + 1] = c;
