@@ -26,15 +26,18 @@ internal static class GenerateCommand
         var negative = new Option<string[]>("--negative-prompt", "-n") { Description = "Negative prompt for classifier-free guidance (one, or one per --prompt; default \"\")" };
         var width = new Option<int?>("--width", "-W") { Description = "Width in pixels, a multiple of 16 (default: the first --ref-image's size, else 1024)" };
         var height = new Option<int?>("--height", "-H") { Description = "Height in pixels, a multiple of 16 (default: the first --ref-image's size, else 1024)" };
-        var steps = new Option<int?>("--steps", "-s") { Description = "Denoising steps (default: the model's: 4 for distilled klein, 50 for klein base)" };
+        var steps = new Option<int?>("--steps", "-s") { Description = "Denoising steps (default: the model's: 4 distilled klein, 50 klein base, 8 Z-Image)" };
         var seed = new Option<ulong>("--seed") { Description = "Noise seed; image i of a batch uses seed + i", DefaultValueFactory = _ => 42 };
         var output = new Option<string>("--out", "-o") { Description = "PNG file to write (a batch writes NAME-0.png, NAME-1.png, ...)", DefaultValueFactory = _ => "out.png" };
         var quant = new Option<string>("--quant", "-q") { Description = "Weights: none (as stored, BF16), int8 or int4", DefaultValueFactory = _ => "none" };
         var sampler = new Option<string?>("--sampler") { Description = "euler, dpm++2m, unipc or heun (default: the model's, euler for klein)" };
-        var guidance = new Option<float?>("--guidance", "-g") { Description = "Classifier-free guidance scale; > 1 turns CFG on (default: 4 for klein base; distilled models ignore it)" };
+        var guidance = new Option<float?>("--guidance", "-g") { Description = "Classifier-free guidance scale; turns CFG on above 1 (klein: u + g(c − u)) or above 0 (Z-Image: c + g(c − u)); default: the model's (4 klein base, 0 Z-Image-Turbo; distilled klein ignores it)" };
         var cfgMode = new Option<string>("--cfg-mode") { Description = "sequential (two passes per step, as diffusers) or batched (one batch-2 pass)", DefaultValueFactory = _ => "sequential" };
         var interval = new Option<string?>("--guidance-interval") { Description = "LO,HI: run the unconditional pass only while LO ≤ σ ≤ HI (0 ≤ LO ≤ HI ≤ 1)" };
         var rescale = new Option<float>("--cfg-rescale") { Description = "CFG-rescale φ in [0, 1] (std matching; 0 = off)", DefaultValueFactory = _ => 0f };
+        var truncation = new Option<float?>("--guidance-truncation") { Description = "Z-Image's cfg_truncation: no guidance once t = 1 − σ exceeds this (≥ 1 = never)" };
+        var normClip = new Option<float>("--guidance-norm-clip") { Description = "Z-Image's cfg_normalization: clip the guided prediction's norm to this × the conditional one's (0 = off)", DefaultValueFactory = _ => 0f };
+        var weightsBf16 = new Option<bool>("--weights-bf16") { Description = "Hold F32 transformer weights as BF16 (converted while loading; Z-Image does this by itself when F32 would not fit)" };
         var refImages = new Option<string[]>("--ref-image", "-r") { Description = "Reference image (PNG/JPEG) for editing; repeat for several, in order" };
         var batch = new Option<int>("--batch-size", "-b") { Description = "Images per prompt", DefaultValueFactory = _ => 1 };
         var textLayers = new Option<string?>("--text-layers") { Description = "Text-encoder hidden states to stack, e.g. 9,18,27 (diffusers' text_encoder_out_layers; default: the model's)" };
@@ -51,8 +54,8 @@ internal static class GenerateCommand
         var device = CommonOptions.Device();
         var cmd = new Command("generate", "Generate images from text prompts (and reference images) and write them as PNG.")
         {
-            model, prompt, negative, width, height, steps, seed, output, quant, sampler, guidance, cfgMode, interval, rescale,
-            refImages, batch, textLayers, verbose, promptCache, noPromptCache, allowNonFinite, device,
+            model, prompt, negative, width, height, steps, seed, output, quant, sampler, guidance, cfgMode, interval, rescale, truncation, normClip,
+            weightsBf16, refImages, batch, textLayers, verbose, promptCache, noPromptCache, allowNonFinite, device,
         };
         cmd.SetAction(parse =>
         {
@@ -77,6 +80,8 @@ internal static class GenerateCommand
                 CfgMode = ParseCfgMode(parse.GetValue(cfgMode)!),
                 GuidanceInterval = parse.GetValue(interval) is { } iv ? ParseInterval(iv) : null,
                 CfgRescale = parse.GetValue(rescale),
+                GuidanceTruncation = parse.GetValue(truncation),
+                GuidanceNormClip = parse.GetValue(normClip),
                 ReferenceImages = refs,
                 AllowNonFinite = parse.GetValue(allowNonFinite),
             };
@@ -98,6 +103,7 @@ internal static class GenerateCommand
             {
                 Quant = mode,
                 TextLayers = layers,
+                WeightsBf16 = parse.GetValue(weightsBf16) ? true : null,
                 PromptCache = parse.GetValue(noPromptCache) ? null
                     : new PromptCache(parse.GetValue(promptCache) ?? Path.Combine(BuiltInModel.CacheRoot, "prompts")),
             };

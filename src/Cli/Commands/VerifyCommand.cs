@@ -14,14 +14,15 @@ internal static class VerifyCommand
         var dir = new Argument<string>("GOLDEN_DIR") { Description = "Golden set: model/ + *_forward.safetensors + pipeline_*.safetensors + scheduler.json" };
         var device = CommonOptions.Device();
         var all = new Option<bool>("--all") { Description = "Print every row, not only the first of each component plus failures" };
-        var cmd = new Command("verify", "Check every component against reference tensors; non-zero exit past the tolerances.") { dir, device, all };
+        var tokenizer = new Option<string?>("--tokenizer") { Description = "tokenizer.json for a set's tokenizer-ids.json (default: the built-in Qwen3 tokenizer)" };
+        var cmd = new Command("verify", "Check every component against reference tensors; non-zero exit past the tolerances.") { dir, device, all, tokenizer };
         cmd.SetAction(parse =>
         {
             string golden = parse.GetRequiredValue(dir);
             if (!Directory.Exists(golden)) throw new IOException($"{golden}: directory not found");
             using var dev = Devices.Open(parse.GetValue(device)!);
             ctx.Err.WriteLine($"verifying {golden} on {dev.Id} ({dev.Name})");
-            var rows = new GoldenVerifier(golden, dev).Run(part => ctx.Err.WriteLine($"  {part}..."));
+            var rows = new GoldenVerifier(golden, dev, parse.GetValue(tokenizer)).Run(part => ctx.Err.WriteLine($"  {part}..."));
             bool showAll = parse.GetValue(all);
             int nameWidth = Math.Min(48, rows.Max(r => r.Tensor.Length));
             ctx.Out.WriteLine($"{"component",-22} {"tensor".PadRight(nameWidth)} {"max abs",10} {"rel",10} {"tol",8}  result");

@@ -11,7 +11,8 @@ namespace PureFlux.Model.Engine;
 /// <param name="Uncond">Unconditional prediction [B, S, C], or null when this call ran without it.</param>
 /// <param name="Prediction">What the sampler received (after guidance).</param>
 /// <param name="Latents">Latents after the sampler step [B, S, C].</param>
-public sealed record StepRecord(int Call, int Step, float Sigma, float ModelTimestep, Tensor Cond, Tensor? Uncond, Tensor Prediction, Tensor Latents);
+/// <param name="Timestep">The scheduler's timestep (what the denoiser received); ModelTimestep is klein's t/1000 of it.</param>
+public sealed record StepRecord(int Call, int Step, float Sigma, float ModelTimestep, Tensor Cond, Tensor? Uncond, Tensor Prediction, Tensor Latents, float Timestep = 0);
 
 /// <summary>Observers of the one generation loop: stage timing, progress, per-step tensors, named intermediates, warnings.</summary>
 public sealed class GenerationHooks
@@ -64,11 +65,17 @@ public static class GenerationEngine
             Warn($"guidance {guidance} is ignored: this snapshot is guidance-distilled (is_distilled: true), so it runs without classifier-free guidance");
             guidance = 1;
         }
-        bool cfg = guidance > 1;
-        if (!cfg && (job.GuidanceInterval is not null || job.CfgRescale > 0 || job.CfgMode == CfgMode.Batched || job.NegativePrompts is not null))
-            Warn("--negative-prompt, --cfg-mode, --guidance-interval and --cfg-rescale have no effect without classifier-free guidance (guidance ≤ 1)");
+        bool cfg = defaults.CfgOn(guidance);
+        string off = defaults.CfgFormula == GuidanceFormula.CondPlus ? "guidance 0" : "guidance ≤ 1";
+        if (!cfg && (job.GuidanceInterval is not null || job.CfgRescale > 0 || job.CfgMode == CfgMode.Batched || job.NegativePrompts is not null
+                     || job.GuidanceTruncation is not null || job.GuidanceNormClip > 0))
+            Warn($"--negative-prompt, --cfg-mode, --guidance-interval, --cfg-rescale, --guidance-truncation and --guidance-norm-clip have no effect without classifier-free guidance ({off})");
         IGuidance guide = cfg
-            ? new ClassifierFreeGuidance(guidance, new GuidanceOptions { Interval = job.GuidanceInterval, RescalePhi = job.CfgRescale })
+            ? new ClassifierFreeGuidance(guidance, new GuidanceOptions
+            {
+                Formula = defaults.CfgFormula, Interval = job.GuidanceInterval, RescalePhi = job.CfgRescale,
+                Truncation = job.GuidanceTruncation, NormClip = job.GuidanceNormClip,
+            })
             : NoGuidance.Instance;
         var samplerKind = job.SamplerSettings?.Kind ?? job.Sampler ?? defaults.Sampler;
         int steps = job.Steps ?? defaults.Steps;
@@ -94,7 +101,15 @@ public static class GenerationEngine
                 using (var perPrompt = job.NegativePromptEmbeds is null ? model.EncodeText(negatives, timer) : null)
                     uncond = (perPrompt ?? job.NegativePromptEmbeds!).Select(repeat);
                 if (uncond.Length != cond.Length)
-                    throw new ArgumentException($"negative prompt conditioning has {uncond.Length} tokens; the prompt has {cond.Length} (they must match)");
+                {
+                    // Families with masked, variable-length text (Z-Image) pad the shorter side; fixed-length ones must match.
+                    if (cond.Mask is null || uncond.Mask is null)
+                        throw new ArgumentException($"negative prompt conditioning has {uncond.Length} tokens; the prompt has {cond.Length} (they must match)");
+                    int len = Math.Max(cond.Length, uncond.Length);
+                    var (c2, u2) = (cond.PadTo(len), uncond.PadTo(len));
+                    if (!ReferenceEquals(c2, cond)) { cond.Dispose(); cond = c2; }
+                    if (!ReferenceEquals(u2, uncond)) { uncond.Dispose(); uncond = u2; }
+                }
                 hooks.Trace?.Invoke("negative_prompt_embeds", uncond.Embeds);
                 if (job.CfgMode == CfgMode.Batched) joint = TextConditioning.Concat(cond, uncond);
             }
@@ -153,7 +168,7 @@ public static class GenerationEngine
             for (int call = 0; call < sampler.Calls; call++)
             {
                 int step = sampler.StepOf(call);
-                float sigma = sampler.Sigma(call), t = sampler.ModelTimestep(call);
+                float sigma = sampler.Sigma(call), t = sampler.Timestep(call);
                 bool withUncond = uncond is not null && guide.NeedsUncond(sigma, step, sampler.Steps);
                 Tensor condPred = condOut, uncondPred = null!, guided;
                 using (hooks.Timer?.Stage(sampler.Calls == sampler.Steps ? $"step {call + 1}" : $"call {call + 1}"))
@@ -189,7 +204,7 @@ public static class GenerationEngine
                     sampler.Step(call, guided, latents);
                 }
                 guard.Latents(sampler, call, latents);
-                hooks.OnStep?.Invoke(new StepRecord(call, step, sigma, t, condPred, withUncond ? uncondPred : null, guided, latents));
+                hooks.OnStep?.Invoke(new StepRecord(call, step, sigma, sampler.ModelTimestep(call), condPred, withUncond ? uncondPred : null, guided, latents, t));
                 if (call == sampler.Calls - 1 || sampler.StepOf(call + 1) != step) hooks.Progress?.Invoke(step + 1, sampler.Steps);
             }
         }

@@ -38,6 +38,10 @@ public sealed record GenerationJob
     public (float Lo, float Hi)? GuidanceInterval { get; init; }
     /// <summary>CFG-rescale φ in [0, 1] (0 = off).</summary>
     public float CfgRescale { get; init; }
+    /// <summary>Z-Image's cfg_truncation: no guidance at steps whose t_norm = (1000 − 1000σ)/1000 exceeds it (null = off).</summary>
+    public float? GuidanceTruncation { get; init; }
+    /// <summary>Z-Image's cfg_normalization: the guided prediction's norm is clipped to this × the conditional one's (0 = off).</summary>
+    public float GuidanceNormClip { get; init; }
     /// <summary>Reference images for editing / multi-reference conditioning, in order.</summary>
     public IReadOnlyList<RgbImage> ReferenceImages { get; init; } = [];
 
@@ -82,6 +86,7 @@ public sealed record GenerationJob
         if (GuidanceInterval is var (lo, hi) && !(lo >= 0 && hi <= 1 && lo <= hi))
             throw new ArgumentException($"--guidance-interval {lo},{hi}: expected 0 ≤ LO ≤ HI ≤ 1 (σ range where the unconditional pass runs)");
         if (!(CfgRescale >= 0 && CfgRescale <= 1)) throw new ArgumentException($"--cfg-rescale {CfgRescale}: expected φ in [0, 1]");
+        new Guidance.GuidanceOptions { Truncation = GuidanceTruncation, NormClip = GuidanceNormClip, RescalePhi = CfgRescale }.Validate();
         if (Noise is { } n && n.Shape[0] != BatchSize)
             throw new ArgumentException($"noise has shape {n.Shape}; expected {BatchSize} rows (prompts × images per prompt)");
     }

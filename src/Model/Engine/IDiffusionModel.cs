@@ -12,8 +12,16 @@ public sealed record LatentLayout(int Width, int Height, int Rows, int Cols, int
     public int Tokens => Rows * Cols;
 }
 
-/// <summary>A family's defaults, taken from the snapshot (e.g. klein base vs distilled).</summary>
-public sealed record ModelDefaults(int Steps, float Guidance, SamplerKind Sampler, bool GuidanceDistilled);
+/// <summary>
+/// A family's defaults, taken from the snapshot (e.g. klein base vs distilled), and its guidance convention:
+/// <see cref="CfgFormula"/> UncondPlus (u + g(c − u), on when g &gt; 1) or CondPlus (Z-Image: c + g(c − u), on when g &gt; 0).
+/// </summary>
+public sealed record ModelDefaults(int Steps, float Guidance, SamplerKind Sampler, bool GuidanceDistilled,
+    Guidance.GuidanceFormula CfgFormula = Guidance.GuidanceFormula.UncondPlus)
+{
+    /// <summary>Whether scale <paramref name="g"/> turns classifier-free guidance on under this family's formula.</summary>
+    public bool CfgOn(float g) => CfgFormula == Guidance.GuidanceFormula.CondPlus ? g > 0 : g > 1;
+}
 
 /// <summary>
 /// Conditioning images encoded once per job (FLUX.2: reference tokens appended after the noisy tokens). Opaque to
@@ -31,8 +39,12 @@ public interface IImageConditioning : IDisposable
 /// </summary>
 public interface IDenoiser : IDisposable
 {
-    /// <summary>latents [B, S, C], text with B rows, modelTimestep = what the sampler gives the model (t/1000); writes output [B, S, C].</summary>
-    void Predict(Tensor latents, TextConditioning text, float modelTimestep, Tensor output, Action<string, Tensor>? trace = null);
+    /// <summary>
+    /// latents [B, S, C], text with B rows, timestep = the scheduler's timestep (float32, 1000 at pure noise; each family
+    /// forms its model input from it: klein t/1000, Z-Image (1000 − t)/1000); writes the prediction the sampler takes
+    /// (flow velocity) to output [B, S, C].
+    /// </summary>
+    void Predict(Tensor latents, TextConditioning text, float timestep, Tensor output, Action<string, Tensor>? trace = null);
 }
 
 /// <summary>

@@ -12,6 +12,8 @@ public sealed record ModelOptions
     public int[]? TextLayers { get; init; }
     /// <summary>Overrides the snapshot's guidance distillation (klein's is_distilled), as diffusers' pipeline argument does; null = as stored.</summary>
     public bool? GuidanceDistilled { get; init; }
+    /// <summary>Hold FP32 transformer matrices as BF16 (converted as they load); null = the family decides (Z-Image: when FP32 would not fit).</summary>
+    public bool? WeightsBf16 { get; init; }
 }
 
 /// <summary>
@@ -31,7 +33,7 @@ public interface IModelFamily
 /// <summary>The registry of families and snapshot detection.</summary>
 public static class ModelFamilies
 {
-    public static IReadOnlyList<IModelFamily> All { get; } = [new Flux2.Flux2KleinFamily()];
+    public static IReadOnlyList<IModelFamily> All { get; } = [new Flux2.Flux2KleinFamily(), new ZImage.ZImageFamily()];
 
     public static IEnumerable<string> SupportedPipelines => All.SelectMany(f => f.PipelineClasses);
 

@@ -32,6 +32,31 @@ public sealed class TextConditioning : IDisposable
     public int Batch => Embeds.Shape[0];
     public int Length => Embeds.Shape[1];
 
+    /// <summary>
+    /// The same rows padded to <paramref name="length"/> tokens with zero embeddings and mask 0 (this instance itself when
+    /// already that long). Only masked conditioning can be padded: the mask is what tells the family where each row ends.
+    /// </summary>
+    public TextConditioning PadTo(int length)
+    {
+        if (length == Length) return this;
+        if (Mask is null || length < Length) throw new ArgumentException($"text conditioning: cannot pad {Embeds.Shape} to {length} tokens (needs a mask and a longer length)");
+        int b = Batch, d = Embeds.Shape[2];
+        var embeds = Tensor.Zeros(Embeds.Device, Embeds.DType, new Shape(b, length, d));
+        var mask = Tensor.Zeros(Mask.Device, Mask.DType, new Shape(b, length));
+        for (int i = 0; i < b; i++)
+        {
+            Embeds.Slice(i, 1).Reshape(Length, d).CopyTo(embeds.Slice(i, 1).Reshape(length, d).Slice(0, Length));
+            Mask.Slice(i, 1).Reshape(Length).CopyTo(mask.Slice(i, 1).Reshape(length).Slice(0, Length));
+        }
+        Tensor? pooled = null;
+        if (Pooled is not null)
+        {
+            pooled = Tensor.Empty(Pooled.Device, Pooled.DType, Pooled.Shape);
+            Pooled.CopyTo(pooled);
+        }
+        return new TextConditioning(embeds, mask, pooled, Warning);
+    }
+
     /// <summary>Rows in the given order (a row may repeat): prompt-major repetition is <c>[0, 0, 1, 1]</c>.</summary>
     public TextConditioning Select(IReadOnlyList<int> rows) => Gather([this], rows.Select(r => (0, r)).ToArray());
 

@@ -297,9 +297,10 @@ public sealed class Flux2KleinModel : IDiffusionModel
             _sin = Tensor.FromSpan<float>(dev, sinH, new Shape(sinH.Length / hd, hd));
         }
 
-        public void Predict(Tensor latents, TextConditioning text, float modelTimestep, Tensor output, Action<string, Tensor>? trace = null)
+        public void Predict(Tensor latents, TextConditioning text, float timestep, Tensor output, Action<string, Tensor>? trace = null)
         {
             int batch = latents.Shape[0];
+            float modelTimestep = timestep / 1000f; // Flux2KleinPipeline passes t / 1000
             Span<float> t = stackalloc float[batch];
             t.Fill(modelTimestep);
             if (_refs is null)

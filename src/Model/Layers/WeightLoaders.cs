@@ -15,3 +15,49 @@ public static class WeightLoaders
         return shape.Length <= 1 && entry.DType != DType.F32 ? source.LoadF32(name, device) : source.Load(name, device);
     };
 }
+
+/// <summary>Loader adapters shared by the families.</summary>
+public static class WeightLoaderAdapters
+{
+    /// <summary>
+    /// Falls back to the name without <paramref name="prefix"/> when the weights lack it: a transformers checkpoint
+    /// saved from the bare model (<c>Qwen3Model</c>: "layers.0...") instead of the causal-LM wrapper ("model.layers.0...").
+    /// </summary>
+    public static WeightLoader WithOptionalPrefix(this WeightLoader load, WeightSource source, string prefix) => (name, shape) =>
+        !source.Contains(name) && name.StartsWith(prefix, StringComparison.Ordinal) && source.Contains(name[prefix.Length..])
+            ? load(name[prefix.Length..], shape)
+            : load(name, shape);
+
+    /// <summary>
+    /// F32 matrices (rank ≥ 2) become BF16 copies as they load, and the F32 view is released at once (its pages leave
+    /// the resident set), so an FP32 checkpoint larger than memory loads at half its size, one tensor at a time.
+    /// Vectors stay F32. Round-to-nearest-even, as PyTorch's <c>.to(torch.bfloat16)</c>.
+    /// </summary>
+    public static WeightLoader ConvertingF32MatricesToBf16(this WeightLoader load, Device device) => (name, shape) =>
+    {
+        var t = load(name, shape);
+        if (t.DType != DType.F32 || t.Rank < 2) return t;
+        using (t)
+        {
+            var bf = Tensor.Empty(device, DType.BF16, t.Shape, name);
+            try
+            {
+                if (t.Device is CpuDevice && bf.Device is CpuDevice) Bf16Convert(t.AsSpan<float>(), bf.AsSpan<ushort>());
+                else
+                {
+                    var src = t.ToFloatArray();
+                    var dst = new ushort[src.Length];
+                    Bf16Convert(src, dst);
+                    bf.CopyFrom<ushort>(dst);
+                }
+            }
+            catch { bf.Dispose(); throw; }
+            return bf;
+        }
+    };
+
+    private static void Bf16Convert(ReadOnlySpan<float> src, Span<ushort> dst)
+    {
+        for (int i = 0; i < src.Length; i++) dst[i] = Bf16.FromFloat(src[i]);
+    }
+}

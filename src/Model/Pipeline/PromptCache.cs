@@ -30,12 +30,18 @@ public sealed class PromptCache(string directory)
 
     /// <summary>Everything but the tokens: the encoder's config hash, weight-file identities, layers and quant mode
     /// (a pipeline computes it once, not per prompt).</summary>
-    public static string EncoderIdentity(ModelSnapshot snapshot, int[] layers, QuantMode quant)
+    public static string EncoderIdentity(ModelSnapshot snapshot, int[] layers, QuantMode quant) =>
+        EncoderIdentity(snapshot.Directory, snapshot.TextEncoder, layers, quant);
+
+    /// <summary>As above for any family's snapshot directory and text-encoder weights; <paramref name="family"/> (when not
+    /// null) separates families whose templates or feature rules differ over one encoder.</summary>
+    public static string EncoderIdentity(string snapshotDirectory, WeightSource textEncoder, int[] layers, QuantMode quant, string? family = null)
     {
         var sb = new StringBuilder("pureflux-prompt-v1\n");
-        string configPath = Path.Combine(snapshot.Directory, "text_encoder", "config.json");
+        if (family is not null) sb.Append("family=").Append(family).Append('\n');
+        string configPath = Path.Combine(snapshotDirectory, "text_encoder", "config.json");
         sb.Append("config=").Append(File.Exists(configPath) ? Convert.ToHexString(SHA256.HashData(File.ReadAllBytes(configPath))) : "-").Append('\n');
-        foreach (var f in snapshot.TextEncoder.Files.Select(f => f.Path).Order(StringComparer.Ordinal))
+        foreach (var f in textEncoder.Files.Select(f => f.Path).Order(StringComparer.Ordinal))
         {
             // The link's final target (a Hugging Face cache blob), so a changed blob is a different encoder.
             var info = RegularFile.Target(f) as FileInfo ?? new FileInfo(f);

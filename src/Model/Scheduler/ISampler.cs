@@ -22,8 +22,10 @@ public interface ISampler : IDisposable
     float[] Sigmas { get; }
     /// <summary>σ at which the model is evaluated at <paramref name="call"/> (for guidance intervals).</summary>
     float Sigma(int call);
-    /// <summary>What the pipeline gives the transformer at <paramref name="call"/>: float32(t) / 1000f.</summary>
+    /// <summary>What the klein pipeline gives the transformer at <paramref name="call"/>: float32(t) / 1000f.</summary>
     float ModelTimestep(int call);
+    /// <summary>The scheduler's timestep at <paramref name="call"/> as float32 (what denoisers receive).</summary>
+    float Timestep(int call);
     /// <summary>The user step (0..N−1) a call belongs to, for progress.</summary>
     int StepOf(int call);
     /// <summary>

@@ -36,6 +36,7 @@ public abstract class SamplerBase : ISampler
 
     public float Sigma(int call) => _sigmas[CheckCall(call)];
     public float ModelTimestep(int call) => (float)_timesteps[CheckCall(call)] / 1000f;
+    public float Timestep(int call) => (float)_timesteps[CheckCall(call)];
     public virtual int StepOf(int call) => CheckCall(call);
 
     /// <summary>σ by index into the full sigma list (Calls + 1 values).</summary>

@@ -241,28 +241,36 @@ public static class RandomSnapshot
         Norm("decoder.conv_norm_out", ch[0]); Conv("decoder.conv_out", 3, ch[0], 3);
     }
 
-    private static void WriteJson(string path, object value) =>
+    internal static void WriteJson(string path, object value) =>
         File.WriteAllText(path, JsonSerializer.Serialize(value, new JsonSerializerOptions { WriteIndented = true }) + "\n");
 
     /// <summary>Tensors to write, each filled from its own seeded stream (so shards and order don't change values).</summary>
-    private sealed class TensorList(ulong seed)
+    internal sealed class TensorList(ulong seed)
     {
         private readonly List<SafetensorsWriteEntry> _entries = new();
 
-        public void Linear(string name, int outF, int inF, double? std = null)
+        /// <summary>Storage of matrices and conv kernels: BF16 (default) or F32 (as the real Z-Image transformer ships).</summary>
+        public DType Storage { get; init; } = DType.BF16;
+
+        public void Linear(string name, int outF, int inF, double? std = null) =>
+            Matrix(name.EndsWith(".weight", StringComparison.Ordinal) ? name : name + ".weight", outF, inF, std);
+
+        /// <summary>A [rows, cols] tensor under exactly <paramref name="n"/>, uniform with std (default 1/√cols).</summary>
+        public void Matrix(string n, int outF, int inF, double? std = null)
         {
-            string n = name.EndsWith(".weight", StringComparison.Ordinal) ? name : name + ".weight";
             // Uniform(-a, a) has variance a²/3: a = √3·std, std = 1/√fan_in.
             float a = (float)(Math.Sqrt(3.0) * (std ?? 1.0 / Math.Sqrt(inF)));
             ulong s = seed ^ Hash(n);
-            _entries.Add(new SafetensorsWriteEntry(n, DType.BF16, new Shape(outF, inF), st => WriteUniform(st, (long)outF * inF, a, s)));
+            var storage = Storage;
+            _entries.Add(new SafetensorsWriteEntry(n, storage, new Shape(outF, inF), st => WriteUniform(st, (long)outF * inF, a, s, storage)));
         }
 
         public void Conv(string name, int o, int i, int k)
         {
             float a = (float)(Math.Sqrt(3.0) / Math.Sqrt(i * k * k));
             ulong s = seed ^ Hash(name);
-            _entries.Add(new SafetensorsWriteEntry(name, DType.BF16, new Shape(o, i, k, k), st => WriteUniform(st, (long)o * i * k * k, a, s)));
+            var storage = Storage;
+            _entries.Add(new SafetensorsWriteEntry(name, storage, new Shape(o, i, k, k), st => WriteUniform(st, (long)o * i * k * k, a, s, storage)));
         }
 
         public void Ones(string name, int n) => Constant(name, n, 1f);
@@ -319,8 +327,9 @@ public static class RandomSnapshot
             return h;
         }
 
-        /// <summary>Streams count BF16 values uniform in (-a, a), in 1 Mi-element chunks generated in parallel.</summary>
-        private static void WriteUniform(Stream st, long count, float a, ulong seed)
+        /// <summary>Streams count BF16 (or F32) values uniform in (-a, a), in 1 Mi-element chunks generated in parallel.
+        /// F32 values are the BF16 ones widened, so both storages hold the same model.</summary>
+        private static void WriteUniform(Stream st, long count, float a, ulong seed, DType storage = DType.BF16)
         {
             const int Chunk = 1 << 20;
             int chunks = (int)((count + Chunk - 1) / Chunk);
@@ -347,7 +356,13 @@ public static class RandomSnapshot
                 {
                     long first = (long)(start + j) * Chunk;
                     int len = (int)Math.Min(Chunk, count - first);
-                    st.Write(MemoryMarshal.AsBytes(bufs[j].AsSpan(0, len)));
+                    if (storage == DType.F32)
+                    {
+                        var wide = new float[len];
+                        for (int i = 0; i < len; i++) wide[i] = Bf16.ToFloat(bufs[j][i]);
+                        st.Write(MemoryMarshal.AsBytes(wide.AsSpan()));
+                    }
+                    else st.Write(MemoryMarshal.AsBytes(bufs[j].AsSpan(0, len)));
                 }
             }
         }

@@ -121,7 +121,7 @@ public static class SnapshotValidator
     }
 
     /// <summary>A count in the config against the blocks the weights hold, both ways.</summary>
-    private static void Count(string file, string field, int configured, WeightSource w, string prefix, string what, string? says = null)
+    internal static void Count(string file, string field, int configured, WeightSource w, string prefix, string what, string? says = null)
     {
         says ??= $"field '{field}' is {configured}";
         var have = Indices(w, prefix);
@@ -162,7 +162,7 @@ public static class SnapshotValidator
             throw Error(file, $"field 'mlp_ratio' is {F(c.MlpRatio)} (MLP width {c.MlpHiddenDim}) but transformer_blocks.0.ff.linear_out.weight in {w.Name} has shape {Show(ff)} (width {ff[1]})");
     }
 
-    private static void TextEncoder(Qwen3Config c, WeightSource w, string file)
+    internal static void TextEncoder(Qwen3Config c, WeightSource w, string file)
     {
         Count(file, "num_hidden_layers", c.NumHiddenLayers, w, "model.layers.", "decoder layers");
         if (Dims(w, "model.embed_tokens.weight") is { Length: 2 } e)
@@ -184,7 +184,7 @@ public static class SnapshotValidator
             throw Error(file, $"field 'intermediate_size' is {c.IntermediateSize} but {p}mlp.gate_proj.weight in {w.Name} has shape {Show(g)}");
     }
 
-    private static void Vae(VaeConfig c, WeightSource w, string file)
+    internal static void Vae(VaeConfig c, WeightSource w, string file)
     {
         if (c.DecoderBlockOutChannels is { } dec && !dec.SequenceEqual(c.BlockOutChannels))
             throw Error(file, "field 'decoder_block_out_channels' differs from block_out_channels; only the same channels are supported");
@@ -212,7 +212,7 @@ public static class SnapshotValidator
     }
 
     /// <summary>A VAE file may ship the decoder alone; the encoder is then needed (and reported) only for reference images.</summary>
-    private static bool HasEncoder(WeightSource w) => w.Names.Any(n => n.StartsWith("encoder.", StringComparison.Ordinal));
+    internal static bool HasEncoder(WeightSource w) => w.Names.Any(n => n.StartsWith("encoder.", StringComparison.Ordinal));
 
     // ------------------------------------------------------------------ components against each other
 
@@ -244,7 +244,7 @@ public static class SnapshotValidator
         Dry(s.Vae, files.Vae, cpu, load => new Flux2Vae(s.VaeConfig, load, withEncoder: HasEncoder(s.Vae)));
     }
 
-    private static void Dry(WeightSource w, string configFile, CpuDevice cpu, Func<WeightLoader, IDisposable> build)
+    internal static void Dry(WeightSource w, string configFile, CpuDevice cpu, Func<WeightLoader, IDisposable> build)
     {
         var loaded = new List<Tensor>();
         WeightLoader load = (name, shape) =>

@@ -189,11 +189,36 @@ public sealed class Qwen3Tokenizer
     /// <summary>Text of ids (added tokens as written); for diagnostics.</summary>
     public string Decode(IEnumerable<int> ids) => _bpe.Decode(ids, considerSpecialTokens: true);
 
-    /// <summary>Wraps a prompt the way Flux2KleinPipeline does before tokenising (see <see cref="ChatTemplate"/>).</summary>
-    public static string ApplyChatTemplate(string prompt)
+    /// <summary>
+    /// Wraps a prompt as Qwen3's chat template does with add_generation_prompt=True: enable_thinking=False (FLUX.2 klein,
+    /// see <see cref="ChatTemplate"/>) appends an empty think block; enable_thinking=True (Z-Image) ends after
+    /// "assistant\n".
+    /// </summary>
+    public static string ApplyChatTemplate(string prompt, bool enableThinking = false)
     {
         ArgumentNullException.ThrowIfNull(prompt);
-        return "<|im_start|>user\n" + prompt + "<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n";
+        return "<|im_start|>user\n" + prompt + "<|im_end|>\n<|im_start|>assistant\n" + (enableThinking ? "" : "<think>\n\n</think>\n\n");
+    }
+
+    /// <summary>
+    /// Z-Image's text input: the prompt through the chat template with enable_thinking=True, truncated to
+    /// <paramref name="maxLength"/> (the pipeline's max_sequence_length, 512). The pipeline pads and then drops the
+    /// padding again; padding cannot reach real tokens under causal attention, so only the real ids are returned
+    /// (mask all ones).
+    /// </summary>
+    public TokenizedPrompt EncodeForZImage(string prompt, int maxLength = KleinMaxLength)
+    {
+        ArgumentNullException.ThrowIfNull(prompt);
+        if (maxLength < 1) throw new ArgumentException($"maxLength must be at least 1; got {maxLength}", nameof(maxLength));
+        int[] all = Encode(ApplyChatTemplate(prompt, enableThinking: true));
+        bool truncated = all.Length > maxLength;
+        int real = Math.Min(all.Length, maxLength);
+        var ids = all.AsSpan(0, real).ToArray();
+        var mask = Enumerable.Repeat(1, real).ToArray();
+        string? warning = truncated
+            ? $"the prompt is {all.Length} tokens with the chat template; only the first {maxLength} are used, the rest (about {all.Length - maxLength} tokens at the end of the prompt) is ignored"
+            : null;
+        return new TokenizedPrompt(ids, mask, real, truncated, warning);
     }
 
     /// <summary>

@@ -21,7 +21,7 @@ public sealed record VerifyRow(string Component, string Tensor, double MaxAbs, d
 /// on a device and compares each checked tensor. Tolerances are relative to the tensor's max magnitude:
 /// 2e-4 for one forward of a component, 1e-3 for the 4-step pipeline, exact for the scheduler.
 /// </summary>
-public sealed class GoldenVerifier(string goldenDir, Device device)
+public sealed class GoldenVerifier(string goldenDir, Device device, string? tokenizerPath = null)
 {
     public const double ForwardTolerance = 2e-4, PipelineTolerance = 1e-3;
     private readonly List<VerifyRow> _rows = new();
@@ -51,6 +51,17 @@ public sealed class GoldenVerifier(string goldenDir, Device device)
                 Guard(name, () => set.Verify(name));
             }
             if (_rows.Count == 0) throw new IOException($"{goldenDir}: the sampling set's manifest lists no file this verifier knows");
+            return _rows;
+        }
+        if (ZImage.ZImageGoldenSet.IsZImageSet(goldenDir))
+        {
+            var z = new ZImage.ZImageGoldenSet(goldenDir, device, Add, tokenizerPath);
+            foreach (var name in z.Files().Where(Usable))
+            {
+                progress?.Invoke(Path.GetFileNameWithoutExtension(name));
+                Guard(name, () => z.Verify(name));
+            }
+            if (_rows.Count == 0) throw new IOException($"{goldenDir}: no golden files found (expected *_forward.safetensors, pipeline_*.safetensors, scheduler.json)");
             return _rows;
         }
         string modelDir = Path.Combine(goldenDir, "model");
