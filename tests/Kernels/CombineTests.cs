@@ -105,6 +105,34 @@ public class CombineTests
         }
     }
 
+    /// <summary>
+    /// Elementwise.AddScalar (y = x + c; the VAE's shift_factor, and x − s as x + (−s)): one float32 add, exact. Odd
+    /// sizes for the SIMD tails, 300 × 300 + 7 for the CPU's multithreaded chunks, in place.
+    /// </summary>
+    [Theory, MemberData(nameof(Backends.All), MemberType = typeof(Backends))]
+    public void AddScalar_is_one_exact_add(string backend)
+    {
+        var dev = Backends.Get(backend);
+        const float C = 0.1159f;
+        foreach (int n in new[] { 7 * 45, 300 * 300 + 7 })
+        {
+            var x = HostData.Random(n, 47, 3f);
+            using var tx = Tensor.FromArray(dev, x, n);
+            using (var y = new Guarded(dev, DType.F32, n))
+            {
+                Elementwise.AddScalar(tx, C, y);
+                Assert.Equal(x.Select(v => v + C).ToArray(), y.ToFloatArray());
+                y.AssertIntact($"add scalar on {backend}");
+            }
+            using (var y = HostData.GuardedWith(dev, x, n))
+            {
+                Elementwise.AddScalar(y, -C, y); // in place; the subtraction form
+                Assert.Equal(x.Select(v => v - C).ToArray(), y.ToFloatArray());
+                y.AssertIntact($"add scalar in place on {backend}");
+            }
+        }
+    }
+
     /// <summary>The CUDA code (ILGPU's PTX backend, no GPU needed) computes with the round-to-nearest forms ptxas may not
     /// fuse or approximate (mul.rn/add.rn, div.rn) and has no fma. (The plain-C# fallback branch is also in the PTX,
     /// behind a constant-true predicate, and is dropped by ptxas.)</summary>
@@ -130,5 +158,7 @@ public class CombineTests
         Assert.ThrowsAny<ArgumentException>(() => Elementwise.Combine(1f, a, 1f, b, a));
         Assert.ThrowsAny<ArgumentException>(() => Elementwise.Combine(1f, a, 1f, h, a));
         Assert.ThrowsAny<ArgumentException>(() => Elementwise.Divide(a, 2f, b));
+        Assert.ThrowsAny<ArgumentException>(() => Elementwise.AddScalar(a, 2f, b));
+        Assert.ThrowsAny<ArgumentException>(() => Elementwise.AddScalar(h, 2f, h));
     }
 }

@@ -60,6 +60,8 @@ public class BenchTests
         //              resnet 2→2: 2·1728 = 3456
         // conv_out 2→3 at 4×6: 2·3·2·9·24 = 2592
         Assert.Equal(12 + 432 + 6912 + 6912 + 6912 + 5568 + 3456 + 2592, f.Conv);
+        // FLUX.1 / Z-Image VAEs have no post_quant_conv.
+        Assert.Equal(f.Conv - 12, FlopModel.VaeDecode(c with { UsePostQuantConv = false }, 2, 3).Conv);
         // mid attention on n = 6 pixels, c = 4: q, k, v, out 4·(2·6·4·4) = 768; scores 4·36·4·1 = 576
         Assert.Equal(768, f.Linear);
         Assert.Equal(576, f.Attention);

@@ -109,6 +109,30 @@ public class ConfigTests
     }
 
     [Fact]
+    public void Vae_kind_by_class_name_with_that_class_defaults()
+    {
+        // diffusers AutoencoderKL's constructor defaults (SD-style), not AutoencoderKLFlux2's.
+        var kl = VaeConfig.Parse("""{ "_class_name": "AutoencoderKL" }""");
+        Assert.Equal((VaeKind.AutoencoderKL, 4, 1, 32, true, true), (kl.Kind, kl.LatentChannels, kl.LayersPerBlock, kl.SampleSize, kl.UseQuantConv, kl.UsePostQuantConv));
+        Assert.Equal([64], kl.BlockOutChannels);
+        Assert.Equal((0.18215, (double?)null), (kl.ScalingFactor, kl.ShiftFactor));
+        // FLUX.1 / Z-Image flags; AutoencoderKLFlux2's fields are not AutoencoderKL's and are ignored, as diffusers does.
+        var z = VaeConfig.Parse("""
+            { "_class_name": "AutoencoderKL", "latent_channels": 16, "use_quant_conv": false, "use_post_quant_conv": false,
+              "scaling_factor": 0.3611, "shift_factor": 0.1159, "latents_mean": null, "batch_norm_eps": 0.5 }
+            """);
+        Assert.Equal((16, false, false, 0.3611, (double?)0.1159, 1e-4), (z.LatentChannels, z.UseQuantConv, z.UsePostQuantConv, z.ScalingFactor, z.ShiftFactor, z.BatchNormEps));
+        // and the other way round: no scaling_factor / shift_factor for FLUX.2 (absent _class_name means FLUX.2).
+        var f2 = VaeConfig.Parse("""{ "_class_name": "AutoencoderKLFlux2", "scaling_factor": 0.5, "shift_factor": 0.1 }""");
+        Assert.Equal((VaeKind.AutoencoderKLFlux2, 1.0, (double?)null), (f2.Kind, f2.ScalingFactor, f2.ShiftFactor));
+        Assert.Equal(VaeKind.AutoencoderKLFlux2, VaeConfig.Parse("{}").Kind);
+        var e = Assert.Throws<ModelConfigException>(() => VaeConfig.Parse("""{ "_class_name": "AutoencoderKLWan" }""", "v.json"));
+        Assert.Equal("v.json: field '_class_name' is \"AutoencoderKLWan\"; only AutoencoderKL and AutoencoderKLFlux2 are supported", e.Message);
+        e = Assert.Throws<ModelConfigException>(() => VaeConfig.Parse("""{ "_class_name": "AutoencoderKL", "scaling_factor": 0 }""", "v.json"));
+        Assert.Equal("v.json: field 'scaling_factor' is 0; expected a number > 0", e.Message);
+    }
+
+    [Fact]
     public void Scheduler_defaults_and_explicit_nulls()
     {
         var d = SchedulerConfig.Parse("{}");

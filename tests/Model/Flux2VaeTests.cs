@@ -4,6 +4,7 @@ using PureFlux.Tests.Support;
 
 namespace PureFlux.Tests.Model;
 
+/// <summary>The FLUX.2 kind of <see cref="AutoencoderKL"/> (AutoencoderKLFlux2: quant convs, batch-norm statistics) against the klein golden set.</summary>
 public class Flux2VaeTests
 {
     // A full fp32 VAE pass (~30 convolutions, GroupNorms, attention): 1e-4 relative to max magnitude.
@@ -16,7 +17,7 @@ public class Flux2VaeTests
     {
         var dev = Backends.Get(backend);
         var g = GoldenModel.File("vae_forward.safetensors");
-        using var vae = new Flux2Vae(TinyConfig, GoldenModel.Loader(dev, "model/vae/diffusion_pytorch_model.safetensors"));
+        using var vae = new AutoencoderKL(TinyConfig, GoldenModel.Loader(dev, "model/vae/diffusion_pytorch_model.safetensors"));
         using var latent = g.LoadF32("dec.input", dev);
         var trace = new GoldenModel.Trace();
         using var image = vae.Decode(latent.Reshape(32, 8, 8), trace.Record);
@@ -30,7 +31,7 @@ public class Flux2VaeTests
     {
         var dev = Backends.Get(backend);
         var g = GoldenModel.File("vae_forward.safetensors");
-        using var vae = new Flux2Vae(TinyConfig, GoldenModel.Loader(dev, "model/vae/diffusion_pytorch_model.safetensors"));
+        using var vae = new AutoencoderKL(TinyConfig, GoldenModel.Loader(dev, "model/vae/diffusion_pytorch_model.safetensors"));
         using var input = g.LoadF32("enc.input", dev);
         var trace = new GoldenModel.Trace();
         using var mean = vae.EncodeMean(input.Reshape(3, 64, 64), trace.Record);
@@ -42,7 +43,9 @@ public class Flux2VaeTests
         using var patched = Tensor.Empty(dev, DType.F32, 128, 4, 4);
         Latents.Patchify(mean, patched);
         using var normed = Tensor.Empty(dev, DType.F32, 128, 4, 4);
-        BatchNorm.Normalize(patched, vae.BatchNormMean, vae.BatchNormVar, normed, 1e-4f);
+        Assert.NotNull(vae.Flux2Stats);
+        Assert.Equal(1e-4f, vae.Flux2Stats.Eps);
+        vae.Flux2Stats.Normalize(patched, normed);
         Assert.True(Compare.RelMaxError(g.ReadFloats("enc.pipeline_image_latents"), normed.ToFloatArray()) <= Tol, "pipeline image latents");
     }
 }

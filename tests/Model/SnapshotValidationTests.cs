@@ -65,6 +65,7 @@ public sealed class SnapshotValidationTests
 
     [Theory]
     [InlineData("\"latent_channels\": 32", "\"latent_channels\": 16", "fields 'latent_channels' × 'patch_size' are 16 × 2×2 = 64, but bn.running_mean")]
+    [InlineData("\"_class_name\": \"AutoencoderKLFlux2\"", "\"_class_name\": \"AutoencoderKL\"", "field '_class_name' is \"AutoencoderKL\"; Flux2KleinPipeline needs AutoencoderKLFlux2")]
     [InlineData("\"layers_per_block\": 2", "\"layers_per_block\": 1", "field 'layers_per_block' is 1 (a decoder up block has layers_per_block + 1 = 2 resnets) but vae/diffusion_pytorch_model.safetensors holds 3 resnets in decoder up block 0")]
     public void Vae_config_against_its_weights(string old, string @new, string expected)
     {

@@ -35,6 +35,12 @@ public static partial class Elementwise
         k(LaunchCount(nameof(Scale), x.Count), x.AsView<float>(), s, y.AsView<float>());
     }
 
+    private static void AddScalarIlgpu(IlgpuDevice device, Tensor x, float c, Tensor y)
+    {
+        var k = device.Kernel(static acc => acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, float, ArrayView<float>>(AddScalarKernel));
+        k(LaunchCount(nameof(AddScalar), x.Count), x.AsView<float>(), c, y.AsView<float>());
+    }
+
     private static void CopyColumnsIlgpu(IlgpuDevice device, Tensor src, int c, int colStart, Tensor dst, int w, long rows)
     {
         var k = device.Kernel(static acc => acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, int, int, ArrayView<float>, int>(CopyColumnsKernel));
@@ -64,6 +70,9 @@ public static partial class Elementwise
 
     [IlgpuKernel]
     private static void ScaleKernel(Index1D i, ArrayView<float> x, float s, ArrayView<float> y) => y[i] = s * x[i];
+
+    [IlgpuKernel]
+    private static void AddScalarKernel(Index1D i, ArrayView<float> x, float c, ArrayView<float> y) => y[i] = x[i] + c;
 
     /// <summary>One thread per dst element: dst[r, j] = src[r, colStart + j].</summary>
     [IlgpuKernel]

@@ -1,7 +1,7 @@
 namespace PureFlux.Kernels;
 
 /// <summary>
-/// Plain F32 element-wise and data-movement ops: add, axpy, scale, column copies (splitting fused QKV projections,
+/// Plain F32 element-wise and data-movement ops: add, axpy, scale, add a scalar, column copies (splitting fused QKV projections,
 /// concatenating along channels) and 2-D transpose. Outputs may alias inputs where noted.
 /// </summary>
 public static partial class Elementwise
@@ -73,6 +73,23 @@ public static partial class Elementwise
                 Chunked(cpu, x.Count, (st, n) => TensorPrimitives.Multiply(Span(x, st, n), s, Span(y, st, n)));
                 break;
             case IlgpuDevice gpu: ScaleIlgpu(gpu, x, s, y); break;
+        }
+    }
+
+    /// <summary>y = x + c (one float32 add per element; x − s is the same operation with c = −s). x, y: F32, same shape; y may alias x.</summary>
+    public static void AddScalar(Tensor x, float c, Tensor y)
+    {
+        const string op = nameof(Elementwise) + "." + nameof(AddScalar);
+        CheckF32(op, ("x", x), ("y", y));
+        Check.SameShape(op, "x", x, "y", y);
+        if (x.Count == 0) return;
+        using var profile = OpProfile.Start(op, x);
+        switch (Check.SameDevice(op, x, y))
+        {
+            case CpuDevice cpu:
+                Chunked(cpu, x.Count, (st, n) => TensorPrimitives.Add(Span(x, st, n), c, Span(y, st, n)));
+                break;
+            case IlgpuDevice gpu: AddScalarIlgpu(gpu, x, c, y); break;
         }
     }
 

@@ -71,12 +71,15 @@ public static class FlopModel
         double Resnet(int inC, int outC, double h, double w) =>
             Conv(outC, inC, 3, h, w) + Conv(outC, outC, 3, h, w) + (inC != outC ? Conv(outC, inC, 1, h, w) : 0);
 
-        conv += Conv(c.LatentChannels, c.LatentChannels, 1, hh, ww);        // post_quant_conv
+        if (c.UsePostQuantConv) conv += Conv(c.LatentChannels, c.LatentChannels, 1, hh, ww); // post_quant_conv (FLUX.2 only)
         conv += Conv(top, c.LatentChannels, 3, hh, ww);                      // decoder.conv_in
         conv += 2 * Resnet(top, top, hh, ww);                                // mid resnets
         double n = hh * ww;
-        linear += 4 * Linear(n, top, top);                                   // mid attention q, k, v, out (one head of width C)
-        attention += Attention(n, top, 1);
+        if (c.MidBlockAddAttention)
+        {
+            linear += 4 * Linear(n, top, top);                               // mid attention q, k, v, out (one head of width C)
+            attention += Attention(n, top, 1);
+        }
         int prev = top;
         var rev = ch.Reverse().ToArray();
         for (int i = 0; i < rev.Length; i++)

@@ -42,7 +42,7 @@ public sealed class Flux2KleinModel : IDiffusionModel
     private readonly Dictionary<string, float[]> _promptCache = new();
     private Flux2Transformer? _transformer;
     private WeightSource? _transformerWeights;
-    private Flux2Vae? _vae;
+    private AutoencoderKL? _vae;
     private Qwen3Tokenizer? _tokenizer;
     private string? _encoderIdentity;
 
@@ -216,7 +216,8 @@ public sealed class Flux2KleinModel : IDiffusionModel
         try
         {
             using var weights = _snapshot.OpenWeights("vae");
-            using var encoder = new Flux2Vae(cfg, weights.Loader(_device), withEncoder: true);
+            using var encoder = new AutoencoderKL(cfg, weights.Loader(_device), withEncoder: true);
+            var stats = RequireFlux2Stats(encoder);
             int offset = 0;
             for (int i = 0; i < prepared.Length; i++)
             {
@@ -228,7 +229,7 @@ public sealed class Flux2KleinModel : IDiffusionModel
                 using var patched = Tensor.Empty(_device, DType.F32, 4 * c, h, w);
                 Latents.Patchify(mean, patched);
                 using var normed = Tensor.Empty(_device, DType.F32, 4 * c, h, w);
-                BatchNorm.Normalize(patched, encoder.BatchNormMean, encoder.BatchNormVar, normed, (float)cfg.BatchNormEps);
+                stats.Normalize(patched, normed);
                 trace?.Invoke($"ref.{i}.vae_latents", normed);
                 Latents.Pack(normed, tokens.Slice(offset, h * w));
                 offset += h * w;
@@ -338,7 +339,11 @@ public sealed class Flux2KleinModel : IDiffusionModel
 
     // ------------------------------------------------------------------ decode
 
-    public Flux2Vae Vae => _vae ??= new Flux2Vae(_snapshot.VaeConfig, _snapshot.Vae.Loader(_device), withEncoder: false);
+    public AutoencoderKL Vae => _vae ??= new AutoencoderKL(_snapshot.VaeConfig, _snapshot.Vae.Loader(_device), withEncoder: false);
+
+    /// <summary>klein's latents are the FLUX.2 kind: the snapshot check guarantees an AutoencoderKLFlux2 with its statistics.</summary>
+    private static Flux2LatentStats RequireFlux2Stats(AutoencoderKL vae) =>
+        vae.Flux2Stats ?? throw new InvalidOperationException($"the klein VAE is {vae.Config.Kind}; expected AutoencoderKLFlux2 with batch-norm statistics");
 
     /// <summary>Packed latents [B, h·w, 128] → de-normalised, unpatchified [B, 32, 2h, 2w] → decoded images [B, 3, 16h, 16w].</summary>
     public Tensor Decode(Tensor latents, LatentLayout layout, Action<string, Tensor>? trace = null)
@@ -346,13 +351,14 @@ public sealed class Flux2KleinModel : IDiffusionModel
         var cfg = _snapshot.VaeConfig;
         int batch = latents.Shape[0], c = layout.Channels, h = layout.Rows, w = layout.Cols;
         var vae = Vae;
+        var stats = RequireFlux2Stats(vae);
         using var latent = Tensor.Empty(_device, DType.F32, batch, cfg.LatentChannels, 2 * h, 2 * w);
         using var chw = Tensor.Empty(_device, DType.F32, c, h, w);
         using var denorm = Tensor.Empty(_device, DType.F32, c, h, w);
         for (int b = 0; b < batch; b++)
         {
             Latents.Unpack(latents.Slice(b, 1).Reshape(h * w, c), chw);
-            BatchNorm.Denormalize(chw, vae.BatchNormMean, vae.BatchNormVar, denorm, (float)cfg.BatchNormEps);
+            stats.Denormalize(chw, denorm);
             Latents.Unpatchify(denorm, latent.Slice(b, 1).Reshape(cfg.LatentChannels, 2 * h, 2 * w));
         }
         trace?.Invoke("latents_for_vae", latent);

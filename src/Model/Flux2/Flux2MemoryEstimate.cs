@@ -15,7 +15,7 @@ namespace PureFlux.Model.Flux2;
 /// batch × [text; image; references] tokens, with the flash-attention packing and the engine's latents), decoding
 /// (the VAE decoder's resnets and upsamplers at every resolution, the largest conv input padded, the image batch and
 /// its host copy). Every buffer is rounded up to the memory pool's size class. Mirrors the code in Flux2Transformer,
-/// Flux2Vae, Qwen3TextEncoder and GenerationEngine; keep them in step.
+/// AutoencoderKL, Qwen3TextEncoder and GenerationEngine; keep them in step.
 /// </summary>
 internal static class Flux2MemoryEstimate
 {

@@ -221,6 +221,10 @@ public static class SnapshotValidator
         var t = s.TransformerConfig;
         var v = s.VaeConfig;
         var q = s.TextEncoderConfig;
+        // model_index.json may say AutoencoderKLFlux2 while vae/config.json describes another class; klein's latents need
+        // the FLUX.2 kind (its batch-norm statistics).
+        if (v.Kind != VaeKind.AutoencoderKLFlux2)
+            throw Error(files.Vae, $"field '_class_name' is \"{v.Kind}\"; {PipelineClass} needs AutoencoderKLFlux2");
         string vae = $"{files.Vae} gives latent_channels {v.LatentChannels} × patch_size {v.PatchSize[0]}×{v.PatchSize[1]} = {v.PatchedChannels} packed channels";
         if (t.InChannels != v.PatchedChannels)
             throw Error(files.Transformer, $"field 'in_channels' is {t.InChannels} but {vae}: the VAE does not belong to this transformer");
@@ -241,7 +245,7 @@ public static class SnapshotValidator
         using var cpu = new CpuDevice(1);
         Dry(s.Transformer, files.Transformer, cpu, load => new Flux2Transformer(s.TransformerConfig, load));
         Dry(s.TextEncoder, files.TextEncoder, cpu, load => new Qwen3TextEncoder(s.TextEncoderConfig, load, [s.TextEncoderConfig.NumHiddenLayers]));
-        Dry(s.Vae, files.Vae, cpu, load => new Flux2Vae(s.VaeConfig, load, withEncoder: HasEncoder(s.Vae)));
+        Dry(s.Vae, files.Vae, cpu, load => new AutoencoderKL(s.VaeConfig, load, withEncoder: HasEncoder(s.Vae)));
     }
 
     internal static void Dry(WeightSource w, string configFile, CpuDevice cpu, Func<WeightLoader, IDisposable> build)

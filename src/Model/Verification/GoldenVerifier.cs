@@ -224,7 +224,7 @@ public sealed class GoldenVerifier(string goldenDir, Device device, string? toke
     private void Vae(ModelSnapshot snapshot, string path)
     {
         using var g = SafetensorsFile.Open(path);
-        using var vae = new Flux2Vae(snapshot.VaeConfig, snapshot.Vae.Loader(device));
+        using var vae = new AutoencoderKL(snapshot.VaeConfig, snapshot.Vae.Loader(device));
         var ds = g.Entry("dec.input").Shape;
         using (var latent = g.LoadF32("dec.input", device))
         using (vae.Decode(latent.Reshape(ds[1], ds[2], ds[3]), Collect("vae decode", g, ForwardTolerance))) { }
@@ -236,7 +236,7 @@ public sealed class GoldenVerifier(string goldenDir, Device device, string? toke
         using var patched = Tensor.Empty(device, DType.F32, 4 * c, h / 2, w / 2);
         Latents.Patchify(mean, patched);
         using var normed = Tensor.Empty(device, DType.F32, 4 * c, h / 2, w / 2);
-        BatchNorm.Normalize(patched, vae.BatchNormMean, vae.BatchNormVar, normed, (float)snapshot.VaeConfig.BatchNormEps);
+        vae.Flux2Stats!.Normalize(patched, normed);
         Add("vae encode", "enc.pipeline_image_latents", g.ReadFloats("enc.pipeline_image_latents"), normed.ToFloatArray(), ForwardTolerance);
     }
 

@@ -4,38 +4,42 @@ using PureFlux.Model.Layers;
 namespace PureFlux.Model.Vae;
 
 /// <summary>
-/// AutoencoderKLFlux2: decoder (post_quant_conv → conv_in → mid (resnet, attention, resnet) → up blocks →
-/// GroupNorm+SiLU → conv_out) and encoder (conv_in → down blocks → mid → GroupNorm+SiLU → conv_out →
-/// quant_conv), plus the latent batch-norm statistics used to (de)normalise packed latents.
-/// Tensors are [C, H, W] (batch 1).
+/// diffusers AutoencoderKL and AutoencoderKLFlux2 — the same network, parameterised by <see cref="VaeConfig"/>:
+/// decoder ([post_quant_conv] → conv_in → mid (resnet, [attention], resnet) → up blocks → GroupNorm+SiLU → conv_out)
+/// and encoder (conv_in → down blocks → mid → GroupNorm+SiLU → conv_out → [quant_conv]); the bracketed parts follow
+/// use_post_quant_conv / mid_block_add_attention / use_quant_conv (FLUX.2 has both quant convs; FLUX.1 and Z-Image
+/// neither). What sits between the VAE and the denoiser differs by kind: AutoencoderKL pipelines scale and shift
+/// (<see cref="LatentsToVaeInput"/>, <see cref="VaeOutputToLatents"/>), FLUX.2 normalises with the batch-norm
+/// statistics (<see cref="Flux2Stats"/>). Tensors are [C, H, W] (batch 1).
 /// </summary>
-public sealed class Flux2Vae : IDisposable
+public sealed class AutoencoderKL : IDisposable
 {
     private const float NormEps = 1e-6f;
     private readonly VaeConfig _d;
     private readonly List<IDisposable> _owned = new();
-    private readonly Conv _postQuant, _decIn, _decOut, _quant, _encIn, _encOut;
+    private readonly Conv _decIn, _decOut, _encIn, _encOut;
+    private readonly Conv? _postQuant, _quant;
     private readonly Norm _decNormOut, _encNormOut;
     private readonly Resnet[] _decMid, _encMid;
-    private readonly AttentionBlock _decAttn, _encAttn;
+    private readonly AttentionBlock? _decAttn, _encAttn;
     private readonly (Resnet[] Resnets, Conv? Upsample)[] _up;
     private readonly (Resnet[] Resnets, Conv? Downsample)[] _down;
-    private readonly Tensor _bnMean, _bnVar;
 
-    public Flux2Vae(VaeConfig d, WeightLoader load, bool withEncoder = true)
+    /// <param name="withEncoder">false loads the decoder alone (decoding needs no encoder weights; a VAE file may lack them).</param>
+    public AutoencoderKL(VaeConfig d, WeightLoader load, bool withEncoder = true)
     {
         _d = d;
         if (d.DecoderBlockOutChannels is not null && !d.DecoderBlockOutChannels.SequenceEqual(d.BlockOutChannels))
             throw new ModelConfigException("vae/config.json: field 'decoder_block_out_channels' differs from block_out_channels, which is not supported");
         var ch = d.BlockOutChannels;
         int top = ch[^1], lat = d.LatentChannels;
-        _bnMean = Own(load("bn.running_mean", d.PatchedChannels));
-        _bnVar = Own(load("bn.running_var", d.PatchedChannels));
+        if (d.Kind == VaeKind.AutoencoderKLFlux2)
+            Flux2Stats = new Flux2LatentStats(Own(load("bn.running_mean", d.PatchedChannels)), Own(load("bn.running_var", d.PatchedChannels)), (float)d.BatchNormEps);
 
-        _postQuant = new Conv(this, load, "post_quant_conv", lat, lat, 1);
+        _postQuant = d.UsePostQuantConv ? new Conv(this, load, "post_quant_conv", lat, lat, 1) : null;
         _decIn = new Conv(this, load, "decoder.conv_in", lat, top, 3);
         _decMid = [new Resnet(this, load, "decoder.mid_block.resnets.0", top, top, d.NormNumGroups), new Resnet(this, load, "decoder.mid_block.resnets.1", top, top, d.NormNumGroups)];
-        _decAttn = new AttentionBlock(this, load, "decoder.mid_block.attentions.0", top, d.NormNumGroups);
+        _decAttn = d.MidBlockAddAttention ? new AttentionBlock(this, load, "decoder.mid_block.attentions.0", top, d.NormNumGroups) : null;
         var rev = ch.Reverse().ToArray();
         _up = new (Resnet[], Conv?)[rev.Length];
         int prev = top;
@@ -55,10 +59,9 @@ public sealed class Flux2Vae : IDisposable
         HasEncoder = withEncoder;
         if (!withEncoder)
         {
-            _quant = _encIn = _encOut = null!;
+            _encIn = _encOut = null!;
             _encNormOut = null!;
             _encMid = [];
-            _encAttn = null!;
             _down = [];
             return;
         }
@@ -76,16 +79,17 @@ public sealed class Flux2Vae : IDisposable
             prev = outC;
         }
         _encMid = [new Resnet(this, load, "encoder.mid_block.resnets.0", top, top, d.NormNumGroups), new Resnet(this, load, "encoder.mid_block.resnets.1", top, top, d.NormNumGroups)];
-        _encAttn = new AttentionBlock(this, load, "encoder.mid_block.attentions.0", top, d.NormNumGroups);
+        _encAttn = d.MidBlockAddAttention ? new AttentionBlock(this, load, "encoder.mid_block.attentions.0", top, d.NormNumGroups) : null;
         _encNormOut = new Norm(this, load, "encoder.conv_norm_out", top, d.NormNumGroups);
         _encOut = new Conv(this, load, "encoder.conv_out", top, 2 * lat, 3);
-        _quant = new Conv(this, load, "quant_conv", 2 * lat, 2 * lat, 1);
+        _quant = d.UseQuantConv ? new Conv(this, load, "quant_conv", 2 * lat, 2 * lat, 1) : null;
     }
 
     public bool HasEncoder { get; }
     public VaeConfig Config => _d;
-    public Tensor BatchNormMean => _bnMean;
-    public Tensor BatchNormVar => _bnVar;
+
+    /// <summary>FLUX.2's latent batch-norm statistics; null for AutoencoderKL, which has none.</summary>
+    public Flux2LatentStats? Flux2Stats { get; }
 
     private T Own<T>(T item) where T : IDisposable
     {
@@ -93,20 +97,31 @@ public sealed class Flux2Vae : IDisposable
         return item;
     }
 
-    /// <summary>latent [latent_channels, h, w] → image [out_channels, 8h, 8w] (roughly in [-1, 1]).</summary>
+    /// <summary>
+    /// VAE input [latent_channels, h, w] (the denoiser's latents already mapped: <see cref="LatentsToVaeInput"/> or
+    /// FLUX.2's de-normalisation) → image [out_channels, 8h, 8w] (roughly in [−1, 1]).
+    /// </summary>
     public Tensor Decode(Tensor latent, Action<string, Tensor>? trace = null)
     {
         var dev = latent.Device;
         Check.Rank("VAE decode", "latent", latent, 3);
         Check.That(latent.Shape[0] == _d.LatentChannels, "VAE decode", $"latent has {latent.Shape[0]} channels; expected {_d.LatentChannels}");
-        var x = _postQuant.Run(latent);
-        trace?.Invoke("dec.post_quant_conv", x);
-        x = Replace(x, _decIn.Run(x));
+        Tensor x;
+        if (_postQuant is null) x = _decIn.Run(latent);
+        else
+        {
+            using var pq = _postQuant.Run(latent);
+            trace?.Invoke("dec.post_quant_conv", pq);
+            x = _decIn.Run(pq);
+        }
         trace?.Invoke("dec.conv_in", x);
         x = Replace(x, _decMid[0].Run(x));
         trace?.Invoke("dec.mid.resnet0", x);
-        _decAttn.RunInPlace(x);
-        trace?.Invoke("dec.mid.attn0", x);
+        if (_decAttn is not null)
+        {
+            _decAttn.RunInPlace(x);
+            trace?.Invoke("dec.mid.attn0", x);
+        }
         x = Replace(x, _decMid[1].Run(x));
         trace?.Invoke("dec.mid", x);
         for (int i = 0; i < _up.Length; i++)
@@ -132,12 +147,15 @@ public sealed class Flux2Vae : IDisposable
         return x;
     }
 
-    /// <summary>image [in_channels, H, W] in [-1, 1] → latent mean [latent_channels, H/8, W/8].</summary>
-    public Tensor EncodeMean(Tensor image, Action<string, Tensor>? trace = null)
+    /// <summary>
+    /// image [in_channels, H, W] in [−1, 1] → the posterior's moments [2·latent_channels, H/8, W/8]: mean in the first
+    /// latent_channels rows, log-variance (not yet clamped to [−30, 20] as diffusers' distribution does) in the rest.
+    /// </summary>
+    public Tensor EncodeMoments(Tensor image, Action<string, Tensor>? trace = null)
     {
         if (!HasEncoder) throw new InvalidOperationException("this VAE was loaded without its encoder");
-        var dev = image.Device;
         Check.Rank("VAE encode", "image", image, 3);
+        Check.That(image.Shape[0] == _d.InChannels, "VAE encode", $"image has {image.Shape[0]} channels; expected {_d.InChannels}");
         var x = _encIn.Run(image);
         trace?.Invoke("enc.conv_in", x);
         for (int i = 0; i < _down.Length; i++)
@@ -148,19 +166,57 @@ public sealed class Flux2Vae : IDisposable
             trace?.Invoke($"enc.down.{i}", x);
         }
         x = Replace(x, _encMid[0].Run(x));
-        _encAttn.RunInPlace(x);
+        _encAttn?.RunInPlace(x);
         x = Replace(x, _encMid[1].Run(x));
         trace?.Invoke("enc.mid", x);
         x = Replace(x, _encNormOut.Run(x, silu: true));
         x = Replace(x, _encOut.Run(x));
         trace?.Invoke("enc.conv_out", x);
-        x = Replace(x, _quant.Run(x));
-        trace?.Invoke("enc.quant_conv", x);
-        int h = x.Shape[1], w = x.Shape[2];
-        var mean = Tensor.Empty(dev, DType.F32, _d.LatentChannels, h, w);
-        x.Slice(0, _d.LatentChannels).CopyTo(mean);
-        x.Dispose();
+        if (_quant is not null)
+        {
+            x = Replace(x, _quant.Run(x));
+            trace?.Invoke("enc.quant_conv", x);
+        }
+        return x;
+    }
+
+    /// <summary>image [in_channels, H, W] in [−1, 1] → the posterior's mean (= its mode) [latent_channels, H/8, W/8].</summary>
+    public Tensor EncodeMean(Tensor image, Action<string, Tensor>? trace = null)
+    {
+        using var moments = EncodeMoments(image, trace);
+        var mean = Tensor.Empty(image.Device, DType.F32, _d.LatentChannels, moments.Shape[1], moments.Shape[2]);
+        moments.Slice(0, _d.LatentChannels).CopyTo(mean);
         return mean;
+    }
+
+    /// <summary>
+    /// AutoencoderKL pipelines' decode side, on the device: vaeInput = latents / scaling_factor + shift_factor
+    /// (a true division, then the add, rounded like torch's float32). Any shape; vaeInput may alias latents.
+    /// </summary>
+    public void LatentsToVaeInput(Tensor latents, Tensor vaeInput)
+    {
+        RequireScaling(nameof(LatentsToVaeInput));
+        Elementwise.Divide(latents, (float)_d.ScalingFactor, vaeInput);
+        if (_d.ShiftFactor is double shift) Elementwise.AddScalar(vaeInput, (float)shift, vaeInput);
+    }
+
+    /// <summary>
+    /// AutoencoderKL pipelines' encode side (image-to-image, references), on the device: latents = (mode − shift_factor)
+    /// · scaling_factor, with mode = <see cref="EncodeMean"/>'s result. Any shape; latents may alias mode.
+    /// </summary>
+    public void VaeOutputToLatents(Tensor mode, Tensor latents)
+    {
+        RequireScaling(nameof(VaeOutputToLatents));
+        var shifted = mode;
+        // x − s and x + (−s) are the same IEEE operation, so the subtraction is an add of the negated shift.
+        if (_d.ShiftFactor is double shift) { Elementwise.AddScalar(mode, -(float)shift, latents); shifted = latents; }
+        Elementwise.Scale(shifted, (float)_d.ScalingFactor, latents);
+    }
+
+    private void RequireScaling(string what)
+    {
+        if (_d.Kind != VaeKind.AutoencoderKL)
+            throw new InvalidOperationException($"{what}: {_d.Kind} latents are not scaled and shifted; FLUX.2 normalises them with {nameof(Flux2Stats)}");
     }
 
     private static Tensor Replace(Tensor old, Tensor next)
@@ -179,7 +235,7 @@ public sealed class Flux2Vae : IDisposable
         private readonly Tensor _w, _b;
         private readonly int _out, _k;
 
-        public Conv(Flux2Vae vae, WeightLoader load, string p, int inC, int outC, int k)
+        public Conv(AutoencoderKL vae, WeightLoader load, string p, int inC, int outC, int k)
         {
             _w = vae.Own(load(p + ".weight", outC, inC, k, k));
             _b = vae.Own(load(p + ".bias", outC));
@@ -203,7 +259,7 @@ public sealed class Flux2Vae : IDisposable
         private readonly Tensor _w, _b;
         private readonly int _groups;
 
-        public Norm(Flux2Vae vae, WeightLoader load, string p, int c, int groups)
+        public Norm(AutoencoderKL vae, WeightLoader load, string p, int c, int groups)
         {
             _w = vae.Own(load(p + ".weight", c));
             _b = vae.Own(load(p + ".bias", c));
@@ -225,7 +281,7 @@ public sealed class Flux2Vae : IDisposable
         private readonly Conv _c1, _c2;
         private readonly Conv? _shortcut;
 
-        public Resnet(Flux2Vae vae, WeightLoader load, string p, int inC, int outC, int groups)
+        public Resnet(AutoencoderKL vae, WeightLoader load, string p, int inC, int outC, int groups)
         {
             _n1 = new Norm(vae, load, p + ".norm1", inC, groups);
             _c1 = new Conv(vae, load, p + ".conv1", inC, outC, 3);
@@ -257,7 +313,7 @@ public sealed class Flux2Vae : IDisposable
         private readonly Linear _q, _k, _v, _out;
         private readonly int _c;
 
-        public AttentionBlock(Flux2Vae vae, WeightLoader load, string p, int c, int groups)
+        public AttentionBlock(AutoencoderKL vae, WeightLoader load, string p, int c, int groups)
         {
             _c = c;
             _norm = new Norm(vae, load, p + ".group_norm", c, groups);
