@@ -17,10 +17,10 @@ public sealed record LatentLayout(int Width, int Height, int Rows, int Cols, int
 /// <see cref="CfgFormula"/> UncondPlus (u + g(c − u), on when g &gt; 1) or CondPlus (Z-Image: c + g(c − u), on when g &gt; 0).
 /// </summary>
 public sealed record ModelDefaults(int Steps, float Guidance, SamplerKind Sampler, bool GuidanceDistilled,
-    Guidance.GuidanceFormula CfgFormula = Guidance.GuidanceFormula.UncondPlus)
+    PureFlux.Model.Guidance.GuidanceFormula CfgFormula = PureFlux.Model.Guidance.GuidanceFormula.UncondPlus)
 {
     /// <summary>Whether scale <paramref name="g"/> turns classifier-free guidance on under this family's formula.</summary>
-    public bool CfgOn(float g) => CfgFormula == Guidance.GuidanceFormula.CondPlus ? g > 0 : g > 1;
+    public bool CfgOn(float g) => CfgFormula == PureFlux.Model.Guidance.GuidanceFormula.CondPlus ? g > 0 : g > 1;
 }
 
 /// <summary>

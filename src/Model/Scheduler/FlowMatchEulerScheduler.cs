@@ -104,7 +104,7 @@ public sealed class FlowMatchEulerScheduler
     /// set_timesteps(sigmas = linspace(1, 1/steps, steps), mu) for <paramref name="config"/>. mu is required with
     /// dynamic shifting. Karras / exponential / beta sigmas, inverted sigmas and stochastic sampling are not supported.
     /// </summary>
-    public static FlowMatchEulerScheduler Create(SchedulerConfig config, int steps, double? mu)
+    public static FlowMatchEulerScheduler Create(SchedulerConfig config, int steps, double? mu, bool torchLinspace = false)
     {
         ArgumentNullException.ThrowIfNull(config);
         if (steps < 1) throw new ArgumentException($"steps must be at least 1; got {steps}", nameof(steps));
@@ -113,7 +113,7 @@ public sealed class FlowMatchEulerScheduler
         if (config.UseDynamicShifting && mu is null)
             throw new ArgumentException("mu must be given when the scheduler config sets use_dynamic_shifting", nameof(mu));
 
-        double[] linspace = Linspace(1.0, 1.0 / steps, steps);
+        double[] linspace = torchLinspace ? TorchLinspace32(1f, 1f / steps, steps) : Linspace(1.0, 1.0 / steps, steps);
         var sigmas = new float[steps + 1];
         for (int i = 0; i < steps; i++)
         {
@@ -130,6 +130,21 @@ public sealed class FlowMatchEulerScheduler
         var timesteps = new float[steps];
         for (int i = 0; i < steps; i++) timesteps[i] = sigmas[i] * config.NumTrainTimesteps;
         return new FlowMatchEulerScheduler(steps, config.UseDynamicShifting ? mu : null, linspace, sigmas, timesteps);
+    }
+
+    /// <summary>
+    /// torch.linspace(start, end, num) in float32 as PyTorch's CPU kernel computes it: step = (end − start)/(num − 1) in
+    /// float32; value i = fma(step, i, start) below num/2, fma(−step, num − 1 − i, end) from there (one rounding each).
+    /// </summary>
+    internal static double[] TorchLinspace32(float start, float end, int num)
+    {
+        var v = new double[num];
+        if (num == 1) { v[0] = start; return v; }
+        float step = (end - start) / (num - 1);
+        int half = num / 2;
+        for (int i = 0; i < num; i++)
+            v[i] = i < half ? MathF.FusedMultiplyAdd(step, i, start) : MathF.FusedMultiplyAdd(-step, num - 1 - i, end);
+        return v;
     }
 
     /// <summary>numpy.linspace(start, stop, num) with endpoint: start + i × step, the last value exactly stop.</summary>

@@ -15,6 +15,10 @@ public enum EulerSigmasMode
     /// <summary>set_timesteps(N) without sigmas: linspace(σ_max, σ_min) of the (already shifted) training sigmas,
     /// shifted again (float64).</summary>
     Plain,
+    /// <summary>ZImagePipeline: custom sigmas torch.linspace(1, 1/N, N) in float32 — PyTorch's CPU kernel computes
+    /// start + step·i below the midpoint and end − step·(N−1−i) from it, each as one fused multiply-add (28 and 50 steps
+    /// differ from numpy's float64 linspace in 8–9 values) — then shifted as <see cref="Klein"/>.</summary>
+    TorchFloat32Linspace,
 }
 
 /// <summary>

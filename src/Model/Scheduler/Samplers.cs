@@ -40,9 +40,9 @@ public static class Samplers
         {
             case SamplerKind.Euler:
             {
-                if (s.EulerSigmas == EulerSigmasMode.Klein)
+                if (s.EulerSigmas is EulerSigmasMode.Klein or EulerSigmasMode.TorchFloat32Linspace)
                 {
-                    var e = FlowMatchEulerScheduler.Create(s.ToEulerConfig(), steps, mu);
+                    var e = FlowMatchEulerScheduler.Create(s.ToEulerConfig(), steps, mu, torchLinspace: s.EulerSigmas == EulerSigmasMode.TorchFloat32Linspace);
                     return new EulerSampler(steps, [.. e.Timesteps.Select(t => (double)t)], e.Sigmas);
                 }
                 var (sig, ts) = FlowSchedules.EulerPlain(s, steps, mu);

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using PureFlux.Model.Engine;
+using PureFlux.Model.Layers;
 using PureFlux.Model.Qwen3;
 using PureFlux.Model.Scheduler;
 using PureFlux.Model.Text;

@@ -208,7 +208,7 @@ public sealed class ZImageModel : IDiffusionModel
         var sc = _snapshot.SchedulerConfig;
         settings ??= kind switch
         {
-            SamplerKind.Euler => SamplerSettings.FromSchedulerConfig(sc),
+            SamplerKind.Euler => SamplerSettings.FromSchedulerConfig(sc) with { EulerSigmas = EulerSigmasMode.TorchFloat32Linspace },
             _ => new SamplerSettings { Kind = kind, NumTrainTimesteps = sc.NumTrainTimesteps, Shift = sc.Shift, UseDynamicShifting = sc.UseDynamicShifting && kind != SamplerKind.Heun, TimeShiftType = sc.TimeShiftType },
         };
         return Samplers.Create(settings, steps, settings.UseDynamicShifting ? CalculateShift(layout.Tokens, sc) : null);
