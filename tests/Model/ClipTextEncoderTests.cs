@@ -99,7 +99,8 @@ public class ClipTextEncoderTests
         Assert.Equal(0, ClipTextEncoder.PooledIndex(byId, [998, 6, 999]));
     }
 
-    /// <summary>The schnell repo's weight file is a relative symlink to dev's.</summary>
+    /// <summary>schnell's text_encoder (in tests/golden a relative symlink to dev's weights, copied into the build output
+    /// as a file) gives dev's pooled vector.</summary>
     [Fact]
     public void Symlinked_weights_of_schnell_give_the_same_pooled_vector()
     {

@@ -109,8 +109,8 @@ public class T5EncoderTests
         Assert.True(Compare.RelMaxError(a, shortRow.ToFloatArray()) > 1e-2);
     }
 
-    /// <summary>The schnell repo's shards are relative symlinks to dev's in tests/golden (as in the golden set and the
-    /// HF cache); its own index json must lead to the same weights.</summary>
+    /// <summary>schnell's text_encoder_2 (own config and index json; in tests/golden its shards are relative symlinks to
+    /// dev's, which the build copies into the output as files) gives dev's output.</summary>
     [Fact]
     public void Symlinked_shards_of_schnell_load_the_same_weights()
     {
