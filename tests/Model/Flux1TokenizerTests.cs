@@ -98,6 +98,28 @@ public class Flux1TokenizerTests
         Assert.Equal([32099], T5.Encode("<extra_id_0>"));
     }
 
+    /// <summary>
+    /// A tokenizer.json converted with legacy=false says prepend_scheme "first" (tokenizers' Metaspace then adds "▁"
+    /// only to the stretch at offset 0): the same ids for plain text, but no "▁" after an added token unless a space
+    /// follows it. ("b" is id 115, "▁" 3, "a" 9 in T5's vocabulary.)
+    /// </summary>
+    [Fact]
+    public void T5_prepend_scheme_first_skips_the_prefix_after_added_tokens()
+    {
+        using var scratch = new ScratchDir();
+        string path = Path.Combine(scratch.Dir, "tokenizer.json");
+        string json = File.ReadAllText(T5Tokenizer.BuiltInPath);
+        const string always = "\"prepend_scheme\": \"always\"";
+        Assert.Contains(always, json);
+        File.WriteAllText(path, json.Replace(always, "\"prepend_scheme\": \"first\""));
+        var first = T5Tokenizer.FromFile(path);
+        foreach (var c in Cases.Value) Assert.Equal(c.T5Ids512, first.EncodeForFlux(c.Text).Ids);
+        Assert.Equal([3, 9, 1, 3, 115], T5.Encode("a</s>b"));
+        Assert.Equal([3, 9, 1, 115], first.Encode("a</s>b"));
+        Assert.Equal([3, 9, 1, 3, 115], first.Encode("a</s> b"));
+        Assert.Equal([1, 115], first.Encode("</s>b"));
+    }
+
     /// <summary>Runs of unknown characters are one &lt;unk&gt; (tokenizers' fuse_unk); ML.Tokenizers alone gives one per
     /// character. Separate words keep separate &lt;unk&gt;s.</summary>
     [Fact]
