@@ -12,6 +12,8 @@ public static partial class Attention
     {
         public int Sq, Sk, Hq, Hkv, D, Flags;
         public float Scale;
+        /// <summary>Elements between the bias planes of consecutive heads (0 = one plane for all heads).</summary>
+        public long BiasHeadStride;
     }
 
     private const int FlagCausal = 1, FlagKeyMask = 2, FlagMask = 4, FlagBias = 8;
@@ -28,7 +30,7 @@ public static partial class Attention
     {
         var kp = new KernelParams
         {
-            Sq = p.Sq, Sk = p.Sk, Hq = p.Hq, Hkv = p.Hkv, D = p.D, Scale = p.Scale,
+            Sq = p.Sq, Sk = p.Sk, Hq = p.Hq, Hkv = p.Hkv, D = p.D, Scale = p.Scale, BiasHeadStride = p.BiasHeadStride,
             Flags = (opt.Causal ? FlagCausal : 0) | (opt.KeyMask is null ? 0 : FlagKeyMask)
                   | (opt.Mask is null ? 0 : FlagMask) | (opt.Bias is null ? 0 : FlagBias),
         };
@@ -52,14 +54,14 @@ public static partial class Attention
         flash(new KernelConfig(tiles * p.Hq, Softmax.GroupSizeFor(device, GpuThreads)), q.AsView<float>(), k.AsView<float>(), v.AsView<float>(), o.AsView<float>(), keyMask, mask, bias, kp);
     }
 
-    /// <summary>The logit of (query i, key j) after bias and masks (−∞ when masked or out of range).</summary>
-    private static float MaskedLogit(float s, int i, int j, KernelParams p, ArrayView<byte> keyMask, ArrayView<byte> mask, ArrayView<float> bias)
+    /// <summary>The logit of (query i, key j) of head h after bias and masks (−∞ when masked or out of range).</summary>
+    private static float MaskedLogit(float s, int h, int i, int j, KernelParams p, ArrayView<byte> keyMask, ArrayView<byte> mask, ArrayView<float> bias)
     {
         if (j >= p.Sk || i >= p.Sq) return float.NegativeInfinity;
         if ((p.Flags & FlagCausal) != 0 && j > i + (p.Sk - p.Sq)) return float.NegativeInfinity;
         if ((p.Flags & FlagKeyMask) != 0 && keyMask[j] == 0) return float.NegativeInfinity;
         if ((p.Flags & FlagMask) != 0 && mask[(long)i * p.Sk + j] == 0) return float.NegativeInfinity;
-        if ((p.Flags & FlagBias) != 0) s += bias[(long)i * p.Sk + j];
+        if ((p.Flags & FlagBias) != 0) s += bias[h * p.BiasHeadStride + (long)i * p.Sk + j];
         return s;
     }
 
@@ -80,7 +82,7 @@ public static partial class Attention
             long kBase = ((long)j * p.Hkv + kvh) * p.D;
             float dot = 0f;
             for (int c = 0; c < p.D; c++) dot += q[qBase + c] * k[kBase + c];
-            max = XMath.Max(max, MaskedLogit(dot * p.Scale, i, j, p, keyMask, mask, bias));
+            max = XMath.Max(max, MaskedLogit(dot * p.Scale, h, i, j, p, keyMask, mask, bias));
         }
         for (int c = 0; c < p.D; c++) o[qBase + c] = 0f;
         if (max == float.NegativeInfinity) return; // every key masked: zeros
@@ -90,7 +92,7 @@ public static partial class Attention
             long kBase = ((long)j * p.Hkv + kvh) * p.D;
             float dot = 0f;
             for (int c = 0; c < p.D; c++) dot += q[qBase + c] * k[kBase + c];
-            float e = XMath.Exp(MaskedLogit(dot * p.Scale, i, j, p, keyMask, mask, bias) - max);
+            float e = XMath.Exp(MaskedLogit(dot * p.Scale, h, i, j, p, keyMask, mask, bias) - max);
             sum += e;
             for (int c = 0; c < p.D; c++) o[qBase + c] += e * v[kBase + c];
         }
@@ -155,7 +157,7 @@ public static partial class Attention
                     int j = lane + 8 * jj;
                     float dot = 0f;
                     for (int c = 0; c < d; c++) dot += qs[row * GpuMaxD + c] * kvs[j * GpuKvStride + c];
-                    ps[row * GpuKeys + j] = k0 + j < keyEnd ? MaskedLogit(dot, q0 + row, k0 + j, p, keyMask, mask, bias) : float.NegativeInfinity;
+                    ps[row * GpuKeys + j] = k0 + j < keyEnd ? MaskedLogit(dot, h, q0 + row, k0 + j, p, keyMask, mask, bias) : float.NegativeInfinity;
                 }
             }
             Group.Barrier();

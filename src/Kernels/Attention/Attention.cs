@@ -16,7 +16,9 @@ public static partial class Attention
     private const string Op = nameof(Attention);
 
     /// <summary>The problem after the argument checks.</summary>
-    private readonly record struct Dims(int Sq, int Sk, int Hq, int Hkv, int D, float Scale)
+    /// <remarks><c>BiasHeadStride</c>: elements between the bias planes of consecutive query heads (0: one plane shared
+    /// by every head; S_q·S_k: a bias per head).</remarks>
+    private readonly record struct Dims(int Sq, int Sk, int Hq, int Hkv, int D, float Scale, long BiasHeadStride = 0)
     {
         public int Group => Hq / Hkv;
     }
@@ -59,15 +61,19 @@ public static partial class Attention
             Check.Count(Op, "Mask", mask, (long)sq * sk);
             Check.LastDim(Op, "Mask", mask, sk);
         }
+        long biasHeadStride = 0;
         if (options.Bias is { } bias)
         {
             Check.DType(Op, "Bias", bias, DType.F32);
-            Check.Count(Op, "Bias", bias, (long)sq * sk);
+            long plane = (long)sq * sk;
+            Check.That(bias.Count == plane || bias.Count == plane * hq, Op,
+                $"Bias has shape {bias.Shape}; expected [S_q, S_k] = [{sq}, {sk}] (shared by the heads) or [H_q, S_q, S_k] = [{hq}, {sq}, {sk}] (one per head)");
             Check.LastDim(Op, "Bias", bias, sk);
+            if (bias.Count != plane) biasHeadStride = plane;
         }
         float scale = options.Scale ?? 1f / MathF.Sqrt(d);
         Check.That(float.IsFinite(scale), Op, $"Scale {scale} is not finite");
-        var dims = new Dims(sq, sk, hq, hkv, d, scale);
+        var dims = new Dims(sq, sk, hq, hkv, d, scale, biasHeadStride);
         if (sq == 0) return;
         using var profile = OpProfile.Start(Op, q.Device, AttentionFlops(dims, options), (dims, options.Causal),
             static s => $"S {s.dims.Sq}x{s.dims.Sk}, {s.dims.Hq}/{s.dims.Hkv} heads x {s.dims.D}{(s.Causal ? ", causal" : "")}");
@@ -108,6 +114,7 @@ public static partial class Attention
         {
             var logits = new float[p.Sk];
             int kvh = h / p.Group;
+            float* headBias = bias == null ? null : bias + h * p.BiasHeadStride;
             for (int i = 0; i < p.Sq; i++)
             {
                 float* qi = qp + ((long)i * p.Hq + h) * p.D;
@@ -120,7 +127,7 @@ public static partial class Attention
                         float* kj = kp + ((long)j * p.Hkv + kvh) * p.D;
                         float dot = 0;
                         for (int c = 0; c < p.D; c++) dot += qi[c] * kj[c];
-                        s = dot * p.Scale + (bias != null ? bias[(long)i * p.Sk + j] : 0f);
+                        s = dot * p.Scale + (headBias != null ? headBias[(long)i * p.Sk + j] : 0f);
                     }
                     logits[j] = s;
                     max = MathF.Max(max, s);
@@ -314,7 +321,7 @@ public static partial class Attention
                 if (c.Bias != null)
                 {
                     var srow = new Span<float>(s, keys);
-                    TensorPrimitives.Add(srow, new ReadOnlySpan<float>(c.Bias + (long)qi * p.Sk + k0, keys), srow);
+                    TensorPrimitives.Add(srow, new ReadOnlySpan<float>(c.Bias + h * p.BiasHeadStride + (long)qi * p.Sk + k0, keys), srow);
                 }
                 if (c.Mask != null)
                 {

@@ -32,7 +32,10 @@ public sealed record AttentionOptions
     /// <summary>U8 [S_q, S_k] (or [1, 1, S_q, S_k]): 1 = attend, 0 = masked; the same for every head.</summary>
     public Tensor? Mask { get; init; }
 
-    /// <summary>F32 [S_q, S_k] (or [1, 1, S_q, S_k]) added to the scaled logits; the same for every head. −∞ masks.</summary>
+    /// <summary>
+    /// F32 added to the scaled logits; −∞ masks. [S_q, S_k] (or [1, 1, S_q, S_k]): the same for every head; or
+    /// [H_q, S_q, S_k] (or [1, H_q, S_q, S_k]): one per query head (T5's relative position bias).
+    /// </summary>
     public Tensor? Bias { get; init; }
 
     public AttentionAlgorithm Algorithm { get; init; } = AttentionAlgorithm.Auto;
