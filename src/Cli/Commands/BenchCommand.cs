@@ -86,7 +86,19 @@ internal static class BenchCommand
             string label;
             if (dir is null)
             {
-                var p = SnapshotPreset.Find(parse.GetValue(preset)!);
+                string presetName = parse.GetValue(preset)!;
+                if (PureFlux.Model.ZImage.ZImagePreset.Find(presetName) is { } zp)
+                {
+                    if (zp == PureFlux.Model.ZImage.ZImagePreset.Turbo)
+                        throw new ArgumentException($"--preset {zp.Name}: only zimage-tiny and zimage-small are written on the fly; run 'pureflux make-model --preset {zp.Name} --random --out DIR' and pass --model DIR");
+                    temp = Path.Combine(Path.GetTempPath(), $"pureflux-bench-{zp.Name}-{Environment.ProcessId}-{Guid.NewGuid():N}");
+                    ctx.Err.WriteLine($"writing random {zp.Name} snapshot to {temp}");
+                    PureFlux.Model.ZImage.ZImageRandomSnapshot.Write(temp, zp, 0);
+                    dir = temp;
+                    label = $"{zp.Name} (random weights)";
+                    goto run;
+                }
+                var p = SnapshotPreset.Find(presetName);
                 if (p != SnapshotPreset.Tiny && p != SnapshotPreset.Small)
                     throw new ArgumentException($"--preset {p.Name}: only tiny and small are written on the fly; for {p.Name} run 'pureflux make-model --preset {p.Name} --random --out DIR' and pass --model DIR");
                 temp = Path.Combine(Path.GetTempPath(), $"pureflux-bench-{p.Name}-{Environment.ProcessId}-{Guid.NewGuid():N}");
@@ -96,10 +108,10 @@ internal static class BenchCommand
                 label = $"{p.Name} (random weights)";
             }
             else label = Path.GetFullPath(dir);
+            run:
             try
             {
-                using var snapshot = ModelSnapshot.Open(dir);
-                var report = E2eBench.Run(snapshot, label, options, msg => ctx.Err.WriteLine(msg));
+                var report = E2eBench.Run(dir, label, options, msg => ctx.Err.WriteLine(msg));
                 Print(ctx.Out, report);
                 if (jsonPath is not null)
                 {

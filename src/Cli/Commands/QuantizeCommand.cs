@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Diagnostics;
 using PureFlux.Model.Layers;
+using PureFlux.Model.Engine;
 using PureFlux.Model.Snapshot;
 
 namespace PureFlux.Cli.Commands;
@@ -14,7 +15,7 @@ internal static class QuantizeCommand
 {
     public static Command Create(CliContext ctx)
     {
-        var model = new Option<string>("--model", "-m") { Description = "FLUX.2 [klein] snapshot directory (BF16, as released)", Required = true };
+        var model = new Option<string>("--model", "-m") { Description = "FLUX.2 [klein] or Z-Image snapshot directory (as released: BF16, or FP32 for Z-Image's transformer)", Required = true };
         var quant = new Option<string>("--quant", "-q") { Description = "int8 (per output channel) or int4 (groups of 128/64/32)", Required = true };
         var output = new Option<string>("--out", "-o") { Description = "Directory to create (absent or empty)", Required = true };
         var cmd = new Command("quantize", "Write a copy of a snapshot with int8/int4 linear weights, loaded without re-quantizing.") { model, quant, output };
@@ -24,8 +25,10 @@ internal static class QuantizeCommand
             if (mode == QuantMode.None) throw new ArgumentException("--quant none: expected int8 or int4");
             string dst = parse.GetRequiredValue(output);
             var sw = Stopwatch.StartNew();
-            using var snapshot = ModelSnapshot.Open(parse.GetRequiredValue(model));
-            QuantizedSnapshot.Write(snapshot, mode, dst, ctx.Err.WriteLine);
+            string src = parse.GetRequiredValue(model);
+            if (ModelFamilies.Detect(src) is not IQuantizableFamily family)
+                throw new ArgumentException($"quantize: {src} is a snapshot of a family that cannot be quantized yet");
+            family.Quantize(src, mode, dst, ctx.Err.WriteLine);
             long bytes = Directory.EnumerateFiles(dst, "*", SearchOption.AllDirectories).Sum(f => new FileInfo(f).Length);
             ctx.Out.WriteLine($"wrote {mode.ToString().ToLowerInvariant()} snapshot to {dst}: {CommonOptions.FormatBytes(bytes)} in {sw.Elapsed.TotalSeconds:0.0} s");
             return Cli.Ok;

@@ -85,13 +85,27 @@ public sealed record E2eBenchOptions(int Width = 256, int Height = 256, int Step
 /// image kept for quality comparison. A step's GFLOP counts every transformer pass it ran (two with sequential CFG,
 /// one of batch 2B with batched CFG, one where the guidance interval skipped the unconditional pass).
 /// </summary>
+/// <summary>The FLOPs of one job's stages, which <c>bench e2e</c> turns into GFLOP/s and % of the FMA peak.</summary>
+public sealed record StageFlops(int TextTokens, int ImageTokens, FlopCount Text, FlopCount Step, FlopCount Vae);
+
+/// <summary>A family that bench e2e can measure: its stages' FLOPs for a prompt and size (from configs alone).</summary>
+public interface IStageFlopModel
+{
+    StageFlops Flops(string prompt, int width, int height);
+}
+
 public static class E2eBench
 {
     private const int WarmupPasses = 3;
 
     private sealed record Capture(List<float[]> Steps, float[] Image, byte[] Rgb);
 
-    public static E2eBenchReport Run(ModelSnapshot snapshot, string modelLabel, E2eBenchOptions o, Action<string>? log = null)
+    /// <summary>klein snapshots already open (the notebooks' entry point).</summary>
+    public static E2eBenchReport Run(ModelSnapshot snapshot, string modelLabel, E2eBenchOptions o, Action<string>? log = null) =>
+        Run(snapshot.Directory, modelLabel, o, log);
+
+    /// <summary>Benchmarks the snapshot in <paramref name="modelDir"/>, whatever its family (<see cref="ModelFamilies"/>).</summary>
+    public static E2eBenchReport Run(string modelDir, string modelLabel, E2eBenchOptions o, Action<string>? log = null)
     {
         var request = o.Job();
         request.Validate();
@@ -107,12 +121,12 @@ public static class E2eBench
         if (!(peak > 0)) throw new ArgumentException($"bench e2e: peak {peak} GFLOP/s must be positive");
         string peakSource = o.PeakGFlops is null ? $"measured: Vector512 FMA loop, {Environment.ProcessorCount} threads, best of 3 × 0.1 s" : "given (--peak-gflops)";
 
-        var tokens = snapshot.LoadTokenizer().EncodeForKlein(o.Prompt);
-        var (lh, lw) = FlowMatchEulerScheduler.PackedLatentSize(o.Width, o.Height);
-        int layersRun = Flux2KleinModel.DefaultTextLayers(snapshot.TextEncoderConfig.NumHiddenLayers).Max();
-        var text = FlopModel.TextEncoder(snapshot.TextEncoderConfig, tokens.Length, layersRun);
-        var step = FlopModel.TransformerStep(snapshot.TransformerConfig, tokens.Length, lh * lw);
-        var vae = FlopModel.VaeDecode(snapshot.VaeConfig, 2 * lh, 2 * lw);
+        StageFlops flops;
+        using (var probeDevice = new CpuDevice(1))
+        using (var probe = ModelFamilies.Open(modelDir, probeDevice))
+            flops = probe is IStageFlopModel f ? f.Flops(o.Prompt, o.Width, o.Height)
+                : throw new NotSupportedException($"bench e2e: the {probe.Family.Name} family has no FLOP model");
+        var (text, step, vae) = (flops.Text, flops.Step, flops.Vae);
 
         if (o.Warmup)
         {
@@ -123,7 +137,7 @@ public static class E2eBench
                 log?.Invoke($"warm-up {Name(mode)}");
                 using var dev = Devices.Open(o.DeviceSpec);
                 for (int pass = 0; pass < WarmupPasses; pass++)
-                    RunOnce(snapshot, dev, mode, o.Job(32, 32, 1), new StageTimer(dev), capture: false);
+                    RunOnce(modelDir, dev, mode, o.Job(32, 32, 1), new StageTimer(dev), capture: false);
             }
             Thread.Sleep(300);
         }
@@ -142,7 +156,7 @@ public static class E2eBench
             bool wasProfiling = OpProfile.Enabled;
             if (o.Profile) { OpProfile.Reset(); OpProfile.Enabled = true; }
             Capture? cap;
-            try { cap = RunOnce(snapshot, dev, mode, request, timer, capture: o.Quality, passes); }
+            try { cap = RunOnce(modelDir, dev, mode, request, timer, capture: o.Quality, passes); }
             finally { OpProfile.Enabled = wasProfiling; }
             var ops = o.Profile ? OpProfile.Snapshot().ToArray() : [];
             if (cap is not null) captures[mode] = cap;
@@ -168,16 +182,16 @@ public static class E2eBench
                     quality.Add(QualityReport.Of(Name(mode), Name(QuantMode.None), reference.Steps, cap.Steps, reference.Image, cap.Image, reference.Rgb, cap.Rgb));
 
         return new E2eBenchReport(modelLabel, deviceId, deviceName, o.Width, o.Height, o.Steps, o.Seed, o.Prompt,
-            tokens.Length, lh * lw, peak, peakSource, text.GFlop, step.GFlop, vae.GFlop, results.ToArray(), quality.ToArray(), DateTimeOffset.Now);
+            flops.TextTokens, flops.ImageTokens, peak, peakSource, text.GFlop, step.GFlop, vae.GFlop, results.ToArray(), quality.ToArray(), DateTimeOffset.Now);
     }
 
     public static string Name(QuantMode mode) => mode.ToString().ToLowerInvariant();
 
-    private static Capture? RunOnce(ModelSnapshot snapshot, Device dev, QuantMode mode, GenerationJob job, StageTimer timer, bool capture, List<double>? passes = null)
+    private static Capture? RunOnce(string modelDir, Device dev, QuantMode mode, GenerationJob job, StageTimer timer, bool capture, List<double>? passes = null)
     {
         var steps = new List<float[]>();
         passes?.Clear();
-        using var model = new Flux2KleinModel(snapshot, dev, new ModelOptions { Quant = mode });
+        using var model = ModelFamilies.Open(modelDir, dev, new ModelOptions { Quant = mode });
         var result = GenerationEngine.Run(model, job, new GenerationHooks
         {
             Timer = timer,

@@ -61,6 +61,25 @@ public static class FlopModel
              + c.NumSingleLayers * new FlopCount(sgl, attention, 0);
     }
 
+    /// <summary>
+    /// One Z-Image transformer forward on <paramref name="imageTokens"/> patch tokens and a caption of
+    /// <paramref name="captionTokens"/>, both padded to multiples of 32 as the model runs them: noise refiners on the image
+    /// rows, context refiners on the caption rows, main blocks on both; per block q, k, v, out (4·D×D), the SwiGLU
+    /// (D→F twice, F→D) and attention.
+    /// </summary>
+    public static FlopCount ZImageStep(ZImage.ZImageTransformerConfig c, int captionTokens, int imageTokens)
+    {
+        double d = c.Dim, f = c.FfnHidden, img = ZImage.ZImageTransformer.Padded(imageTokens), cap = ZImage.ZImageTransformer.Padded(captionTokens), u = img + cap;
+        FlopCount Block(double n, bool modulated) =>
+            new(4 * Linear(n, d, d) + 2 * Linear(n, d, f) + Linear(n, f, d) + (modulated ? Linear(1, c.AdaLnDim, 4 * d) : 0), Attention(n, c.HeadDim, c.NumHeads), 0);
+        double linear = Linear(1, ZImage.ZImageTransformerConfig.FrequencyDim, ZImage.ZImageTransformerConfig.TimeHidden)
+                      + Linear(1, ZImage.ZImageTransformerConfig.TimeHidden, c.AdaLnDim) + Linear(1, c.AdaLnDim, d)
+                      + Linear(imageTokens, c.PatchChannels, d) + Linear(captionTokens, c.CapFeatDim, d) + Linear(imageTokens, d, c.PatchChannels);
+        return new FlopCount(linear, 0, 0)
+             + c.NumRefinerLayers * (Block(img, true) + Block(cap, false))
+             + c.NumLayers * Block(u, true);
+    }
+
     /// <summary>VAE decode of a latent [latent_channels, h, w] to an image [3, 8h, 8w] (decoder only).</summary>
     public static FlopCount VaeDecode(VaeConfig c, int latentH, int latentW)
     {

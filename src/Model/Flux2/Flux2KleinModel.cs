@@ -13,8 +13,14 @@ using PureFlux.Model.Vae;
 namespace PureFlux.Model.Flux2;
 
 /// <summary>The FLUX.2 [klein] family (distilled 4B/9B and the undistilled base models): diffusers' Flux2KleinPipeline.</summary>
-public sealed class Flux2KleinFamily : IModelFamily
+public sealed class Flux2KleinFamily : IModelFamily, IQuantizableFamily
 {
+    public void Quantize(string source, QuantMode mode, string destination, Action<string>? log = null)
+    {
+        using var snapshot = ModelSnapshot.Open(source);
+        QuantizedSnapshot.Write(snapshot, mode, destination, log);
+    }
+
     public string Name => "flux2-klein";
     public IReadOnlyList<string> PipelineClasses { get; } = ["Flux2KleinPipeline"];
 
@@ -32,7 +38,7 @@ public sealed class Flux2KleinFamily : IModelFamily
 /// transformer with reference-image tokens appended (T = 10, 20, …) → VAE decode. Components load when first needed
 /// and the text encoder is released after encoding, so the peak stays near the largest single component.
 /// </summary>
-public sealed class Flux2KleinModel : IDiffusionModel
+public sealed class Flux2KleinModel : IDiffusionModel, Bench.IStageFlopModel
 {
     private static readonly IModelFamily FamilyInstance = new Flux2KleinFamily();
     private readonly ModelSnapshot _snapshot;
@@ -154,6 +160,17 @@ public sealed class Flux2KleinModel : IDiffusionModel
         _promptCache[key] = host;
         if (diskKey is not null && !DiskCache!.Store(diskKey, host, s, dim)) CacheWarning = DiskCache.LastWriteError;
         return embeds;
+    }
+
+    /// <summary>Stage FLOPs for bench e2e: the padded 512-token prompt through the layers klein runs, one transformer pass, the VAE decoder.</summary>
+    public Bench.StageFlops Flops(string prompt, int width, int height)
+    {
+        var tokens = Tokenizer.EncodeForKlein(prompt);
+        var (lh, lw) = FlowMatchEulerScheduler.PackedLatentSize(width, height);
+        return new Bench.StageFlops(tokens.Length, lh * lw,
+            Bench.FlopModel.TextEncoder(_snapshot.TextEncoderConfig, tokens.Length, TextLayers.Max()),
+            Bench.FlopModel.TransformerStep(_snapshot.TransformerConfig, tokens.Length, lh * lw),
+            Bench.FlopModel.VaeDecode(_snapshot.VaeConfig, 2 * lh, 2 * lw));
     }
 
     // ------------------------------------------------------------------ latents

@@ -14,13 +14,27 @@ namespace PureFlux.Model.Snapshot;
 /// that <c>--quant</c> quantizes at load time are quantized, by the same code, so results are bit-identical to
 /// <c>--quant MODE</c> on the source. Component files carry metadata "pureflux.quant" = int8 | int4.
 /// </summary>
+/// <summary>One component <c>pureflux quantize</c> rewrites: its folder, weight file name, a fresh mapping of its weights,
+/// and how the family builds it with load-time quantization (the build records exactly the linears it quantizes).</summary>
+public sealed record QuantizableComponent(string Name, string FileName, Func<WeightSource> Open, Func<WeightLoader, WeightSource, IDisposable> Build);
+
+/// <summary>A model family whose snapshots <c>pureflux quantize</c> can write.</summary>
+public interface IQuantizableFamily
+{
+    /// <summary>Writes the snapshot in <paramref name="source"/> with <paramref name="mode"/> weights to <paramref name="destination"/>.</summary>
+    void Quantize(string source, QuantMode mode, string destination, Action<string>? log = null);
+}
+
 public static class QuantizedSnapshot
 {
     public const string MetadataKey = "pureflux.quant";
 
     /// <summary>How the snapshot's weights are stored: None (as released) or the mode of <c>pureflux quantize</c>.</summary>
-    public static QuantMode StoredMode(ModelSnapshot snapshot) =>
-        snapshot.Transformer.Files.Select(f => f.Metadata.TryGetValue(MetadataKey, out var m) ? m : null).FirstOrDefault(m => m is not null) switch
+    public static QuantMode StoredMode(ModelSnapshot snapshot) => StoredMode(snapshot.Transformer);
+
+    /// <summary>How a component's weights are stored: None, or the mode its files' metadata names.</summary>
+    public static QuantMode StoredMode(WeightSource weights) =>
+        weights.Files.Select(f => f.Metadata.TryGetValue(MetadataKey, out var m) ? m : null).FirstOrDefault(m => m is not null) switch
         {
             "int8" => QuantMode.Int8,
             "int4" => QuantMode.Int4,
@@ -33,13 +47,29 @@ public static class QuantizedSnapshot
     /// </summary>
     public static void Write(ModelSnapshot source, QuantMode mode, string destination, Action<string>? log = null)
     {
+        var layers = Flux2.Flux2KleinModel.DefaultTextLayers(source.TextEncoderConfig.NumHiddenLayers);
+        Write(source.Directory, StoredMode(source),
+        [
+            new QuantizableComponent("transformer", ModelSnapshot.TransformerWeights, () => source.OpenWeights("transformer"),
+                (load, _) => new Flux2Transformer(source.TransformerConfig, load, mode)),
+            new QuantizableComponent("text_encoder", ModelSnapshot.TextEncoderWeights, () => source.OpenWeights("text_encoder"),
+                (load, _) => new Qwen3TextEncoder(source.TextEncoderConfig, load, layers, mode)),
+        ], mode, destination, log);
+    }
+
+    /// <summary>
+    /// Any family's snapshot in <paramref name="sourceDir"/> (stored as <paramref name="stored"/>) with the given components
+    /// quantized: everything is written beside <paramref name="destination"/> first and moved into place at the end.
+    /// </summary>
+    public static void Write(string sourceDir, QuantMode stored, IReadOnlyList<QuantizableComponent> components, QuantMode mode, string destination, Action<string>? log = null)
+    {
         if (mode == QuantMode.None) throw new ArgumentException("quantize: --quant must be int8 or int4");
-        if (StoredMode(source) != QuantMode.None)
-            throw new ArgumentException($"quantize: {source.Directory} is already quantized ({Name(StoredMode(source))}); start from the BF16 snapshot");
+        if (stored != QuantMode.None)
+            throw new ArgumentException($"quantize: {sourceDir} is already quantized ({Name(stored)}); start from the BF16 snapshot");
         string dst = Path.GetFullPath(destination);
         if (File.Exists(dst) || (Directory.Exists(dst) && Directory.EnumerateFileSystemEntries(dst).Any()))
             throw new IOException($"{destination}: already exists and is not an empty directory");
-        if (dst.StartsWith(Path.GetFullPath(source.Directory).TrimEnd('/') + "/", StringComparison.Ordinal))
+        if (dst.StartsWith(Path.GetFullPath(sourceDir).TrimEnd('/') + "/", StringComparison.Ordinal))
             throw new ArgumentException($"quantize: the output {destination} must not be inside the source snapshot");
         string parent = Path.GetDirectoryName(dst)!;
         Directory.CreateDirectory(parent);
@@ -48,15 +78,13 @@ public static class QuantizedSnapshot
         using var reg = TempFileRegistry.Default.Register(partial, directory: true);
         try
         {
-            CopyExceptWeights(source.Directory, partial);
+            CopyExceptWeights(sourceDir, partial, components.Select(c => c.Name).ToHashSet(StringComparer.Ordinal));
             using var cpu = new CpuDevice();
-            log?.Invoke($"quantizing transformer to {Name(mode)}...");
-            WriteComponent(source, "transformer", ModelSnapshot.TransformerWeights, mode, partial,
-                load => new Flux2Transformer(source.TransformerConfig, load, mode), cpu);
-            log?.Invoke($"quantizing text_encoder to {Name(mode)}...");
-            var layers = Flux2.Flux2KleinModel.DefaultTextLayers(source.TextEncoderConfig.NumHiddenLayers);
-            WriteComponent(source, "text_encoder", ModelSnapshot.TextEncoderWeights, mode, partial,
-                load => new Qwen3TextEncoder(source.TextEncoderConfig, load, layers, mode), cpu);
+            foreach (var c in components)
+            {
+                log?.Invoke($"quantizing {c.Name} to {Name(mode)}...");
+                WriteComponent(sourceDir, c, mode, partial, cpu);
+            }
             TempFileRegistry.Default.ThrowIfClosing(partial);
             try
             {
@@ -76,14 +104,14 @@ public static class QuantizedSnapshot
 
     private static string Name(QuantMode mode) => mode.ToString().ToLowerInvariant();
 
-    /// <summary>Copies the snapshot tree but for the transformer's and text encoder's weight files (single or sharded).</summary>
-    private static void CopyExceptWeights(string src, string dst)
+    /// <summary>Copies the snapshot tree but for the quantized components' weight files (single or sharded).</summary>
+    private static void CopyExceptWeights(string src, string dst, IReadOnlySet<string> quantized)
     {
         foreach (var file in Directory.EnumerateFiles(src, "*", SearchOption.AllDirectories))
         {
             string rel = Path.GetRelativePath(src, file);
             string component = rel.Split(Path.DirectorySeparatorChar)[0];
-            if (component is "transformer" or "text_encoder" && (rel.EndsWith(".safetensors", StringComparison.Ordinal) || rel.EndsWith(".safetensors.index.json", StringComparison.Ordinal)))
+            if (quantized.Contains(component) && (rel.EndsWith(".safetensors", StringComparison.Ordinal) || rel.EndsWith(".safetensors.index.json", StringComparison.Ordinal)))
                 continue;
             string target = Path.Combine(dst, rel);
             Directory.CreateDirectory(Path.GetDirectoryName(target)!);
@@ -95,13 +123,14 @@ public static class QuantizedSnapshot
     /// Builds the component with load-time quantization, records which linears were quantized (and their bits), and
     /// writes one safetensors file: those weights as integers + scales, every other tensor copied as stored.
     /// </summary>
-    private static void WriteComponent(ModelSnapshot source, string component, string fileName, QuantMode mode, string root,
-        Func<WeightLoader, IDisposable> build, Device cpu)
+    private static void WriteComponent(string sourceDir, QuantizableComponent component, QuantMode mode, string root, Device cpu)
     {
-        using var weights = source.OpenWeights(component);
+        using var weights = component.Open();
+        var build = component.Build;
+        string fileName = component.FileName;
         var quantized = new Dictionary<string, QuantizedTensor>(StringComparer.Ordinal);
         using var scope = Linear.RecordQuantized((prefix, q) => quantized[prefix + ".weight"] = q);
-        using var model = build(weights.Loader(cpu));
+        using var model = build(weights.Loader(cpu), weights);
         var entries = new List<SafetensorsWriteEntry>();
         foreach (var name in weights.Names.Order(StringComparer.Ordinal))
         {
@@ -121,12 +150,12 @@ public static class QuantizedSnapshot
                 entries.Add(new SafetensorsWriteEntry(n, e.DType, e.Shape, s => s.Write(weights.Bytes(n))));
             }
         }
-        string dir = Path.Combine(root, component);
+        string dir = Path.Combine(root, component.Name);
         Directory.CreateDirectory(dir);
         SafetensorsWriter.Write(Path.Combine(dir, fileName), entries, new Dictionary<string, string>
         {
             [MetadataKey] = Name(mode),
-            ["pureflux.source"] = Path.GetFullPath(source.Directory),
+            ["pureflux.source"] = Path.GetFullPath(sourceDir),
         });
     }
 }

@@ -127,7 +127,8 @@ public sealed class GoldenManifest
     }
 
     /// <summary>
-    /// A JSON file listed with its case names: scheduler.json's cases ("STEPSxWIDTHxHEIGHT") or schedulers.json's runs.
+    /// A JSON file listed with its case names: scheduler.json's cases ("STEPSxWIDTHxHEIGHT", or "STEPS" where the cases
+    /// carry no size) or schedulers.json's runs.
     /// </summary>
     private static void CheckCases(string path, JsonElement listing, Action<string> fail)
     {
@@ -138,8 +139,13 @@ public sealed class GoldenManifest
             foreach (var r in runs.EnumerateObject()) have.Add(r.Name);
         if (root.ValueKind == JsonValueKind.Object && root.TryGetProperty("cases", out var cases) && cases.ValueKind == JsonValueKind.Array)
             foreach (var c in cases.EnumerateArray())
-                if (c.ValueKind == JsonValueKind.Object && c.TryGetProperty("num_inference_steps", out var s) && c.TryGetProperty("width", out var w) && c.TryGetProperty("height", out var h))
-                    have.Add(string.Create(CultureInfo.InvariantCulture, $"{s}x{w}x{h}"));
+                if (c.ValueKind == JsonValueKind.Object && c.TryGetProperty("num_inference_steps", out var s))
+                {
+                    // klein's cases are named by steps and size; a size-independent schedule (Z-Image's static shift) by steps alone.
+                    if (c.TryGetProperty("width", out var w) && c.TryGetProperty("height", out var h))
+                        have.Add(string.Create(CultureInfo.InvariantCulture, $"{s}x{w}x{h}"));
+                    else have.Add(s.GetRawText());
+                }
         foreach (var item in listing.EnumerateArray())
         {
             string name = item.ValueKind == JsonValueKind.String ? item.GetString()! : item.GetRawText();

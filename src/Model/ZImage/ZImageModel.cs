@@ -14,8 +14,22 @@ using PureFlux.Model.Vae;
 namespace PureFlux.Model.ZImage;
 
 /// <summary>The Z-Image family (Z-Image-Turbo and the undistilled base): diffusers' ZImagePipeline.</summary>
-public sealed class ZImageFamily : IModelFamily
+public sealed class ZImageFamily : IModelFamily, IQuantizableFamily
 {
+    /// <summary>The transformer (FP32 or BF16 as stored) and the encoder layers up to hidden_states[−2] as int8/int4.</summary>
+    public void Quantize(string source, QuantMode mode, string destination, Action<string>? log = null)
+    {
+        using var s = ZImageSnapshot.Open(source);
+        using var cpu = new CpuDevice(1);
+        QuantizedSnapshot.Write(s.Directory, QuantizedSnapshot.StoredMode(s.Transformer),
+        [
+            new QuantizableComponent("transformer", "diffusion_pytorch_model.safetensors", () => s.OpenWeights("transformer"),
+                (load, _) => new ZImageTransformer(s.TransformerConfig, load, cpu, mode)),
+            new QuantizableComponent("text_encoder", "model.safetensors", () => s.OpenWeights("text_encoder"),
+                (load, w) => new Qwen3TextEncoder(s.TextEncoderConfig, load.WithOptionalPrefix(w, "model."), [s.TextLayer], mode)),
+        ], mode, destination, log);
+    }
+
     public string Name => "z-image";
     public IReadOnlyList<string> PipelineClasses { get; } = [ZImageSnapshot.PipelineClass];
 
@@ -33,7 +47,7 @@ public sealed class ZImageFamily : IModelFamily
 /// transformer, which sees t = (1000 − timestep) / 1000 and whose output is negated → AutoencoderKL decode of
 /// z / scaling_factor + shift_factor. CFG is c + g·(c − u), on when g &gt; 0 (the Turbo recipe uses g = 0).
 /// </summary>
-public sealed class ZImageModel : IDiffusionModel
+public sealed class ZImageModel : IDiffusionModel, Bench.IStageFlopModel
 {
     private static readonly IModelFamily FamilyInstance = new ZImageFamily();
     /// <summary>The pipeline's max_sequence_length: prompts are cut at 512 tokens (template included).</summary>
@@ -82,12 +96,7 @@ public sealed class ZImageModel : IDiffusionModel
     public QuantMode Quant => _quant == QuantMode.None ? StoredQuant : _quant;
     /// <summary>Whether FP32 transformer matrices are converted to BF16 as they load.</summary>
     public bool TransformerAsBf16 => _bf16Transformer;
-    private QuantMode StoredQuant => _snapshot.Transformer.Files.Select(f => f.Metadata.TryGetValue(QuantizedSnapshot.MetadataKey, out var m) ? m : null).FirstOrDefault(m => m is not null) switch
-    {
-        "int8" => QuantMode.Int8,
-        "int4" => QuantMode.Int4,
-        _ => QuantMode.None,
-    };
+    private QuantMode StoredQuant => QuantizedSnapshot.StoredMode(_snapshot.Transformer);
 
     public Qwen3Tokenizer Tokenizer => _tokenizer ??= _snapshot.LoadTokenizer();
     public PromptCache? DiskCache { get; init; }
@@ -146,6 +155,17 @@ public sealed class ZImageModel : IDiffusionModel
         _promptCache[key] = host;
         if (diskKey is not null && !DiskCache!.Store(diskKey, host, s, dim)) cacheWarning = DiskCache.LastWriteError;
         return embeds;
+    }
+
+    /// <summary>Stage FLOPs for bench e2e: the prompt's real tokens through L − 1 encoder layers, one transformer pass, the VAE decoder.</summary>
+    public Bench.StageFlops Flops(string prompt, int width, int height)
+    {
+        var tokens = Tokenizer.EncodeForZImage(prompt, MaxTextTokens);
+        int rows = height / 16, cols = width / 16;
+        return new Bench.StageFlops(tokens.Length, rows * cols,
+            Bench.FlopModel.TextEncoder(_snapshot.TextEncoderConfig, tokens.Length, _snapshot.TextLayer),
+            Bench.FlopModel.ZImageStep(_snapshot.TransformerConfig, tokens.Length, rows * cols),
+            Bench.FlopModel.VaeDecode(_snapshot.VaeConfig, 2 * rows, 2 * cols));
     }
 
     // ------------------------------------------------------------------ latents

@@ -28,8 +28,8 @@ public sealed class ZImageTransformer : IDisposable
         _xEmbed = new Linear(load, "all_x_embedder.2-1", c.PatchChannels, d, bias: true);
         _capNorm = load("cap_embedder.0.weight", c.CapFeatDim);
         _capEmbed = new Linear(load, "cap_embedder.1", c.CapFeatDim, d, bias: true, quant: quant);
-        _xPad = load("x_pad_token", 1, d);
-        _capPad = load("cap_pad_token", 1, d);
+        _xPad = F32(load("x_pad_token", 1, d), device);
+        _capPad = F32(load("cap_pad_token", 1, d), device);
         _finalAdaLn = new Linear(load, "all_final_layer.2-1.adaLN_modulation.1", c.AdaLnDim, d, bias: true);
         _finalLinear = new Linear(load, "all_final_layer.2-1.linear", d, c.PatchChannels, bias: true);
         _noiseRefiner = Enumerable.Range(0, c.NumRefinerLayers).Select(i => new ZImageBlock(load, $"noise_refiner.{i}", c, modulated: true, quant)).ToArray();
@@ -39,6 +39,13 @@ public sealed class ZImageTransformer : IDisposable
     }
 
     public ZImageTransformerConfig Config { get; }
+
+    /// <summary>The pad tokens are copied into F32 activations: held as F32 whatever the checkpoint's dtype.</summary>
+    private static Tensor F32(Tensor t, Device device)
+    {
+        if (t.DType == DType.F32) return t;
+        using (t) return Tensor.FromSpan<float>(device, t.ToFloatArray(), t.Shape);
+    }
 
     /// <summary>n rounded up to a multiple of 32 (diffusers' SEQ_MULTI_OF): image and caption lengths after padding.</summary>
     public static int Padded(int n) => (n + ZImageTransformerConfig.SequenceMultiple - 1) / ZImageTransformerConfig.SequenceMultiple * ZImageTransformerConfig.SequenceMultiple;
