@@ -114,6 +114,18 @@ public sealed class ZImageCliTests : IDisposable
         var (code, _, e) = Run("generate", "--model", Tiny.Value, "--prompt", "x", "--ref-image", "/nonexistent.png", "--out", P("r.png"));
         Assert.NotEqual(0, code);
         Assert.DoesNotContain("   at ", e);
+        // A real image is refused before the text encoder runs: no "text encoding" stage, one line.
+        string png = P("ref.png");
+        PngWriter.Save(png, new byte[32 * 32 * 3], 32, 32);
+        using (var cpu = new CpuDevice())
+        using (var model = ModelFamilies.Open(Tiny.Value, cpu))
+        {
+            var timer = new StageTimer(cpu);
+            var ex = Assert.Throws<NotSupportedException>(() => GenerationEngine.Run(model,
+                new GenerationJob { Prompts = ["x"], Width = 32, Height = 32, ReferenceImages = [ImageFile.Load(png)] }, new GenerationHooks { Timer = timer }));
+            Assert.Contains("--ref-image", ex.Message);
+            Assert.Empty(timer.Stages);
+        }
         (code, _, e) = Run("generate", "--model", Tiny.Value, "--prompt", "x", "--text-layers", "1,2", "--out", P("t.png"));
         Assert.Equal(2, code);
         Assert.Contains("--text-layers", e);

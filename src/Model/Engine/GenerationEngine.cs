@@ -80,6 +80,7 @@ public static class GenerationEngine
         var samplerKind = job.SamplerSettings?.Kind ?? job.Sampler ?? defaults.Sampler;
         int steps = job.Steps ?? defaults.Steps;
 
+        if (job.ReferenceImages.Count > 0 && model.ReferenceImagesUnsupported is { } noImages) throw new NotSupportedException(noImages);
         int prompts = job.PromptCount, batch = job.BatchSize;
         model.EstimateMemory(job, cfg).EnsureFits(dev); // refuse what cannot fit before any work, with the numbers
         var repeat = Enumerable.Range(0, prompts).SelectMany(p => Enumerable.Repeat(p, job.ImagesPerPrompt)).ToArray();

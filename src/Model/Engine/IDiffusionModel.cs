@@ -78,6 +78,9 @@ public interface IDiffusionModel : IDisposable
     /// <summary>Noise given in the family's unpacked layout (FLUX.2: [B, 128, h, w]) → packed [B, S, C].</summary>
     Tensor PackNoise(LatentLayout layout, Tensor noise);
 
+    /// <summary>Null when the family takes reference images; otherwise why not (checked before any work).</summary>
+    string? ReferenceImagesUnsupported => null;
+
     /// <summary>Encodes conditioning images (already decoded to RGB), or throws NotSupportedException when the family takes none.</summary>
     IImageConditioning EncodeImages(IReadOnlyList<RgbImage> images, StageTimer? timer, Action<string, Tensor>? trace = null);
 

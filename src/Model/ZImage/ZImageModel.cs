@@ -217,8 +217,10 @@ public sealed class ZImageModel : IDiffusionModel, Bench.IStageFlopModel
         return packed;
     }
 
+    public string? ReferenceImagesUnsupported => "Z-Image text-to-image takes no reference images (--ref-image); use a FLUX.2 klein snapshot for image conditioning";
+
     public IImageConditioning EncodeImages(IReadOnlyList<RgbImage> images, StageTimer? timer, Action<string, Tensor>? trace = null) =>
-        throw new NotSupportedException("Z-Image text-to-image takes no reference images (--ref-image); use a FLUX.2 klein snapshot for image conditioning");
+        throw new NotSupportedException(ReferenceImagesUnsupported);
 
     // ------------------------------------------------------------------ sampler and denoiser
 
