@@ -152,13 +152,18 @@ class Capture:
             calls[0] += 1
         self._handles.append(module.register_forward_hook(hook))
 
+    # A hook that returns something replaces the module's inputs or output: these wrappers always return None.
     def pre(self, module: torch.nn.Module, fn) -> None:
         """fn(args, kwargs) before every call of the module."""
-        self._handles.append(module.register_forward_pre_hook(lambda _m, a, k: fn(a, k), with_kwargs=True))
+        def hook(_m, args, kwargs):
+            fn(args, kwargs)
+        self._handles.append(module.register_forward_pre_hook(hook, with_kwargs=True))
 
     def after(self, module: torch.nn.Module, fn) -> None:
         """fn(args, kwargs, output) after every call of the module."""
-        self._handles.append(module.register_forward_hook(lambda _m, a, k, o: fn(a, k, o), with_kwargs=True))
+        def hook(_m, args, kwargs, out):
+            fn(args, kwargs, out)
+        self._handles.append(module.register_forward_hook(hook, with_kwargs=True))
 
     def remove(self) -> None:
         for h in self._handles:
