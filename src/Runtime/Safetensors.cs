@@ -108,7 +108,7 @@ public sealed unsafe class SafetensorsFile : IDisposable
         long dataLen = length - dataStart;
         var headerSpan = new ReadOnlySpan<byte>(ptr + 8, (int)headerLen);
         // The format requires UTF-8; .NET would only notice a bad byte (or an escaped lone surrogate) when a name is read.
-        long badByte = BoundedFile.InvalidUtf8Offset(headerSpan);
+        long badByte = RegularFile.InvalidUtf8Offset(headerSpan);
         if (badByte >= 0)
             throw new SafetensorsException($"{path}: header is not valid UTF-8 (byte {8 + badByte} of the file): corrupt or not a safetensors file");
         JsonDocument doc;

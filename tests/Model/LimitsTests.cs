@@ -138,7 +138,7 @@ public sealed class LimitsTests : IDisposable
         var task = Task.Run(() => Assert.Throws<ModelConfigException>(() => VaeConfig.Load(fifo)).Message, TestContext.Current.CancellationToken);
         var first = await Task.WhenAny(task, Task.Delay(TimeSpan.FromSeconds(10), TestContext.Current.CancellationToken));
         Assert.True(first == task, "reading a FIFO with no writer must not block");
-        Assert.Contains("is a FIFO, not a regular file", await task);
+        Assert.Contains("is a named pipe (FIFO), not a regular file", await task);
 
         // A symlink to a regular file (as in a Hugging Face cache snapshot) is read through.
         string target = Path.Combine(_dir, "real.json"), link = Path.Combine(_dir, "link.json");

@@ -9,7 +9,7 @@ namespace PureFlux.Tests.Model;
 /// CI runs 20 images of the tiny model with CFG, a reference image and a batch of 2 (every path of the loop); the same
 /// test with PUREFLUX_SOAK=100 is the longer soak.
 /// </summary>
-public class SoakTests
+public class SoakTests(ITestOutputHelper log)
 {
     [Fact]
     public void Repeated_generation_returns_every_buffer_and_keeps_rss_flat()
@@ -38,5 +38,50 @@ public class SoakTests
         // RSS: after the first round (JIT, pool and page cache warm) allow 64 MiB of drift for the GC's heap sizing.
         if (OperatingSystem.IsLinux())
             Assert.True(rss[^1] - rss0 < 64L << 20, $"RSS grew from {rss0 >> 20} MiB to {rss[^1] >> 20} MiB over {runs} runs");
+    }
+
+    /// <summary>
+    /// The soak as a benchmark on a full-size snapshot (issue 10: 10 images of the random klein 4B at 256²):
+    /// PUREFLUX_SOAK_MODEL=DIR runs PUREFLUX_SOAK images (default 10) of PUREFLUX_SOAK_SIZE² (default 256) in one process,
+    /// one prompt with seeds 0..N-1 (the text encoder runs for the first image, later ones hit the prompt cache), and
+    /// prints per image the seconds, the pool's live bytes and the RSS (also appended to PUREFLUX_SOAK_LOG when set).
+    /// Live bytes after every image must equal those after the first; RSS may drift by 64 MiB from the second image on
+    /// (the first maps and touches the weights). Skipped without PUREFLUX_SOAK_MODEL.
+    /// </summary>
+    [Fact]
+    public void Full_size_soak_benchmark()
+    {
+        string? dir = Environment.GetEnvironmentVariable("PUREFLUX_SOAK_MODEL");
+        if (string.IsNullOrEmpty(dir)) Assert.Skip("set PUREFLUX_SOAK_MODEL=DIR (e.g. a make-model --preset klein-4b --random snapshot) to run");
+        int runs = int.TryParse(Environment.GetEnvironmentVariable("PUREFLUX_SOAK"), out int n) && n > 0 ? n : 10;
+        int size = int.TryParse(Environment.GetEnvironmentVariable("PUREFLUX_SOAK_SIZE"), out int z) && z > 0 ? z : 256;
+        string? logFile = Environment.GetEnvironmentVariable("PUREFLUX_SOAK_LOG");
+        void Log(string line)
+        {
+            log.WriteLine(line);
+            if (!string.IsNullOrEmpty(logFile)) File.AppendAllText(logFile, line + "\n");
+        }
+        using var dev = Devices.Open("cpu");
+        var open = System.Diagnostics.Stopwatch.StartNew();
+        using var model = ModelFamilies.Open(dir, dev);
+        Log($"soak: {dir}, {runs} images of {size}x{size}, opened in {open.Elapsed.TotalSeconds:0.0} s, RSS {StageTimer.CurrentRssBytes() >> 20} MiB");
+        long live0 = 0, rss1 = 0;
+        var rss = new List<long>();
+        for (int i = 0; i < runs; i++)
+        {
+            var sw = System.Diagnostics.Stopwatch.StartNew();
+            var result = GenerationEngine.Run(model, new GenerationJob { Prompts = ["a lighthouse at dawn"], Width = size, Height = size, Seed = (ulong)i });
+            var pool = dev.Pool.Snapshot();
+            long now = StageTimer.CurrentRssBytes();
+            rss.Add(now);
+            Log($"image {i + 1}: {sw.Elapsed.TotalSeconds:0.0} s, {result.Steps} steps, pool live {pool.LiveBytes} B, pool reserved {pool.ReservedBytes >> 20} MiB, RSS {now >> 20} MiB, peak RSS {StageTimer.PeakRssBytes() >> 20} MiB");
+            if (i == 0) live0 = pool.LiveBytes;
+            if (i == 1) rss1 = now;
+        }
+        long liveEnd = dev.Pool.Snapshot().LiveBytes;
+        Log($"soak: pool live bytes after image 1 {live0}, after image {runs} {liveEnd}; RSS after image 2 {rss1 >> 20} MiB, after image {runs} {rss[^1] >> 20} MiB (max {rss.Max() >> 20} MiB)");
+        Assert.Equal(live0, liveEnd);
+        if (OperatingSystem.IsLinux() && runs > 2)
+            Assert.True(rss[^1] - rss1 < 64L << 20, $"RSS grew from {rss1 >> 20} MiB to {rss[^1] >> 20} MiB over images 2..{runs}");
     }
 }

@@ -101,20 +101,27 @@ public sealed class AtomicFileTests : IDisposable
     }
 
     [Fact]
-    public void FileKinds_tells_files_directories_links_devices_and_pipes_apart()
+    public void Kind_tells_files_directories_links_devices_and_pipes_apart()
     {
         string file = Path.Combine(_dir, "f"), link = Path.Combine(_dir, "l"), dangling = Path.Combine(_dir, "d");
         File.WriteAllText(file, "x");
         File.CreateSymbolicLink(link, file);
         File.CreateSymbolicLink(dangling, Path.Combine(_dir, "nowhere"));
-        Assert.Equal(FileKind.Regular, FileKinds.Of(file));
-        Assert.Equal(FileKind.Directory, FileKinds.Of(_dir));
-        Assert.Equal(FileKind.SymbolicLink, FileKinds.Of(link));
-        Assert.Equal(FileKind.SymbolicLink, FileKinds.Of(dangling));
-        Assert.Equal(FileKind.Absent, FileKinds.Of(Path.Combine(_dir, "absent")));
-        if (File.Exists("/dev/null")) Assert.Equal(FileKind.CharDevice, FileKinds.Of("/dev/null"));
-        if (OutputSupport.MakeFifo(Path.Combine(_dir, "p"))) Assert.Equal(FileKind.Fifo, FileKinds.Of(Path.Combine(_dir, "p")));
-        Assert.Equal(FileKinds.RealPath(file), FileKinds.RealPath(link));
+        Assert.Equal(FileKind.Regular, RegularFile.Kind(file));
+        Assert.Equal(FileKind.Directory, RegularFile.Kind(_dir));
+        Assert.Equal(FileKind.SymbolicLink, RegularFile.Kind(link));
+        Assert.Equal(FileKind.SymbolicLink, RegularFile.Kind(dangling));
+        Assert.Equal(FileKind.Absent, RegularFile.Kind(Path.Combine(_dir, "absent")));
+        if (File.Exists("/dev/null")) Assert.Equal(FileKind.CharDevice, RegularFile.Kind("/dev/null"));
+        if (OutputSupport.MakeFifo(Path.Combine(_dir, "p"))) Assert.Equal(FileKind.Fifo, RegularFile.Kind(Path.Combine(_dir, "p")));
+        Assert.Equal(RegularFile.RealPath(file), RegularFile.RealPath(link));
+        // followed to the final target: the target's kind and size
+        Assert.Equal(FileKind.Regular, RegularFile.Kind(link, followLinks: true, out long size));
+        Assert.Equal(1, size);
+        Assert.Equal(FileKind.Absent, RegularFile.Kind(dangling, followLinks: true));
+        string toNull = Path.Combine(_dir, "n");
+        File.CreateSymbolicLink(toNull, "/dev/null");
+        if (File.Exists("/dev/null")) Assert.Equal(FileKind.CharDevice, RegularFile.Kind(toNull, followLinks: true));
     }
 }
 

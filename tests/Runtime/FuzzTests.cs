@@ -28,6 +28,9 @@ public sealed class FuzzTests : IDisposable
     private static TimeSpan Budget =>
         TimeSpan.FromSeconds(double.TryParse(Environment.GetEnvironmentVariable("PUREFLUX_FUZZ_SECONDS"), out var s) && s > 0 ? s : 10);
 
+    /// <summary>The longest one input may take (every reader answers in milliseconds; a mutant taking this long is a bug).</summary>
+    private static readonly TimeSpan RunLimit = TimeSpan.FromSeconds(20);
+
     private static readonly Type[] Ours =
     [
         typeof(SafetensorsException), typeof(ModelConfigException), typeof(TokenizerLoadException), typeof(SnapshotException), typeof(InvalidDataException),
@@ -39,19 +42,24 @@ public sealed class FuzzTests : IDisposable
         string path = Path.Combine(_dir, name);
         File.WriteAllBytes(path, seed);
         read(path); // the seed itself must load
-        var rng = new Random(seedValue);
         var sw = Stopwatch.StartNew();
         var limit = budget ?? Budget;
         int runs = 0, ok = 0;
         var kinds = new Dictionary<string, int>();
-        while (sw.Elapsed < limit && runs < maxRuns)
+        using var mutants = Mutants(seed, seedValue).GetEnumerator();
+        while (sw.Elapsed < limit && runs < maxRuns && mutants.MoveNext())
         {
-            byte[] input = Mutate(seed, rng);
+            byte[] input = mutants.Current;
             File.WriteAllBytes(path, input);
             runs++;
             try
             {
-                read(path);
+                // A watchdog per input: an endless loop or an unbounded allocation (mutant #33110 of seed 7 once grew to an
+                // OutOfMemoryException after 4 minutes) fails here with the input instead of hanging the run.
+                var one = Task.Run(() => read(path));
+                if (!((IAsyncResult)one).AsyncWaitHandle.WaitOne(RunLimit))
+                    Assert.Fail($"{name} run {runs} (seed {seedValue}): no outcome after {RunLimit.TotalSeconds:0} s\ninput ({input.Length} bytes): {Encoding.UTF8.GetString(input.AsSpan(0, Math.Min(input.Length, 600)))}");
+                one.GetAwaiter().GetResult();
                 ok++;
             }
             catch (Exception e) when (e is not XunitException)
@@ -70,6 +78,14 @@ public sealed class FuzzTests : IDisposable
         }
         _log.WriteLine($"{name}: {runs} runs in {sw.Elapsed.TotalSeconds:0.0} s, {ok} loaded, errors: {string.Join(", ", kinds.Select(k => $"{k.Key} {k.Value}"))}");
         Assert.True(runs >= 10, $"only {runs} runs");
+    }
+
+    /// <summary>The mutants of <paramref name="seed"/> in the order the fuzzer tries them (run n is element n - 1); they
+    /// depend only on the seed bytes and <paramref name="seedValue"/>, so any one can be rebuilt without reading the others.</summary>
+    internal static IEnumerable<byte[]> Mutants(byte[] seed, int seedValue)
+    {
+        var rng = new Random(seedValue);
+        while (true) yield return Mutate(seed, rng);
     }
 
     private static byte[] Mutate(byte[] seed, Random rng)
@@ -201,8 +217,77 @@ public sealed class FuzzTests : IDisposable
         }, seedValue: 7);
     }
 
+    // ------------------------------------------------------------------ what the fuzzer found
+
+    /// <summary>
+    /// Mutant #33110 of seed 7 (reached only at a 40 s budget) replaced an added token's content by "". The pre-tokenizer
+    /// cut that empty token out at the same offset forever, so the first Encode grew a list of empty pieces until
+    /// OutOfMemoryException (about 4 minutes). Rebuilt here from the seeded mutator, and refused at load in one line.
+    /// </summary>
+    [Fact]
+    public void Tokenizer_mutant_33110_of_seed_7_is_refused_at_load()
+    {
+        byte[] mutant = Mutants(SmallTokenizer(), 7).ElementAt(33110 - 1);
+        string text = Encoding.UTF8.GetString(mutant);
+        Assert.Contains("{\"id\":151647,\"content\":\"\",", text); // the mutant is still the one that was found
+        string path = Path.Combine(_dir, "tokenizer.json");
+        File.WriteAllBytes(path, mutant);
+        var e = Assert.Throws<TokenizerLoadException>(() => Qwen3Tokenizer.FromFile(path));
+        Assert.Contains(path, e.Message);
+        Assert.Contains("empty \"content\"", e.Message);
+        Assert.DoesNotContain('\n', e.Message);
+    }
+
+    /// <summary>The same class through the Split regex: a pattern that can match the empty string ("", a lookahead, \b,
+    /// x*) made the pre-tokenizer restart where it stood, forever. Zero-width matches now yield nothing and the search
+    /// moves on (Hugging Face tokenizers drops empty splits), so such a file loads and every Encode ends.</summary>
+    [Theory]
+    [InlineData("")]
+    [InlineData("(?=\\p{L})")]
+    [InlineData("\\b|\\p{L}+")]
+    [InlineData("x*")]
+    public async Task Tokenizer_with_a_zero_width_split_regex_always_advances(string pattern)
+    {
+        string path = WriteTokenizerWithSplit(pattern);
+        var tok = Qwen3Tokenizer.FromFile(path);
+        var run = Task.Run(() => tok.Encode("hello world, 123 \ud83c\udf05 x"), TestContext.Current.CancellationToken);
+        Assert.True(await Ends(run, TimeSpan.FromSeconds(20)), $"Encode with Split regex \"{pattern}\" did not end");
+        await run;
+    }
+
+    /// <summary>A Split regex that backtracks catastrophically ((a+)+b on a run of a's: 2^n steps) is stopped by a match
+    /// timeout and reported in one line naming the file, instead of running for ever.</summary>
+    [Fact]
+    public async Task Tokenizer_with_a_catastrophic_split_regex_fails_in_one_line()
+    {
+        string path = WriteTokenizerWithSplit("(a+)+b|\\s+|\\p{L}+|.");
+        var tok = Qwen3Tokenizer.FromFile(path);
+        Assert.NotEmpty(tok.Encode("hello world"));
+        var run = Task.Run(() => tok.Encode(new string('a', 48) + "!"), TestContext.Current.CancellationToken);
+        Assert.True(await Ends(run, Qwen3Tokenizer.SplitRegexTimeout * 4), "the match timeout did not stop the regex");
+        var e = await Assert.ThrowsAsync<TokenizerLoadException>(() => run);
+        Assert.Contains(path, e.Message);
+        Assert.Contains("Split regex", e.Message);
+        Assert.DoesNotContain('\n', e.Message);
+    }
+
+    /// <summary>Whether <paramref name="task"/> ends within <paramref name="limit"/> (a task that never ends is left running: it is the bug).</summary>
+    private static async Task<bool> Ends(Task task, TimeSpan limit) =>
+        await Task.WhenAny(task, Task.Delay(limit, TestContext.Current.CancellationToken)) == task;
+
+    private string WriteTokenizerWithSplit(string pattern)
+    {
+        var root = JsonNode.Parse(SmallTokenizer())!.AsObject();
+        var pre = root["pre_tokenizer"]!.AsObject();
+        var split = pre["pretokenizers"]!.AsArray().First(p => (string?)p!["type"] == "Split")!;
+        split["pattern"]!["Regex"] = pattern;
+        string path = Path.Combine(_dir, "tokenizer.json");
+        File.WriteAllText(path, root.ToJsonString());
+        return path;
+    }
+
     /// <summary>A small tokenizer.json cut from the built-in Qwen3 one (first 1000 ids and the merges among them), so each load takes milliseconds.</summary>
-    private static byte[] SmallTokenizer()
+    internal static byte[] SmallTokenizer()
     {
         var root = JsonNode.Parse(File.ReadAllText(Qwen3Tokenizer.BuiltInPath))!.AsObject();
         var model = root["model"]!.AsObject();

@@ -34,13 +34,13 @@ internal sealed class ConfigJson
 
     public static ConfigJson Load(string path)
     {
-        byte[] bytes = BoundedFile.ReadAllBytes(path, MaxFileBytes, "config file", m => new ModelConfigException(m));
+        byte[] bytes = RegularFile.ReadAllBytes(path, MaxFileBytes, "config file", m => new ModelConfigException(m));
         return Parse(bytes, path);
     }
 
     public static ConfigJson Parse(ReadOnlySpan<byte> json, string path)
     {
-        long bad = BoundedFile.InvalidUtf8Offset(json);
+        long bad = RegularFile.InvalidUtf8Offset(json);
         if (bad >= 0) throw new ModelConfigException($"{path}: not valid UTF-8 text (byte {bad}); expected a JSON config");
         JsonElement root;
         try

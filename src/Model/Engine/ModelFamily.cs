@@ -42,7 +42,7 @@ public static class ModelFamilies
     {
         string index = Path.Combine(directory, "model_index.json");
         if (!Directory.Exists(directory)) throw new Snapshot.SnapshotException($"{directory}: model directory not found");
-        if (!File.Exists(index) && new FileInfo(index).LinkTarget is null) throw new Snapshot.SnapshotException($"{directory}: not a diffusers snapshot: missing model_index.json");
+        if (!RegularFile.Present(index)) throw new Snapshot.SnapshotException($"{directory}: not a diffusers snapshot: missing model_index.json");
         // A Hugging Face cache snapshot's files are links into ../../blobs: check what the link finally names.
         if (RegularFile.Problem(index, out _) is { } problem) throw new Snapshot.SnapshotException($"{index}: {problem}");
         return ForClass(ModelIndex.Load(index).ClassName, index);

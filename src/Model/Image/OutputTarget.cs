@@ -18,11 +18,11 @@ public static class OutputTarget
         string full = CheckExisting(path, what);
         string dir = Path.GetDirectoryName(full)!;
 
-        string real = Path.Combine(FileKinds.RealPath(dir), Path.GetFileName(full));
+        string real = Path.Combine(RegularFile.RealPath(dir), Path.GetFileName(full));
         foreach (var pd in protectedDirs ?? [])
         {
-            string realDir = FileKinds.RealPath(pd);
-            if (FileKinds.IsInside(real, realDir))
+            string realDir = RegularFile.RealPath(pd);
+            if (RegularFile.IsInside(real, realDir))
                 throw new IOException($"cannot write '{path}': it is inside the model snapshot '{pd}'; expected a path outside it");
             if (LinkedFiles(realDir).TryGetValue(real, out var link))
                 throw new IOException($"cannot write '{path}': it is the model file that '{link}' points to; expected a path outside the model");
@@ -64,7 +64,7 @@ public static class OutputTarget
         }
         if (path.EndsWith('/') || path.EndsWith("/.", StringComparison.Ordinal) || path.EndsWith("/..", StringComparison.Ordinal) || path is "." or "..")
             throw new IOException($"cannot write '{path}': it names a directory; expected a file name");
-        var kind = FileKinds.Of(full);
+        var kind = RegularFile.Kind(full);
         switch (kind)
         {
             case FileKind.Absent:
@@ -74,7 +74,7 @@ public static class OutputTarget
                     throw new IOException($"cannot write '{path}': it exists and is read-only; expected a new path or a writable regular file (not overwritten)");
                 break;
             default:
-                throw new IOException($"cannot write '{path}': it is {FileKinds.Describe(kind)}; expected a new path or an existing regular file");
+                throw new IOException($"cannot write '{path}': it is {RegularFile.Describe(kind)}; expected a new path or an existing regular file");
         }
         return full;
     }
@@ -112,7 +112,7 @@ public static class OutputTarget
             {
                 if (++seen > 100_000) break;
                 if (new FileInfo(entry).LinkTarget is null) continue;
-                result.TryAdd(FileKinds.RealPath(entry), entry);
+                result.TryAdd(RegularFile.RealPath(entry), entry);
             }
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)

@@ -53,7 +53,7 @@ public sealed class ModelSnapshot : IDisposable
         string Need(string rel)
         {
             string p = Path.Combine(dir, rel);
-            if (!File.Exists(p) && !IsLink(p)) throw new SnapshotException($"{dir}: not a FLUX.2 [klein] snapshot: missing {rel.Replace('\\', '/')}");
+            if (!RegularFile.Present(p)) throw new SnapshotException($"{dir}: not a FLUX.2 [klein] snapshot: missing {rel.Replace('\\', '/')}");
             // A Hugging Face cache snapshot holds links to ../../blobs/<hash>: what counts is the file they finally name.
             if (RegularFile.Problem(p, out _) is { } problem) throw new SnapshotException($"{p}: {problem}");
             return p;
@@ -128,14 +128,8 @@ public sealed class ModelSnapshot : IDisposable
     private static void NeedWeights(string dir, string component, string baseName)
     {
         string single = Path.Combine(dir, component, baseName);
-        if (!File.Exists(single) && !File.Exists(single + ".index.json") && !IsLink(single) && !IsLink(single + ".index.json"))
+        if (!RegularFile.Present(single) && !RegularFile.Present(single + ".index.json"))
             throw new SnapshotException($"{dir}: not a FLUX.2 [klein] snapshot: missing {component}/{baseName} (or {baseName}.index.json)");
-    }
-
-    private static bool IsLink(string path)
-    {
-        try { return new FileInfo(path).LinkTarget is not null; }
-        catch (IOException) { return false; }
     }
 
     public void Dispose()

@@ -59,7 +59,7 @@ public static class RandomSnapshot
         string full = Path.GetFullPath(dir);
         if (Directory.Exists(full) && Directory.EnumerateFileSystemEntries(full).Any())
             throw new IOException($"{dir}: directory exists and is not empty");
-        if (File.Exists(full) || new FileInfo(full).LinkTarget is not null)
+        if (RegularFile.Present(full))
             throw new IOException($"{dir}: exists and is not a directory; expected an absent or empty directory");
         // A unique name per writer (process and thread), registered so that Ctrl-C / SIGTERM remove it too.
         string tmp = TempFileRegistry.UniqueSibling(full);

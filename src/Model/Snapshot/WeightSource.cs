@@ -50,15 +50,9 @@ public sealed class WeightSource : IDisposable
         string index = single + ".index.json";
         displayName ??= single;
         // A link counts as present even when it dangles: opening it then says what it points at.
-        if (File.Exists(single) || IsLink(single)) return OpenFile(single, displayName);
-        if (File.Exists(index) || IsLink(index)) return OpenSharded(index, displayName);
+        if (RegularFile.Present(single)) return OpenFile(single, displayName);
+        if (RegularFile.Present(index)) return OpenSharded(index, displayName);
         throw new SnapshotException($"{displayName}: weights not found (neither {baseName} nor {baseName}.index.json in {dir})");
-    }
-
-    private static bool IsLink(string path)
-    {
-        try { return new FileInfo(path).LinkTarget is not null; }
-        catch (IOException) { return false; }
     }
 
     /// <summary>A single safetensors file.</summary>
@@ -88,7 +82,7 @@ public sealed class WeightSource : IDisposable
                 if (!opened.TryGetValue(shard, out var file))
                 {
                     string shardPath = Path.Combine(dir, shard);
-                    if (!File.Exists(shardPath) && !IsLink(shardPath))
+                    if (!RegularFile.Present(shardPath))
                         throw new SnapshotException($"{shownIndex}: shard '{shard}' (holding '{tensor}') not found next to the index");
                     file = OpenShard(shardPath, shard);
                     opened[shard] = file;

@@ -65,8 +65,8 @@ public sealed class Qwen3Tokenizer
     /// <exception cref="TokenizerLoadException">Missing, unreadable or unsupported file; the message names it.</exception>
     public static Qwen3Tokenizer FromFile(string path)
     {
-        byte[] bytes = PureFlux.Runtime.BoundedFile.ReadAllBytes(path, MaxFileBytes, "tokenizer file", m => new TokenizerLoadException(m));
-        long bad = PureFlux.Runtime.BoundedFile.InvalidUtf8Offset(bytes);
+        byte[] bytes = PureFlux.Runtime.RegularFile.ReadAllBytes(path, MaxFileBytes, "tokenizer file", m => new TokenizerLoadException(m));
+        long bad = PureFlux.Runtime.RegularFile.InvalidUtf8Offset(bytes);
         if (bad >= 0) throw Bad(path, $"not valid UTF-8 text (byte {bad})");
         try
         {
@@ -126,18 +126,20 @@ public sealed class Qwen3Tokenizer
                 if (a.ValueKind != JsonValueKind.Object || !a.TryGetProperty("content", out var c) || c.ValueKind != JsonValueKind.String
                     || !a.TryGetProperty("id", out var i) || i.ValueKind != JsonValueKind.Number || !i.TryGetInt32(out int id) || id < 0 || id > MaxTokenId)
                     throw Bad(path, $"added_tokens entry {Shorten(a.GetRawText())} needs \"content\" and an integer \"id\" in 0..{MaxTokenId}");
+                // An empty token would match everywhere without consuming input: refused (the pre-tokenizer must always advance).
+                if (c.GetString()!.Length == 0) throw Bad(path, $"added_tokens entry {Shorten(a.GetRawText())} has an empty \"content\"");
                 added[c.GetString()!] = id;
             }
         }
 
         string pattern = FindSplitRegex(root) ?? throw Bad(path, "pre_tokenizer has no Split regex (expected the Qwen/GPT-4 style split pattern)");
-        var regex = new Regex(pattern, RegexOptions.Compiled | RegexOptions.CultureInvariant);
+        var regex = new Regex(pattern, RegexOptions.Compiled | RegexOptions.CultureInvariant, SplitRegexTimeout);
 
         var options = new BpeOptions(vocab)
         {
             Merges = merges,
             SpecialTokens = added,
-            PreTokenizer = new RegexPreTokenizer(regex, added),
+            PreTokenizer = new SplitPreTokenizer(regex, added),
             Normalizer = HasNfc(root) ? new NfcNormalizer() : null,
             ByteLevel = true,
         };
@@ -179,12 +181,25 @@ public sealed class Qwen3Tokenizer
     }
 
     /// <summary>Token ids of <paramref name="text"/> as is (no chat template, no padding). "" gives no ids.</summary>
+    /// <exception cref="TokenizerLoadException">The file's Split regex ran past <see cref="SplitRegexTimeout"/> on one match
+    /// (a catastrophically backtracking pattern); the message names the file.</exception>
     public int[] Encode(string text)
     {
         ArgumentNullException.ThrowIfNull(text);
         if (text.Length == 0) return [];
-        return [.. _bpe.EncodeToIds(text)];
+        try
+        {
+            return [.. _bpe.EncodeToIds(text)];
+        }
+        catch (RegexMatchTimeoutException)
+        {
+            throw new TokenizerLoadException($"{Path}: the pre_tokenizer Split regex took more than {SplitRegexTimeout.TotalSeconds:0} s on one match of a {text.Length}-character text (a pattern that backtracks catastrophically)");
+        }
     }
+
+    /// <summary>The longest one match of the file's Split regex may take. The Qwen pattern takes microseconds; a pattern from
+    /// the file is untrusted, and .NET's backtracking engine can take exponential time on nested quantifiers.</summary>
+    public static readonly TimeSpan SplitRegexTimeout = TimeSpan.FromSeconds(5);
 
     /// <summary>Text of ids (added tokens as written); for diagnostics.</summary>
     public string Decode(IEnumerable<int> ids) => _bpe.Decode(ids, considerSpecialTokens: true);
@@ -247,6 +262,75 @@ public sealed class Qwen3Tokenizer
             ? $"the prompt is {all.Length} tokens with the chat template; only the first {maxLength} are used, the rest (about {all.Length - maxLength} tokens at the end of the prompt) is ignored"
             : null;
         return new TokenizedPrompt(ids, mask, real, truncated, warning);
+    }
+
+    /// <summary>
+    /// Splits text for the BPE as Microsoft.ML.Tokenizers' RegexPreTokenizer does — added tokens are cut out first (the
+    /// leftmost match of their escaped alternation, in the file's order), the text between them into the Split regex's
+    /// successive matches — except that it always advances: a zero-length match of the Split regex (a pattern from the
+    /// file such as "" or "(?=.)") yields no piece and the search resumes one character later, as Hugging Face tokenizers
+    /// drops empty splits. RegexPreTokenizer restarts at the end of an empty match, i.e. where it began, and yields
+    /// empty pieces forever (an unbounded allocation from a byte of the file). Added tokens are non-empty (checked at load).
+    /// For patterns whose matches are never empty (every real tokenizer.json) the pieces are exactly RegexPreTokenizer's.
+    /// </summary>
+    private sealed class SplitPreTokenizer : PreTokenizer
+    {
+        private readonly Regex _split;
+        private readonly Regex? _added;
+
+        public SplitPreTokenizer(Regex split, IReadOnlyDictionary<string, int> addedTokens)
+        {
+            _split = split;
+            if (addedTokens.Count > 0)
+                _added = new Regex(string.Join("|", addedTokens.Keys.Select(Regex.Escape)), RegexOptions.Compiled | RegexOptions.CultureInvariant);
+        }
+
+        public override IEnumerable<(int Offset, int Length)> PreTokenize(string text) =>
+            string.IsNullOrEmpty(text) ? [] : Split(text.AsSpan());
+
+        public override IEnumerable<(int Offset, int Length)> PreTokenize(ReadOnlySpan<char> text) =>
+            text.IsEmpty ? [] : Split(text);
+
+        /// <summary>All pieces at once (the text is a prompt: short, and every piece covers at least one character).</summary>
+        private List<(int Offset, int Length)> Split(ReadOnlySpan<char> text)
+        {
+            var pieces = new List<(int Offset, int Length)>();
+            int at = 0;
+            while (at < text.Length)
+            {
+                int end = text.Length;
+                (int Offset, int Length) token = default;
+                bool hasToken = _added is not null && FirstMatch(_added, text, at, text.Length, out token) && token.Length > 0;
+                if (hasToken) end = token.Offset;
+                int from = at;
+                while (from < end && FirstMatch(_split, text, from, end, out var m))
+                {
+                    if (m.Length > 0)
+                    {
+                        pieces.Add(m);
+                        from = m.Offset + m.Length;
+                    }
+                    else
+                        from = m.Offset + (char.IsHighSurrogate(text[m.Offset]) && m.Offset + 1 < end && char.IsLowSurrogate(text[m.Offset + 1]) ? 2 : 1);
+                }
+                if (!hasToken) break;
+                pieces.Add(token);
+                at = token.Offset + token.Length;
+            }
+            return pieces;
+        }
+
+        /// <summary>The first match of <paramref name="regex"/> in text[from..end) (searched as that slice, as RegexPreTokenizer does).</summary>
+        private static bool FirstMatch(Regex regex, ReadOnlySpan<char> text, int from, int end, out (int Offset, int Length) match)
+        {
+            foreach (var m in regex.EnumerateMatches(text[from..end]))
+            {
+                match = (from + m.Index, m.Length);
+                return true;
+            }
+            match = default;
+            return false;
+        }
     }
 
     /// <summary>Unicode NFC, as the Qwen tokenizer.json's normalizer asks.</summary>

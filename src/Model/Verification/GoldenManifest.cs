@@ -54,7 +54,7 @@ public sealed class GoldenManifest
         {
             string path = Path.Combine(_dir, file);
             void Fail(string what) => rows.Add(new VerifyRow(file, what, double.NaN, double.NaN, 0));
-            if (!File.Exists(path) && new FileInfo(path).LinkTarget is null)
+            if (!RegularFile.Present(path))
             {
                 Fail("file missing (listed in manifest.json)");
                 incomplete.Add(file);

@@ -139,8 +139,8 @@ public sealed class GoldenVerifier(string goldenDir, Device device, string? toke
     private void Scheduler(ModelSnapshot snapshot, string path)
     {
         // A golden file is data: every problem is one line naming the file and the field (exit 1), never a raw exception.
-        byte[] bytes = BoundedFile.ReadAllBytes(path, 64 << 20, "golden scheduler file", m => new InvalidDataException(m));
-        if (BoundedFile.InvalidUtf8Offset(bytes) is var bad and >= 0) throw new InvalidDataException($"{path}: not valid UTF-8 text (byte {bad})");
+        byte[] bytes = RegularFile.ReadAllBytes(path, 64 << 20, "golden scheduler file", m => new InvalidDataException(m));
+        if (RegularFile.InvalidUtf8Offset(bytes) is var bad and >= 0) throw new InvalidDataException($"{path}: not valid UTF-8 text (byte {bad})");
         JsonDocument doc;
         try { doc = JsonDocument.Parse(bytes); }
         catch (JsonException e) { throw new InvalidDataException($"{path}: not valid JSON ({e.Message.ReplaceLineEndings(" ")})"); }
