@@ -152,7 +152,7 @@ public sealed class ClipTokenizer
 
     private static Dictionary<string, int> ReadVocab(string path)
     {
-        byte[] bytes = PureFlux.Runtime.BoundedFile.ReadAllBytes(path, MaxFileBytes, "CLIP vocabulary", m => new TokenizerLoadException(m));
+        byte[] bytes = PureFlux.Runtime.RegularFile.ReadAllBytes(path, MaxFileBytes, "CLIP vocabulary", m => new TokenizerLoadException(m));
         try
         {
             using var doc = JsonDocument.Parse(bytes);
@@ -178,8 +178,8 @@ public sealed class ClipTokenizer
     /// exactly that many).</summary>
     private static List<string> ReadMerges(string path)
     {
-        byte[] bytes = PureFlux.Runtime.BoundedFile.ReadAllBytes(path, MaxFileBytes, "CLIP merges", m => new TokenizerLoadException(m));
-        long bad = PureFlux.Runtime.BoundedFile.InvalidUtf8Offset(bytes);
+        byte[] bytes = PureFlux.Runtime.RegularFile.ReadAllBytes(path, MaxFileBytes, "CLIP merges", m => new TokenizerLoadException(m));
+        long bad = PureFlux.Runtime.RegularFile.InvalidUtf8Offset(bytes);
         if (bad >= 0) throw new TokenizerLoadException($"{path}: not valid UTF-8 text (byte {bad})");
         var merges = new List<string>();
         int lineNo = 0;
@@ -202,7 +202,7 @@ public sealed class ClipTokenizer
     {
         const string bos = "<|startoftext|>", eos = "<|endoftext|>";
         if (!File.Exists(path)) return (bos, eos, eos);
-        byte[] bytes = PureFlux.Runtime.BoundedFile.ReadAllBytes(path, MaxFileBytes, "tokenizer config", m => new TokenizerLoadException(m));
+        byte[] bytes = PureFlux.Runtime.RegularFile.ReadAllBytes(path, MaxFileBytes, "tokenizer config", m => new TokenizerLoadException(m));
         try
         {
             using var doc = JsonDocument.Parse(bytes);

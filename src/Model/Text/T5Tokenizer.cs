@@ -71,8 +71,8 @@ public sealed class T5Tokenizer
     /// <exception cref="TokenizerLoadException">Missing, unreadable or unsupported file; the message names it and the field.</exception>
     public static T5Tokenizer FromFile(string path)
     {
-        byte[] bytes = PureFlux.Runtime.BoundedFile.ReadAllBytes(path, MaxFileBytes, "tokenizer file", m => new TokenizerLoadException(m));
-        long bad = PureFlux.Runtime.BoundedFile.InvalidUtf8Offset(bytes);
+        byte[] bytes = PureFlux.Runtime.RegularFile.ReadAllBytes(path, MaxFileBytes, "tokenizer file", m => new TokenizerLoadException(m));
+        long bad = PureFlux.Runtime.RegularFile.InvalidUtf8Offset(bytes);
         if (bad >= 0) throw Bad(path, $"not valid UTF-8 text (byte {bad})");
         try
         {

@@ -60,7 +60,7 @@ public sealed class ZImageGoldenSet(string goldenDir, Device device, Action<stri
     private void Scheduler(string path)
     {
         using var model = ZImageModelFor();
-        using var doc = JsonDocument.Parse(BoundedFile.ReadAllBytes(path, 64 << 20, "golden scheduler file", m => new InvalidDataException(m)));
+        using var doc = JsonDocument.Parse(RegularFile.ReadAllBytes(path, 64 << 20, "golden scheduler file", m => new InvalidDataException(m)));
         foreach (var c in doc.RootElement.GetProperty("cases").EnumerateArray())
         {
             int steps = c.GetProperty("num_inference_steps").GetInt32();
@@ -79,7 +79,7 @@ public sealed class ZImageGoldenSet(string goldenDir, Device device, Action<stri
     private void Tokenizer(string path)
     {
         var tok = tokenizerPath is null ? Qwen3Tokenizer.BuiltIn : Qwen3Tokenizer.FromFile(tokenizerPath);
-        using var doc = JsonDocument.Parse(BoundedFile.ReadAllBytes(path, 64 << 20, "golden tokenizer file", m => new InvalidDataException(m)));
+        using var doc = JsonDocument.Parse(RegularFile.ReadAllBytes(path, 64 << 20, "golden tokenizer file", m => new InvalidDataException(m)));
         int i = 0;
         foreach (var c in doc.RootElement.GetProperty("cases").EnumerateArray())
         {
@@ -224,7 +224,7 @@ public sealed class ZImageGoldenSet(string goldenDir, Device device, Action<stri
         int h = noiseShape[2], w = noiseShape[3];
         bool cfg = g.Contains("inputs.negative_input_ids");
         using var manifest = File.Exists(Path.Combine(goldenDir, "manifest.json"))
-            ? JsonDocument.Parse(BoundedFile.ReadAllBytes(Path.Combine(goldenDir, "manifest.json"), 64 << 20, "golden manifest", m => new InvalidDataException(m)))
+            ? JsonDocument.Parse(RegularFile.ReadAllBytes(Path.Combine(goldenDir, "manifest.json"), 64 << 20, "golden manifest", m => new InvalidDataException(m)))
             : null;
         JsonElement? prms = manifest is not null && manifest.RootElement.TryGetProperty("params", out var pe) ? pe : null;
         float guidance = cfg ? Param(prms, "cfg", "guidance_scale") ?? 0f : 0f;
