@@ -139,7 +139,9 @@ public sealed class GoldenManifest
         if (root.ValueKind == JsonValueKind.Object && root.TryGetProperty("cases", out var cases) && cases.ValueKind == JsonValueKind.Array)
             foreach (var c in cases.EnumerateArray())
                 if (c.ValueKind == JsonValueKind.Object && c.TryGetProperty("num_inference_steps", out var s) && c.TryGetProperty("width", out var w) && c.TryGetProperty("height", out var h))
-                    have.Add(string.Create(CultureInfo.InvariantCulture, $"{s}x{w}x{h}"));
+                    have.Add(string.Create(CultureInfo.InvariantCulture, $"{s}x{w}x{h}")
+                        // img2img cases (Qwen-Image's scheduler.json) are named with their strength: "50x1024x1024@0.6".
+                        + (c.TryGetProperty("strength", out var st) && st.ValueKind == JsonValueKind.Number ? "@" + st.GetRawText() : ""));
         foreach (var item in listing.EnumerateArray())
         {
             string name = item.ValueKind == JsonValueKind.String ? item.GetString()! : item.GetRawText();
