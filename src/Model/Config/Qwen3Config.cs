@@ -21,6 +21,13 @@ public sealed record Qwen3Config
     public double RopeTheta { get; init; } = 10000.0;
     public string RopeType { get; init; } = "default";
     public bool AttentionBias { get; init; }
+    /// <summary>Per-head RMSNorm of q and k before RoPE (Qwen3: yes; the Qwen2 / Qwen2.5-VL language model: no).</summary>
+    public bool QkNorm { get; init; } = true;
+    /// <summary>Biases on the q, k, v projections, none on o (the Qwen2 / Qwen2.5-VL language model; Qwen3: no).</summary>
+    public bool QkvBias { get; init; }
+    /// <summary>Qwen2.5-VL's M-RoPE split of the head_dim/2 frequencies over the (t, h, w) position rows (null: plain RoPE).
+    /// For text the three rows are equal and M-RoPE is ordinary rotate-half RoPE.</summary>
+    public int[]? MropeSection { get; init; }
     public bool TieWordEmbeddings { get; init; }
     public string HiddenAct { get; init; } = "silu";
     public int MaxPositionEmbeddings { get; init; } = 32768;
@@ -32,14 +39,40 @@ public sealed record Qwen3Config
 
     public static Qwen3Config Load(string path) => Read(ConfigJson.Load(path));
 
+    /// <summary>
+    /// The language model of a Qwen2.5-VL text_encoder/config.json (transformers Qwen2_5_VLForConditionalGeneration, as
+    /// Qwen-Image ships it): the fields of <c>text_config</c> when present (transformers ≥ 4.5x), else the top level.
+    /// Same decoder layers as Qwen3 except: biases on q/k/v, no QK-norm, head_dim = hidden / heads, and M-RoPE
+    /// (<c>rope_scaling.mrope_section</c>, which must sum to head_dim / 2). The vision tower's fields are not read.
+    /// </summary>
+    public static Qwen3Config LoadQwen25VLText(string path)
+    {
+        var root = ConfigJson.Load(path);
+        string? top = root.StringOrNull("model_type");
+        if (top is not null && top != "qwen2_5_vl")
+            throw root.Error("model_type", $"is \"{top}\"; expected \"qwen2_5_vl\" (a Qwen2.5-VL text encoder)");
+        var j = root.Object("text_config") ?? root;
+        var c = Read(j, ["qwen2_5_vl", "qwen2_5_vl_text"]) with { QkNorm = false, QkvBias = true };
+        var section = (j.Object("rope_scaling") ?? root.Object("rope_scaling")) is { } rs ? rs.IntArrayOrNull("mrope_section") : null;
+        if (section is not null)
+        {
+            if (section.Length != 3 || section.Any(v => v < 0) || section.Sum() != c.HeadDim / 2)
+                throw j.Error("rope_scaling.mrope_section", $"is [{string.Join(", ", section)}]; expected three non-negative entries summing to head_dim / 2 = {c.HeadDim / 2}");
+            c = c with { MropeSection = section };
+        }
+        return c;
+    }
+
     public static Qwen3Config Parse(string json, string path = "text_encoder/config.json") =>
         Read(ConfigJson.Parse(System.Text.Encoding.UTF8.GetBytes(json), path));
 
-    private static Qwen3Config Read(ConfigJson j)
+    private static Qwen3Config Read(ConfigJson j) => Read(j, ["qwen3"]);
+
+    private static Qwen3Config Read(ConfigJson j, string[] modelTypes)
     {
         string? modelType = j.StringOrNull("model_type");
-        if (modelType is not null && modelType != "qwen3")
-            throw j.Error("model_type", $"is \"{modelType}\"; expected \"qwen3\"");
+        if (modelType is not null && !modelTypes.Contains(modelType))
+            throw j.Error("model_type", $"is \"{modelType}\"; expected {string.Join(" or ", modelTypes.Select(t => $"\"{t}\""))}");
 
         const int L = ConfigJson.MaxLayers, H = ConfigJson.MaxHeads, HD = ConfigJson.MaxHeadDim, D = ConfigJson.MaxDim;
         int heads = j.Positive("num_attention_heads", max: H);

@@ -66,6 +66,12 @@ public static class GenerationEngine
             guidance = 1;
         }
         bool cfg = defaults.CfgOn(guidance);
+        if (cfg && defaults.CfgNeedsNegativePrompt && job.NegativePrompts is null && job.NegativePromptEmbeds is null)
+        {
+            // As diffusers' QwenImagePipeline: true CFG needs a negative prompt (even " "); without one the run is unguided.
+            if (job.Guidance is not null) Warn($"guidance {guidance} is not applied: this model runs classifier-free guidance only with --negative-prompt (even \" \")");
+            cfg = false;
+        }
         string off = defaults.CfgFormula == GuidanceFormula.CondPlus ? "guidance 0" : "guidance ≤ 1";
         if (!cfg && (job.GuidanceInterval is not null || job.CfgRescale > 0 || job.CfgMode == CfgMode.Batched || job.NegativePrompts is not null
                      || job.GuidanceTruncation is not null || job.GuidanceNormClip > 0))
@@ -75,6 +81,7 @@ public static class GenerationEngine
             {
                 Formula = defaults.CfgFormula, Interval = job.GuidanceInterval, RescalePhi = job.CfgRescale,
                 Truncation = job.GuidanceTruncation, NormClip = job.GuidanceNormClip,
+                PerTokenNormRescale = defaults.PerTokenNormRescale && job.CfgRescale == 0 && job.GuidanceNormClip == 0, // an explicit rescale replaces it
             })
             : NoGuidance.Instance;
         var samplerKind = job.SamplerSettings?.Kind ?? job.Sampler ?? defaults.Sampler;

@@ -21,6 +21,13 @@ public sealed record ModelDefaults(int Steps, float Guidance, SamplerKind Sample
 {
     /// <summary>Whether scale <paramref name="g"/> turns classifier-free guidance on under this family's formula.</summary>
     public bool CfgOn(float g) => CfgFormula == PureFlux.Model.Guidance.GuidanceFormula.CondPlus ? g > 0 : g > 1;
+
+    /// <summary>The guided prediction is renormalised per token to the conditional one's norm (Qwen-Image's true CFG).</summary>
+    public bool PerTokenNormRescale { get; init; }
+
+    /// <summary>Guidance runs only when a negative prompt is given (Qwen-Image: true_cfg_scale needs negative_prompt);
+    /// otherwise the job runs unguided instead of using "" as the negative prompt.</summary>
+    public bool CfgNeedsNegativePrompt { get; init; }
 }
 
 /// <summary>

@@ -7,6 +7,10 @@ namespace PureFlux.Model.Qwen3;
 /// Qwen3 decoder layers as FLUX.2 klein uses them: embeddings → the first max(outLayers) decoder layers
 /// (causal + key-padding attention, GQA, per-head QK RMSNorm, rotate-half RoPE) → the hidden states of
 /// the chosen layers concatenated on channels: prompt_embeds [S, n·hidden]. Later layers are never run.
+/// The same layers, configured by <see cref="Qwen3Config.QkNorm"/> and <see cref="Qwen3Config.QkvBias"/>, are the
+/// Qwen2.5-VL language model (Qwen-Image: q/k/v biases, no QK-norm; its M-RoPE is plain RoPE for text positions).
+/// With <c>finalNorm</c>, hidden state L (after the last layer) is the final RMSNorm's output, as transformers'
+/// hidden_states[-1] is.
 /// </summary>
 public sealed class Qwen3TextEncoder : IDisposable
 {
@@ -14,8 +18,9 @@ public sealed class Qwen3TextEncoder : IDisposable
     private readonly int[] _outLayers;
     private readonly Tensor _embed;
     private readonly Layer[] _layers;
+    private readonly Tensor? _finalNorm;
 
-    public Qwen3TextEncoder(Qwen3Config dims, WeightLoader load, int[] outLayers, QuantMode quant = QuantMode.None)
+    public Qwen3TextEncoder(Qwen3Config dims, WeightLoader load, int[] outLayers, QuantMode quant = QuantMode.None, bool finalNorm = false)
     {
         _dims = dims;
         _outLayers = outLayers;
@@ -24,6 +29,12 @@ public sealed class Qwen3TextEncoder : IDisposable
             throw new ArgumentException($"text encoder: layer {needed} requested but the config has {dims.NumHiddenLayers} layers");
         _embed = load("model.embed_tokens.weight", dims.VocabSize, dims.HiddenSize);
         _layers = Enumerable.Range(0, needed).Select(i => new Layer(load, $"model.layers.{i}", dims, quant)).ToArray();
+        if (finalNorm)
+        {
+            if (needed != dims.NumHiddenLayers)
+                throw new ArgumentException($"text encoder: the final norm applies to hidden state {dims.NumHiddenLayers} (after the last layer); the deepest requested is {needed}");
+            _finalNorm = load("model.norm.weight", dims.HiddenSize);
+        }
     }
 
     public int OutputChannels => _outLayers.Length * _dims.HiddenSize;
@@ -54,6 +65,11 @@ public sealed class Qwen3TextEncoder : IDisposable
         {
             _layers[i].Forward(x, cos, sin, keyMask, i == 0 ? trace : null);
             trace?.Invoke($"layer.{i}.out", x);
+            if (_finalNorm is not null && i == _layers.Length - 1)
+            {
+                RmsNorm.Forward(x, _finalNorm, x, (float)_dims.RmsNormEps);
+                trace?.Invoke("final_norm", x);
+            }
             trace?.Invoke($"hidden_states.{i + 1}", x);
             int slot = Array.IndexOf(_outLayers, i + 1);
             if (slot >= 0) Elementwise.WriteColumns(x, embeds, slot * _dims.HiddenSize);
@@ -65,13 +81,15 @@ public sealed class Qwen3TextEncoder : IDisposable
     public void Dispose()
     {
         _embed.Dispose();
+        _finalNorm?.Dispose();
         foreach (var l in _layers) l.Dispose();
     }
 
     private sealed class Layer : IDisposable
     {
         private readonly Qwen3Config _d;
-        private readonly Tensor _inNorm, _postNorm, _qNorm, _kNorm;
+        private readonly Tensor _inNorm, _postNorm;
+        private readonly Tensor? _qNorm, _kNorm;
         private readonly Linear _q, _k, _v, _o, _gate, _up, _down;
 
         public Layer(WeightLoader load, string p, Qwen3Config d, QuantMode quant)
@@ -79,11 +97,14 @@ public sealed class Qwen3TextEncoder : IDisposable
             _d = d;
             _inNorm = load(p + ".input_layernorm.weight", d.HiddenSize);
             _postNorm = load(p + ".post_attention_layernorm.weight", d.HiddenSize);
-            _qNorm = load(p + ".self_attn.q_norm.weight", d.HeadDim);
-            _kNorm = load(p + ".self_attn.k_norm.weight", d.HeadDim);
-            _q = new Linear(load, p + ".self_attn.q_proj", d.HiddenSize, d.NumAttentionHeads * d.HeadDim, quant: quant);
-            _k = new Linear(load, p + ".self_attn.k_proj", d.HiddenSize, d.NumKeyValueHeads * d.HeadDim, quant: quant);
-            _v = new Linear(load, p + ".self_attn.v_proj", d.HiddenSize, d.NumKeyValueHeads * d.HeadDim, quant: quant);
+            if (d.QkNorm)
+            {
+                _qNorm = load(p + ".self_attn.q_norm.weight", d.HeadDim);
+                _kNorm = load(p + ".self_attn.k_norm.weight", d.HeadDim);
+            }
+            _q = new Linear(load, p + ".self_attn.q_proj", d.HiddenSize, d.NumAttentionHeads * d.HeadDim, bias: d.QkvBias, quant: quant);
+            _k = new Linear(load, p + ".self_attn.k_proj", d.HiddenSize, d.NumKeyValueHeads * d.HeadDim, bias: d.QkvBias, quant: quant);
+            _v = new Linear(load, p + ".self_attn.v_proj", d.HiddenSize, d.NumKeyValueHeads * d.HeadDim, bias: d.QkvBias, quant: quant);
             _o = new Linear(load, p + ".self_attn.o_proj", d.NumAttentionHeads * d.HeadDim, d.HiddenSize, quant: quant);
             _gate = new Linear(load, p + ".mlp.gate_proj", d.HiddenSize, d.IntermediateSize, quant: quant);
             _up = new Linear(load, p + ".mlp.up_proj", d.HiddenSize, d.IntermediateSize, quant: quant);
@@ -108,12 +129,17 @@ public sealed class Qwen3TextEncoder : IDisposable
             trace?.Invoke("layer.0.attn.q_proj", q);
             trace?.Invoke("layer.0.attn.k_proj", k);
             trace?.Invoke("layer.0.attn.v_proj", v);
-            RmsNorm.Forward(q, _qNorm, q, (float)_d.RmsNormEps);
-            RmsNorm.Forward(k, _kNorm, k, (float)_d.RmsNormEps);
-            trace?.Invoke("layer.0.attn.q_norm", q);
-            trace?.Invoke("layer.0.attn.k_norm", k);
+            if (_qNorm is not null)
+            {
+                RmsNorm.Forward(q, _qNorm, q, (float)_d.RmsNormEps);
+                RmsNorm.Forward(k, _kNorm!, k, (float)_d.RmsNormEps);
+                trace?.Invoke("layer.0.attn.q_norm", q);
+                trace?.Invoke("layer.0.attn.k_norm", k);
+            }
             Rope.ApplyRotateHalf(q, cos, sin, q);
             Rope.ApplyRotateHalf(k, cos, sin, k);
+            trace?.Invoke("layer.0.attn.q_rope", q);
+            trace?.Invoke("layer.0.attn.k_rope", k);
 
             using (var o = Tensor.Empty(dev, DType.F32, s, _d.NumAttentionHeads, _d.HeadDim))
             {
@@ -138,7 +164,7 @@ public sealed class Qwen3TextEncoder : IDisposable
 
         public void Dispose()
         {
-            foreach (var t in new[] { _inNorm, _postNorm, _qNorm, _kNorm }) t.Dispose();
+            foreach (var t in new[] { _inNorm, _postNorm, _qNorm, _kNorm }) t?.Dispose();
             foreach (var l in new[] { _q, _k, _v, _o, _gate, _up, _down }) l.Dispose();
         }
     }

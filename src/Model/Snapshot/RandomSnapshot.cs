@@ -273,7 +273,30 @@ public static class RandomSnapshot
             _entries.Add(new SafetensorsWriteEntry(name, storage, new Shape(o, i, k, k), st => WriteUniform(st, (long)o * i * k * k, a, s, storage)));
         }
 
+        /// <summary>A kernel of any rank [out, in, ...] (e.g. a 3D convolution's [O, I, kt, kh, kw]), uniform with std 1/√fan_in.</summary>
+        public void Kernel(string name, int[] shape)
+        {
+            long fanIn = shape.Skip(1).Aggregate(1L, (a, b) => a * b), count = shape.Aggregate(1L, (a, b) => a * b);
+            float a = (float)(Math.Sqrt(3.0) / Math.Sqrt(fanIn));
+            ulong s = seed ^ Hash(name);
+            var storage = Storage;
+            _entries.Add(new SafetensorsWriteEntry(name, storage, new Shape(shape), st => WriteUniform(st, count, a, s, storage)));
+        }
+
         public void Ones(string name, int n) => Constant(name, n, 1f);
+
+        /// <summary>Ones of any shape (e.g. a channel-first norm's gamma [C, 1, 1, 1]).</summary>
+        public void Ones(string name, int[] shape)
+        {
+            long n = shape.Aggregate(1L, (a, b) => a * b);
+            ushort bits = Bf16.FromFloat(1f);
+            _entries.Add(new SafetensorsWriteEntry(name, DType.BF16, new Shape(shape), st =>
+            {
+                var buf = new ushort[n];
+                Array.Fill(buf, bits);
+                st.Write(MemoryMarshal.AsBytes(buf.AsSpan()));
+            }));
+        }
         public void Zeros(string name, int n) => Constant(name, n, 0f);
 
         private void Constant(string name, int n, float value)

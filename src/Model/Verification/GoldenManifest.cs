@@ -141,9 +141,11 @@ public sealed class GoldenManifest
             foreach (var c in cases.EnumerateArray())
                 if (c.ValueKind == JsonValueKind.Object && c.TryGetProperty("num_inference_steps", out var s))
                 {
-                    // klein's cases are named by steps and size; a size-independent schedule (Z-Image's static shift) by steps alone.
+                    // klein's cases are named by steps and size; a size-independent schedule (Z-Image's static shift) by
+                    // steps alone; img2img cases (Qwen-Image's scheduler.json) add their strength: "50x1024x1024@0.6".
                     if (c.TryGetProperty("width", out var w) && c.TryGetProperty("height", out var h))
-                        have.Add(string.Create(CultureInfo.InvariantCulture, $"{s}x{w}x{h}"));
+                        have.Add(string.Create(CultureInfo.InvariantCulture, $"{s}x{w}x{h}")
+                            + (c.TryGetProperty("strength", out var st) && st.ValueKind == JsonValueKind.Number ? "@" + st.GetRawText() : ""));
                     else have.Add(s.GetRawText());
                 }
         foreach (var item in listing.EnumerateArray())
