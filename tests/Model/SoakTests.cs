@@ -74,11 +74,21 @@ public class SoakTests(ITestOutputHelper log)
             var pool = dev.Pool.Snapshot();
             long now = StageTimer.CurrentRssBytes();
             rss.Add(now);
-            Log($"image {i + 1}: {sw.Elapsed.TotalSeconds:0.0} s, {result.Steps} steps, pool live {pool.LiveBytes} B, pool reserved {pool.ReservedBytes >> 20} MiB, RSS {now >> 20} MiB, peak RSS {StageTimer.PeakRssBytes() >> 20} MiB");
+            Log($"image {i + 1}: {sw.Elapsed.TotalSeconds:0.0} s, {result.Steps} steps, pool live {pool.LiveBytes} B, pool reserved {pool.ReservedBytes >> 20} MiB, " +
+                $"RSS {now >> 20} MiB (anon {Status("RssAnon:") >> 20}, file {Status("RssFile:") >> 20}), managed heap {GC.GetGCMemoryInfo().HeapSizeBytes >> 20} MiB, peak RSS {StageTimer.PeakRssBytes() >> 20} MiB");
             if (i == 0) live0 = pool.LiveBytes;
             if (i == 1) rss1 = now;
         }
         long liveEnd = dev.Pool.Snapshot().LiveBytes;
+
+        // Anonymous and file-backed parts of the RSS (the mapped weights are file pages the kernel keeps or drops).
+        static long Status(string key)
+        {
+            if (!OperatingSystem.IsLinux()) return 0;
+            foreach (var line in File.ReadLines("/proc/self/status"))
+                if (line.StartsWith(key, StringComparison.Ordinal) && long.TryParse(line[key.Length..].Trim().Split(' ')[0], out long kb)) return kb << 10;
+            return 0;
+        }
         Log($"soak: pool live bytes after image 1 {live0}, after image {runs} {liveEnd}; RSS after image 2 {rss1 >> 20} MiB, after image {runs} {rss[^1] >> 20} MiB (max {rss.Max() >> 20} MiB)");
         Assert.Equal(live0, liveEnd);
         if (OperatingSystem.IsLinux() && runs > 2)
