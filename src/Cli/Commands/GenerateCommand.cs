@@ -31,14 +31,17 @@ internal static class GenerateCommand
         var output = new Option<string>("--out", "-o") { Description = "PNG file to write (a batch writes NAME-0.png, NAME-1.png, ...)", DefaultValueFactory = _ => "out.png" };
         var quant = new Option<string>("--quant", "-q") { Description = "Weights: none (as stored, BF16), int8 or int4", DefaultValueFactory = _ => "none" };
         var sampler = new Option<string?>("--sampler") { Description = "euler, dpm++2m, unipc or heun (default: the model's, euler for klein)" };
-        var guidance = new Option<float?>("--guidance", "-g") { Description = "Classifier-free guidance scale; turns CFG on above 1 (klein: u + g(c − u)) or above 0 (Z-Image: c + g(c − u)); default: the model's (4 klein base, 0 Z-Image-Turbo; distilled klein ignores it)" };
+        var guidance = new Option<float?>("--guidance", "-g") { Description = "Classifier-free guidance scale; turns CFG on above 1 (klein: u + g(c − u)) or above 0 (Z-Image: c + g(c − u)); default: the model's (4 klein base, 0 Z-Image-Turbo; distilled klein ignores it). FLUX.1 dev / Kontext: the embedded guidance (model input, default 3.5; CFG is --true-cfg)" };
         var cfgMode = new Option<string>("--cfg-mode") { Description = "sequential (two passes per step, as diffusers) or batched (one batch-2 pass)", DefaultValueFactory = _ => "sequential" };
         var interval = new Option<string?>("--guidance-interval") { Description = "LO,HI: run the unconditional pass only while LO ≤ σ ≤ HI (0 ≤ LO ≤ HI ≤ 1)" };
         var rescale = new Option<float>("--cfg-rescale") { Description = "CFG-rescale φ in [0, 1] (std matching; 0 = off)", DefaultValueFactory = _ => 0f };
         var truncation = new Option<float?>("--guidance-truncation") { Description = "Z-Image's cfg_truncation: no guidance once t = 1 − σ exceeds this (≥ 1 = never)" };
         var normClip = new Option<float>("--guidance-norm-clip") { Description = "Z-Image's cfg_normalization: clip the guided prediction's norm to this × the conditional one's (0 = off)", DefaultValueFactory = _ => 0f };
         var weightsBf16 = new Option<bool>("--weights-bf16") { Description = "Hold F32 transformer weights as BF16 (converted while loading; Z-Image does this by itself when F32 would not fit)" };
-        var refImages = new Option<string[]>("--ref-image", "-r") { Description = "Reference image (PNG/JPEG) for editing; repeat for several, in order" };
+        var refImages = new Option<string[]>("--ref-image", "-r") { Description = "Reference image (PNG/JPEG) for editing; repeat for several, in order (FLUX.1 Kontext: one)" };
+        var trueCfg = new Option<float?>("--true-cfg") { Description = "FLUX.1: classifier-free guidance scale u + s(c − u) with --negative-prompt (diffusers' true_cfg_scale; on above 1); --guidance is then the embedded guidance (default 3.5)" };
+        var initImage = new Option<string?>("--init-image") { Description = "Image-to-image: start from this image (PNG/JPEG; the output size defaults to its size rounded down to 16)" };
+        var strength = new Option<double>("--strength") { Description = "Image-to-image strength in (0, 1]: how much of the schedule runs (diffusers' strength)", DefaultValueFactory = _ => 0.6 };
         var batch = new Option<int>("--batch-size", "-b") { Description = "Images per prompt", DefaultValueFactory = _ => 1 };
         var textLayers = new Option<string?>("--text-layers") { Description = "Text-encoder hidden states to stack, e.g. 9,18,27 (diffusers' text_encoder_out_layers; default: the model's)" };
         var verbose = new Option<bool>("--verbose", "-v") { Description = "Print per-stage times and peak memory" };
@@ -55,7 +58,7 @@ internal static class GenerateCommand
         var cmd = new Command("generate", "Generate images from text prompts (and reference images) and write them as PNG.")
         {
             model, prompt, negative, width, height, steps, seed, output, quant, sampler, guidance, cfgMode, interval, rescale, truncation, normClip,
-            weightsBf16, refImages, batch, textLayers, verbose, promptCache, noPromptCache, allowNonFinite, device,
+            weightsBf16, refImages, trueCfg, initImage, strength, batch, textLayers, verbose, promptCache, noPromptCache, allowNonFinite, device,
         };
         cmd.SetAction(parse =>
         {
@@ -83,6 +86,9 @@ internal static class GenerateCommand
                 GuidanceTruncation = parse.GetValue(truncation),
                 GuidanceNormClip = parse.GetValue(normClip),
                 ReferenceImages = refs,
+                TrueCfgScale = parse.GetValue(trueCfg),
+                InitImage = parse.GetValue(initImage) is { } ip ? ImageFile.Load(ip) : null,
+                Strength = parse.GetValue(strength),
                 AllowNonFinite = parse.GetValue(allowNonFinite),
             };
             job.Validate();
@@ -130,6 +136,12 @@ internal static class GenerateCommand
                 ["quant"] = diffusion.Quant.ToString().ToLowerInvariant(),
                 ["software"] = "PureFlux",
             };
+            if (result.EmbeddedGuidance is float eg) text["embedded-guidance"] = eg.ToString(CultureInfo.InvariantCulture);
+            if (job.InitImage is not null)
+            {
+                text["init-image"] = Path.GetFullPath(parse.GetValue(initImage)!);
+                text["strength"] = job.Strength.ToString(CultureInfo.InvariantCulture);
+            }
             if (result.UsedCfg)
             {
                 text["negative-prompt"] = string.Join(" | ", job.NegativePrompts ?? [""]);

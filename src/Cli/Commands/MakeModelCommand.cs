@@ -9,12 +9,12 @@ internal static class MakeModelCommand
 {
     public static Command Create(CliContext ctx)
     {
-        var preset = new Option<string>("--preset") { Description = $"Sizes: {string.Join(", ", SnapshotPreset.All.Select(p => p.Name).Concat(PureFlux.Model.ZImage.ZImagePreset.All.Select(p => p.Name)).Concat(PureFlux.Model.QwenImage.QwenImagePreset.All.Select(p => p.Name)))}", Required = true };
+        var preset = new Option<string>("--preset") { Description = $"Sizes: {string.Join(", ", SnapshotPreset.All.Select(p => p.Name).Concat(PureFlux.Model.ZImage.ZImagePreset.All.Select(p => p.Name)).Concat(PureFlux.Model.QwenImage.QwenImagePreset.All.Select(p => p.Name)).Concat(PureFlux.Model.Flux1.Flux1Preset.All.Select(p => p.Name)))}", Required = true };
         var f32 = new Option<bool>("--f32-transformer") { Description = "Z-Image presets: store the transformer in F32, as the released Z-Image-Turbo does (default BF16)" };
         var random = new Option<bool>("--random") { Description = "Seeded random BF16 weights (the only kind make-model writes; required to say so)" };
         var output = new Option<string>("--out", "-o") { Description = "Directory to create", Required = true };
         var seed = new Option<ulong>("--seed") { Description = "Weight seed", DefaultValueFactory = _ => 0 };
-        var cmd = new Command("make-model", "Write a FLUX.2 [klein], Z-Image or Qwen-Image snapshot (real layout, real tokenizer) with random weights.") { preset, random, output, seed, f32 };
+        var cmd = new Command("make-model", "Write a FLUX.2 [klein], Z-Image, Qwen-Image or FLUX.1 snapshot (real layout, real tokenizer) with random weights.") { preset, random, output, seed, f32 };
         cmd.SetAction(parse =>
         {
             if (!parse.GetValue(random)) throw new ArgumentException("make-model writes random weights only: pass --random");
@@ -25,6 +25,11 @@ internal static class MakeModelCommand
             {
                 if (parse.GetValue(f32)) throw new ArgumentException($"--f32-transformer applies to the Z-Image presets, not '{name}'");
                 PureFlux.Model.QwenImage.QwenImageRandomSnapshot.Write(dir, qi, parse.GetValue(seed), part => ctx.Err.WriteLine(part));
+            }
+            else if (PureFlux.Model.Flux1.Flux1Preset.Find(name) is { } f1)
+            {
+                if (parse.GetValue(f32)) throw new ArgumentException($"--f32-transformer applies to the Z-Image presets, not '{name}'");
+                PureFlux.Model.Flux1.Flux1RandomSnapshot.Write(dir, f1, parse.GetValue(seed), part => ctx.Err.WriteLine(part));
             }
             else if (PureFlux.Model.ZImage.ZImagePreset.Find(name) is { } z)
                 PureFlux.Model.ZImage.ZImageRandomSnapshot.Write(dir, z, parse.GetValue(seed), parse.GetValue(f32), part => ctx.Err.WriteLine(part));

@@ -30,6 +30,9 @@ public sealed class GenerationHooks
 public sealed record GenerationResult(float[] Decoded, int Batch, int Width, int Height, int Steps, SamplerKind Sampler, float Guidance,
     bool UsedCfg, int ModelCalls, int UncondPasses, IReadOnlyList<string> Warnings)
 {
+    /// <summary>The value given to the model's guidance input (FLUX.1 dev / Kontext), or null when it has none.</summary>
+    public float? EmbeddedGuidance { get; init; }
+
     /// <summary>Image b as 8-bit RGB, as diffusers does: round(clamp(x/2 + 0.5, 0, 1)·255).</summary>
     public RgbImage Image(int b)
     {
@@ -60,19 +63,37 @@ public static class GenerationEngine
 
         // Guidance: a guidance-distilled model ignores the scale, as diffusers does (with a warning).
         float guidance = job.Guidance ?? defaults.Guidance;
-        if (defaults.GuidanceDistilled && guidance > 1)
-        {
-            Warn($"guidance {guidance} is ignored: this snapshot is guidance-distilled (is_distilled: true), so it runs without classifier-free guidance");
-            guidance = 1;
-        }
-        bool cfg = defaults.CfgOn(guidance);
-        if (cfg && defaults.CfgNeedsNegativePrompt && job.NegativePrompts is null && job.NegativePromptEmbeds is null)
-        {
-            // As diffusers' QwenImagePipeline: true CFG needs a negative prompt (even " "); without one the run is unguided.
-            if (job.Guidance is not null) Warn($"guidance {guidance} is not applied: this model runs classifier-free guidance only with --negative-prompt (even \" \")");
-            cfg = false;
-        }
+        float? embeddedGuidance = null;
+        bool cfg;
         string off = defaults.CfgFormula == GuidanceFormula.CondPlus ? "guidance 0" : "guidance ≤ 1";
+        if (defaults.TrueCfg)
+        {
+            // FLUX.1: --guidance is the model's guidance input; CFG is diffusers' true CFG (true_cfg_scale > 1 with a negative prompt).
+            if (defaults.EmbeddedGuidance is float eg) embeddedGuidance = job.Guidance ?? eg;
+            else if (job.Guidance is not null)
+                Warn($"--guidance {job.Guidance} is ignored: this model has no guidance embedding (FLUX.1 schnell); for classifier-free guidance use --true-cfg with --negative-prompt");
+            guidance = job.TrueCfgScale ?? 1f;
+            bool hasNegative = job.NegativePrompts is not null || job.NegativePromptEmbeds is not null;
+            if (guidance > 1 && !hasNegative) Warn($"--true-cfg {guidance} has no effect without --negative-prompt (as in diffusers)");
+            cfg = guidance > 1 && hasNegative;
+            off = "--true-cfg ≤ 1 or no --negative-prompt";
+        }
+        else
+        {
+            if (job.TrueCfgScale is not null) Warn("--true-cfg applies to models with a guidance input (FLUX.1); this model's classifier-free guidance scale is --guidance");
+            if (defaults.GuidanceDistilled && guidance > 1)
+            {
+                Warn($"guidance {guidance} is ignored: this snapshot is guidance-distilled (is_distilled: true), so it runs without classifier-free guidance");
+                guidance = 1;
+            }
+            cfg = defaults.CfgOn(guidance);
+            if (cfg && defaults.CfgNeedsNegativePrompt && job.NegativePrompts is null && job.NegativePromptEmbeds is null)
+            {
+                // As diffusers' QwenImagePipeline: true CFG needs a negative prompt (even " "); without one the run is unguided.
+                if (job.Guidance is not null) Warn($"guidance {guidance} is not applied: this model runs classifier-free guidance only with --negative-prompt (even \" \")");
+                cfg = false;
+            }
+        }
         if (!cfg && (job.GuidanceInterval is not null || job.CfgRescale > 0 || job.CfgMode == CfgMode.Batched || job.NegativePrompts is not null
                      || job.GuidanceTruncation is not null || job.GuidanceNormClip > 0))
             Warn($"--negative-prompt, --cfg-mode, --guidance-interval, --cfg-rescale, --guidance-truncation and --guidance-norm-clip have no effect without classifier-free guidance ({off})");
@@ -126,21 +147,37 @@ public static class GenerationEngine
             // 2. Conditioning images and the latent layout.
             if (job.ReferenceImages.Count > 0)
                 using (timer?.Stage("reference images")) images = model.EncodeImages(job.ReferenceImages, timer, hooks.Trace);
-            var size = images?.SuggestedSize;
+            var size = images?.SuggestedSize ?? (job.InitImage is { } init ? (init.Width / 16 * 16, init.Height / 16 * 16) : null);
             var layout = model.Layout(job.Width ?? size?.Width ?? 1024, job.Height ?? size?.Height ?? 1024);
-            latents = job.Noise is { } given ? model.PackNoise(layout, given) : model.Noise(layout, batch, job.Seed);
+
+            // 3. The schedule (image-to-image runs its tail from the strength's start step) and the start latents.
+            var sampler = model.CreateSampler(samplerKind, steps, layout, job.SamplerSettings);
+            try
+            {
+                if (job.InitImage is not null)
+                {
+                    int start = ImageToImage.StartStep(steps, job.Strength);
+                    var tail = ImageToImage.Tail(sampler, start);
+                    sampler.Dispose();
+                    sampler = tail;
+                    using (timer?.Stage("init image"))
+                        latents = model.EncodeInitImage(job.InitImage, layout, batch, job.Seed, sampler.Sigma(0), job.InitImagePosteriorNoise, job.Noise, hooks.Trace);
+                }
+                else latents = job.Noise is { } given ? model.PackNoise(layout, given) : model.Noise(layout, batch, job.Seed);
+            }
+            catch { sampler.Dispose(); throw; }
+            using var _ = sampler;
             hooks.Trace?.Invoke("latents.initial_packed", latents);
 
-            // 3. Denoising.
-            using var sampler = model.CreateSampler(samplerKind, steps, layout, job.SamplerSettings);
+            // 4. Denoising.
             IDenoiser denoiser;
-            using (timer?.Stage("load transformer")) denoiser = model.PrepareDenoiser(layout, cond.Length, images);
+            using (timer?.Stage("load transformer")) denoiser = model.PrepareDenoiser(layout, cond.Length, images, embeddedGuidance);
             int calls, uncondPasses;
             using (denoiser) (calls, uncondPasses) = Denoise(denoiser, sampler, guide, job.CfgMode, latents, cond, uncond, joint, hooks, guard);
             model.ReleaseDenoiser();
             dev.Pool.Trim();
 
-            // 4. Decode.
+            // 5. Decode.
             float[] decoded;
             using (timer?.Stage("vae"))
             using (var image = model.Decode(latents, layout, hooks.Trace))
@@ -149,7 +186,10 @@ public static class GenerationEngine
                 hooks.Trace?.Invoke("decoded_image", image);
                 decoded = image.ToFloatArray();
             }
-            return new GenerationResult(decoded, batch, layout.Width, layout.Height, steps, samplerKind, guidance, cfg, calls, uncondPasses, warnings);
+            return new GenerationResult(decoded, batch, layout.Width, layout.Height, steps, samplerKind, guidance, cfg, calls, uncondPasses, warnings)
+            {
+                EmbeddedGuidance = embeddedGuidance,
+            };
         }
         finally
         {

@@ -56,6 +56,17 @@ public sealed record GenerationJob
     public bool AllowNonFinite { get; init; }
     /// <summary>Initial noise in the family's unpacked layout (FLUX.2: [B, 128, h, w]) instead of the seeded generator.</summary>
     public Tensor? Noise { get; init; }
+    /// <summary>
+    /// diffusers' true_cfg_scale, for families whose <see cref="Guidance"/> is a model input (<see cref="ModelDefaults.TrueCfg"/>,
+    /// FLUX.1): classifier-free guidance u + s(c − u) runs when this is &gt; 1 and a negative prompt is given. Null = off.
+    /// </summary>
+    public float? TrueCfgScale { get; init; }
+    /// <summary>Image-to-image: the start image (resized to the output size, whose default is this image's size rounded down to 16).</summary>
+    public RgbImage? InitImage { get; init; }
+    /// <summary>Image-to-image strength in (0, 1]: the schedule starts at step int(N − N·strength) (diffusers' get_timesteps, float64).</summary>
+    public double Strength { get; init; } = 0.6;
+    /// <summary>Image-to-image: the VAE posterior's ε in the family's unpacked latent layout instead of the seeded generator.</summary>
+    public Tensor? InitImagePosteriorNoise { get; init; }
 
     /// <summary>Number of prompts (rows before the per-prompt repetition).</summary>
     public int PromptCount => PromptEmbeds?.Batch ?? Prompts.Count;
@@ -87,6 +98,12 @@ public sealed record GenerationJob
             throw new ArgumentException($"--guidance-interval {lo},{hi}: expected 0 ≤ LO ≤ HI ≤ 1 (σ range where the unconditional pass runs)");
         if (!(CfgRescale >= 0 && CfgRescale <= 1)) throw new ArgumentException($"--cfg-rescale {CfgRescale}: expected φ in [0, 1]");
         new Guidance.GuidanceOptions { Truncation = GuidanceTruncation, NormClip = GuidanceNormClip, RescalePhi = CfgRescale }.Validate();
+        if (TrueCfgScale is float tc && (!float.IsFinite(tc) || tc < 0)) throw new ArgumentException($"--true-cfg {tc}: expected a finite value ≥ 0");
+        if (InitImage is not null)
+        {
+            if (!(Strength > 0 && Strength <= 1)) throw new ArgumentException($"--strength {Strength}: expected a value in (0, 1]");
+            if (ReferenceImages.Count > 0) throw new ArgumentException("--init-image and --ref-image cannot be combined: image-to-image starts from one image, editing conditions on references");
+        }
         if (Noise is { } n && n.Shape[0] != BatchSize)
             throw new ArgumentException($"noise has shape {n.Shape}; expected {BatchSize} rows (prompts × images per prompt)");
     }

@@ -15,9 +15,14 @@ public sealed record LatentLayout(int Width, int Height, int Rows, int Cols, int
 /// <summary>
 /// A family's defaults, taken from the snapshot (e.g. klein base vs distilled), and its guidance convention:
 /// <see cref="CfgFormula"/> UncondPlus (u + g(c − u), on when g &gt; 1) or CondPlus (Z-Image: c + g(c − u), on when g &gt; 0).
+/// <para><see cref="TrueCfg"/>: the CFG scale comes from <see cref="GenerationJob.TrueCfgScale"/> (diffusers' true_cfg_scale:
+/// on when &gt; 1 and a negative prompt is given), and <see cref="GenerationJob.Guidance"/> is instead the value of the
+/// model's guidance <em>input</em> (FLUX.1 dev / Kontext's guidance embedding), defaulting to <see cref="EmbeddedGuidance"/>;
+/// null EmbeddedGuidance = the model has no such input (FLUX.1 schnell: --guidance is ignored with a warning).</para>
 /// </summary>
 public sealed record ModelDefaults(int Steps, float Guidance, SamplerKind Sampler, bool GuidanceDistilled,
-    PureFlux.Model.Guidance.GuidanceFormula CfgFormula = PureFlux.Model.Guidance.GuidanceFormula.UncondPlus)
+    PureFlux.Model.Guidance.GuidanceFormula CfgFormula = PureFlux.Model.Guidance.GuidanceFormula.UncondPlus,
+    bool TrueCfg = false, float? EmbeddedGuidance = null)
 {
     /// <summary>Whether scale <paramref name="g"/> turns classifier-free guidance on under this family's formula.</summary>
     public bool CfgOn(float g) => CfgFormula == PureFlux.Model.Guidance.GuidanceFormula.CondPlus ? g > 0 : g > 1;
@@ -99,6 +104,24 @@ public interface IDiffusionModel : IDisposable
 
     /// <summary>Loads the denoiser (if needed) and prepares it for this layout, text length and conditioning images.</summary>
     IDenoiser PrepareDenoiser(LatentLayout layout, int textLength, IImageConditioning? images);
+
+    /// <summary>
+    /// <see cref="PrepareDenoiser(LatentLayout, int, IImageConditioning?)"/> with the value of the model's guidance input
+    /// (<see cref="ModelDefaults.EmbeddedGuidance"/>; null when the model has none). Families without one ignore it.
+    /// </summary>
+    IDenoiser PrepareDenoiser(LatentLayout layout, int textLength, IImageConditioning? images, float? embeddedGuidance) =>
+        PrepareDenoiser(layout, textLength, images);
+
+    /// <summary>
+    /// Image-to-image start latents (diffusers' img2img prepare_latents): the image resized to the layout and encoded,
+    /// a <b>sample</b> of the VAE posterior z = mean + std·ε scaled for the denoiser, then σ·noise + (1 − σ)·z, packed
+    /// [B, S, C]. Per image b the family's generator seeded <c>seed + b</c> draws ε first, then the noise (diffusers' order);
+    /// <paramref name="posteriorNoise"/> / <paramref name="noise"/> (the family's unpacked latent layout, [B, ...]) replace
+    /// the draws when given. Families without an encoder throw NotSupportedException.
+    /// </summary>
+    Tensor EncodeInitImage(RgbImage image, LatentLayout layout, int batch, ulong seed, float sigma, Tensor? posteriorNoise, Tensor? noise,
+        Action<string, Tensor>? trace = null) =>
+        throw new NotSupportedException($"{Family.Name}: --init-image (image-to-image) is not supported by this model family");
 
     /// <summary>Frees the denoiser's weights (before the decoder loads, to keep the peak down).</summary>
     void ReleaseDenoiser();

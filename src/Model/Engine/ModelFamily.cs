@@ -33,7 +33,7 @@ public interface IModelFamily
 /// <summary>The registry of families and snapshot detection.</summary>
 public static class ModelFamilies
 {
-    public static IReadOnlyList<IModelFamily> All { get; } = [new Flux2.Flux2KleinFamily(), new ZImage.ZImageFamily(), new QwenImage.QwenImageFamily()];
+    public static IReadOnlyList<IModelFamily> All { get; } = [new Flux2.Flux2KleinFamily(), new ZImage.ZImageFamily(), new QwenImage.QwenImageFamily(), new Flux1.Flux1Family()];
 
     public static IEnumerable<string> SupportedPipelines => All.SelectMany(f => f.PipelineClasses);
 

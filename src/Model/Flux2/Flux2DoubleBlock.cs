@@ -72,28 +72,10 @@ public sealed class Flux2DoubleBlock : IDisposable
         _toK.Forward(normImg, k.Slice(textLen, imgLen));
         _toV.Forward(normImg, v.Slice(textLen, imgLen));
 
-        // Per-head QK RMSNorm: text rows use the added-stream weights.
-        var qTxt = q.Slice(0, textLen).Reshape(textLen, _heads, _headDim);
-        var kTxt = k.Slice(0, textLen).Reshape(textLen, _heads, _headDim);
-        var qImg = q.Slice(textLen, imgLen).Reshape(imgLen, _heads, _headDim);
-        var kImg = k.Slice(textLen, imgLen).Reshape(imgLen, _heads, _headDim);
-        RmsNorm.Forward(qTxt, _normAddedQ, qTxt, _eps);
-        RmsNorm.Forward(kTxt, _normAddedK, kTxt, _eps);
-        RmsNorm.Forward(qImg, _normQ, qImg, _eps);
-        RmsNorm.Forward(kImg, _normK, kImg, _eps);
-        var q3 = q.Reshape(s, _heads, _headDim);
-        var k3 = k.Reshape(s, _heads, _headDim);
-        var v3 = v.Reshape(s, _heads, _headDim);
-        trace?.Invoke("attn.q_normed", q3);
-        trace?.Invoke("attn.k_normed", k3);
-        Rope.ApplyInterleaved(q3, cos, sin, q3);
-        Rope.ApplyInterleaved(k3, cos, sin, k3);
-        trace?.Invoke("attn.q_rope", q3);
-        trace?.Invoke("attn.k_rope", k3);
-
+        // Per-head QK RMSNorm (text rows with the added-stream weights), RoPE and attention: the core FLUX.1 shares.
         using var o = Tensor.Empty(dev, DType.F32, s, _heads, _headDim);
-        Attention.Forward(q3, k3, v3, o);
-        trace?.Invoke("attn.sdpa_out", o);
+        JointAttention.Forward(q.Reshape(s, _heads, _headDim), k.Reshape(s, _heads, _headDim), v.Reshape(s, _heads, _headDim), textLen,
+            new JointAttention.QkNorm(_normAddedQ, _normAddedK), new JointAttention.QkNorm(_normQ, _normK), cos, sin, o, _eps, trace);
         var o2 = o.Reshape(s, _dim);
 
         // Attention outputs reuse the q buffer (no longer needed).

@@ -48,21 +48,12 @@ public sealed class Flux2SingleBlock : IDisposable
         Elementwise.CopyColumns(proj, 0, q.Reshape(rows, _dim));
         Elementwise.CopyColumns(proj, _dim, k.Reshape(rows, _dim));
         Elementwise.CopyColumns(proj, 2 * _dim, v.Reshape(rows, _dim));
-        RmsNorm.Forward(q, _normQ, q, _eps);
-        RmsNorm.Forward(k, _normK, k, _eps);
-        trace?.Invoke("attn.q_normed", q.Reshape(s, _heads, _headDim));
-        trace?.Invoke("attn.k_normed", k.Reshape(s, _heads, _headDim));
-        Rope.ApplyInterleaved(q, cos, sin, q);
-        Rope.ApplyInterleaved(k, cos, sin, k);
-        trace?.Invoke("attn.q_rope", q.Reshape(s, _heads, _headDim));
-        trace?.Invoke("attn.k_rope", k.Reshape(s, _heads, _headDim));
-
         // cat(attention, swiglu(mlp)) is assembled in one [B·S, D + F] buffer for the fused output projection.
         using var cat = Tensor.Empty(dev, DType.F32, rows, _dim + _mlp);
         using (var o = Tensor.Empty(dev, DType.F32, batch, s, _heads, _headDim))
         {
-            Attention.Forward(q, k, v, o);
-            trace?.Invoke("attn.sdpa_out", o.Reshape(s, _heads, _headDim));
+            JointAttention.Forward(q, k, v, 0, null, new JointAttention.QkNorm(_normQ, _normK), cos, sin, o, _eps,
+                trace is null ? null : (n, t) => trace(n, t.Reshape(s, _heads, _headDim)));
             Elementwise.WriteColumns(o.Reshape(rows, _dim), cat, 0);
         }
         using (var mlpIn = Tensor.Empty(dev, DType.F32, rows, 2 * _mlp))

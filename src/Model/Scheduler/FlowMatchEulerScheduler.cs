@@ -73,6 +73,19 @@ public sealed class FlowMatchEulerScheduler
     }
 
     /// <summary>
+    /// diffusers' calculate_shift (FluxPipeline and the pipelines copied from it), float64: mu linear in the image token
+    /// count through (base_image_seq_len, base_shift) and (max_image_seq_len, max_shift), extrapolated outside.
+    /// </summary>
+    public static double CalculateShift(int imageSeqLen, SchedulerConfig config)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        double baseLen = config.BaseImageSeqLen, maxLen = config.MaxImageSeqLen, baseShift = config.BaseShift ?? 0.5, maxShift = config.MaxShift ?? 1.15;
+        double m = (maxShift - baseShift) / (maxLen - baseLen);
+        double b = baseShift - m * baseLen;
+        return imageSeqLen * m + b;
+    }
+
+    /// <summary>
     /// Packed latent grid (rows, cols) for an image: the pipeline rounds height and width down to multiples of
     /// 2 × vae_scale_factor (16), then each packed token covers 16×16 pixels.
     /// </summary>

@@ -1,3 +1,4 @@
+using PureFlux.Model.Layers;
 using System.Runtime.InteropServices;
 using System.Text.Json;
 using PureFlux.Model.Text;
@@ -239,6 +240,47 @@ public static class RandomSnapshot
             prev = rev[i];
         }
         Norm("decoder.conv_norm_out", ch[0]); Conv("decoder.conv_out", 3, ch[0], 3);
+    }
+
+    /// <summary>
+    /// Every tensor a family's constructor asks its loader for, in order (name, shape), recorded over 1-element
+    /// placeholders: nothing of full size is allocated.
+    /// </summary>
+    internal static List<(string Name, int[] Shape)> RecordTensors(Func<WeightLoader, IDisposable> build, CpuDevice cpu)
+    {
+        var names = new List<(string, int[])>();
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        WeightLoader load = (name, shape) =>
+        {
+            if (seen.Add(name)) names.Add((name, shape));
+            return Tensor.Empty(cpu, DType.F32, 1);
+        };
+        build(load).Dispose();
+        return names;
+    }
+
+    /// <summary>
+    /// Random values for recorded tensors: conv kernels and matrices uniform with variance 1/fan_in, embedding tables
+    /// (names ending in "embedding.weight", "embed_tokens.weight", "shared.weight") O(1); biases 0, other vectors 1.
+    /// </summary>
+    internal static TensorList FillRandom(TensorList list, IEnumerable<(string Name, int[] Shape)> tensors)
+    {
+        foreach (var (name, shape) in tensors)
+        {
+            switch (shape.Length)
+            {
+                case 4: list.Conv(name, shape[0], shape[1], shape[2]); break;
+                case 2 when name.EndsWith("embedding.weight", StringComparison.Ordinal) || name.EndsWith("embed_tokens.weight", StringComparison.Ordinal)
+                            || name == "shared.weight":
+                    list.Matrix(name, shape[0], shape[1], std: 1.0); break;
+                case 2: list.Matrix(name, shape[0], shape[1]); break;
+                default:
+                    if (name.EndsWith(".bias", StringComparison.Ordinal)) list.Zeros(name, shape[0]);
+                    else list.Ones(name, shape[0]);
+                    break;
+            }
+        }
+        return list;
     }
 
     internal static void WriteJson(string path, object value) =>

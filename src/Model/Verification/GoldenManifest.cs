@@ -70,7 +70,9 @@ public sealed class GoldenManifest
             bool unusable = false;
             try
             {
-                if (listing.ValueKind == JsonValueKind.Object) unusable = CheckTensors(path, listing, Fail);
+                bool json = file.EndsWith(".json", StringComparison.Ordinal);
+                if (json && listing.ValueKind is JsonValueKind.Object or JsonValueKind.Number) unusable = CheckCaseCounts(path, listing, Fail);
+                else if (listing.ValueKind == JsonValueKind.Object) unusable = CheckTensors(path, listing, Fail);
                 else if (listing.ValueKind == JsonValueKind.Array) CheckCases(path, listing, Fail);
             }
             catch (Exception e) when (e is SafetensorsException or IOException or JsonException or UnauthorizedAccessException)
@@ -111,6 +113,29 @@ public sealed class GoldenManifest
             }
         }
         return missing;
+    }
+
+    /// <summary>
+    /// A JSON file listed by its case counts (the FLUX.1 set): a number is the length of its "cases" array; an object maps
+    /// each top-level array to its length (scheduler.json: {"dev": 6, "schnell": 4, "img2img": 7}). Returns whether one is short.
+    /// </summary>
+    private static bool CheckCaseCounts(string path, JsonElement listing, Action<string> fail)
+    {
+        using var doc = JsonDocument.Parse(File.ReadAllBytes(path));
+        var root = doc.RootElement;
+        var expected = listing.ValueKind == JsonValueKind.Number ? [("cases", listing)] : listing.EnumerateObject().Select(p => (p.Name, p.Value)).ToArray();
+        bool shortOfCases = false;
+        foreach (var (key, count) in expected)
+        {
+            if (!count.TryGetInt32(out int n)) continue;
+            int have = root.ValueKind == JsonValueKind.Object && root.TryGetProperty(key, out var a) && a.ValueKind == JsonValueKind.Array ? a.GetArrayLength() : -1;
+            if (have < n)
+            {
+                fail(have < 0 ? $"'{key}': array missing (manifest.json lists {n} cases)" : $"'{key}': {have} cases, manifest.json lists {n}");
+                shortOfCases = true;
+            }
+        }
+        return shortOfCases;
     }
 
     /// <summary>[[d0, d1, ...], "dtype"] → the dims, or null when the listing has another form.</summary>

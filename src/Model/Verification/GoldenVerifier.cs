@@ -75,6 +75,17 @@ public sealed class GoldenVerifier(string goldenDir, Device device, string? toke
             if (_rows.Count == 0) throw new IOException($"{goldenDir}: no golden files found (expected *_forward.safetensors, pipeline_*.safetensors, scheduler.json)");
             return _rows;
         }
+        if (Flux1.Flux1GoldenSet.IsFlux1Set(goldenDir))
+        {
+            var f1 = new Flux1.Flux1GoldenSet(goldenDir, device, Add, tokenizerPath);
+            foreach (var name in f1.Files().Where(Usable))
+            {
+                progress?.Invoke(Path.GetFileNameWithoutExtension(name));
+                Guard(name, () => f1.Verify(name));
+            }
+            if (_rows.Count == 0) throw new IOException($"{goldenDir}: no golden files found (expected *_forward.safetensors, pipeline_*.safetensors, scheduler.json)");
+            return _rows;
+        }
         string modelDir = Path.Combine(goldenDir, "model");
         using var snapshot = ModelSnapshot.Open(modelDir);
         string F(string name) => Path.Combine(goldenDir, name);
