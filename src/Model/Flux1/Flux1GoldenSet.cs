@@ -139,8 +139,8 @@ public sealed class Flux1GoldenSet(string goldenDir, Device device, Action<strin
         }
     }
 
-    /// <summary>tokenizer-ids.json in the layout of ../shared/tokenizer/flux1-ids.json: CLIP fast ids and T5 ids at 512 and 256.
-    /// The tokenizer data: <c>--tokenizer DIR</c> holding clip-l/ and t5-xxl/ (../shared/tokenizer), else the built-in files.</summary>
+    /// <summary>tokenizer-ids.json in the layout of tests/golden/tokenizer/flux1-ids.json: CLIP fast ids and T5 ids at 512 and 256.
+    /// The tokenizer data: <c>--tokenizer DIR</c> holding clip-l/ and t5-xxl/ (the FLUX.1 tokenizer data), else the built-in files.</summary>
     private void Tokenizer(string path)
     {
         ClipTokenizer clip = ClipTokenizer.BuiltIn;

@@ -233,15 +233,7 @@ public sealed class ZImageModel : IDiffusionModel, Bench.IStageFlopModel
             SamplerKind.Euler => SamplerSettings.FromSchedulerConfig(sc) with { EulerSigmas = EulerSigmasMode.TorchFloat32Linspace },
             _ => new SamplerSettings { Kind = kind, NumTrainTimesteps = sc.NumTrainTimesteps, Shift = sc.Shift, UseDynamicShifting = sc.UseDynamicShifting && kind != SamplerKind.Heun, TimeShiftType = sc.TimeShiftType },
         };
-        return Samplers.Create(settings, steps, settings.UseDynamicShifting ? CalculateShift(layout.Tokens, sc) : null);
-    }
-
-    /// <summary>diffusers' calculate_shift: mu linear in the image token count between (base_image_seq_len, base_shift) and (max_image_seq_len, max_shift).</summary>
-    public static double CalculateShift(int tokens, SchedulerConfig sc)
-    {
-        double baseLen = sc.BaseImageSeqLen, maxLen = sc.MaxImageSeqLen, baseShift = sc.BaseShift ?? 0.5, maxShift = sc.MaxShift ?? 1.15;
-        double m = (maxShift - baseShift) / (maxLen - baseLen);
-        return tokens * m + (baseShift - m * baseLen);
+        return Samplers.Create(settings, steps, settings.UseDynamicShifting ? FlowMatchEulerScheduler.CalculateShift(layout.Tokens, sc) : null);
     }
 
     public ZImageTransformer Transformer
