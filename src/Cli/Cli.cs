@@ -27,6 +27,7 @@ public static class Cli
         DevicesCommand.Create,
         TokenizeCommand.Create,
         BenchCommand.Create,
+        ExperimentCommand.Create,
     ];
 
     public static RootCommand BuildRoot(CliContext ctx)

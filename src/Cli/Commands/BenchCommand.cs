@@ -81,34 +81,7 @@ internal static class BenchCommand
             string? jsonPath = parse.GetValue(json);
             if (jsonPath is not null) EnsureWritable(jsonPath);
 
-            string? dir = parse.GetValue(model);
-            string? temp = null;
-            string label;
-            if (dir is null)
-            {
-                string presetName = parse.GetValue(preset)!;
-                if (PureFlux.Model.ZImage.ZImagePreset.Find(presetName) is { } zp)
-                {
-                    if (zp == PureFlux.Model.ZImage.ZImagePreset.Turbo)
-                        throw new ArgumentException($"--preset {zp.Name}: only zimage-tiny and zimage-small are written on the fly; run 'pureflux make-model --preset {zp.Name} --random --out DIR' and pass --model DIR");
-                    temp = Path.Combine(Path.GetTempPath(), $"pureflux-bench-{zp.Name}-{Environment.ProcessId}-{Guid.NewGuid():N}");
-                    ctx.Err.WriteLine($"writing random {zp.Name} snapshot to {temp}");
-                    PureFlux.Model.ZImage.ZImageRandomSnapshot.Write(temp, zp, 0);
-                    dir = temp;
-                    label = $"{zp.Name} (random weights)";
-                    goto run;
-                }
-                var p = SnapshotPreset.Find(presetName);
-                if (p != SnapshotPreset.Tiny && p != SnapshotPreset.Small)
-                    throw new ArgumentException($"--preset {p.Name}: only tiny and small are written on the fly; for {p.Name} run 'pureflux make-model --preset {p.Name} --random --out DIR' and pass --model DIR");
-                temp = Path.Combine(Path.GetTempPath(), $"pureflux-bench-{p.Name}-{Environment.ProcessId}-{Guid.NewGuid():N}");
-                ctx.Err.WriteLine($"writing random {p.Name} snapshot to {temp}");
-                RandomSnapshot.Write(temp, p, 0);
-                dir = temp;
-                label = $"{p.Name} (random weights)";
-            }
-            else label = Path.GetFullPath(dir);
-            run:
+            var (dir, label, temp) = ResolveModel(ctx, parse.GetValue(model), parse.GetValue(preset)!);
             try
             {
                 var report = E2eBench.Run(dir, label, options, msg => ctx.Err.WriteLine(msg));
@@ -129,16 +102,41 @@ internal static class BenchCommand
     }
 
     /// <summary>
+    /// The snapshot to measure: --model DIR as given, or a random --preset (tiny, small, zimage-tiny, zimage-small) written to
+    /// a temporary directory that the caller deletes (<c>Temp</c>).
+    /// </summary>
+    internal static (string Dir, string Label, string? Temp) ResolveModel(CliContext ctx, string? dir, string presetName)
+    {
+        if (dir is not null) return (dir, Path.GetFullPath(dir), null);
+        if (PureFlux.Model.ZImage.ZImagePreset.Find(presetName) is { } zp)
+        {
+            if (zp == PureFlux.Model.ZImage.ZImagePreset.Turbo)
+                throw new ArgumentException($"--preset {zp.Name}: only zimage-tiny and zimage-small are written on the fly; run 'pureflux make-model --preset {zp.Name} --random --out DIR' and pass --model DIR");
+            string zt = Path.Combine(Path.GetTempPath(), $"pureflux-bench-{zp.Name}-{Environment.ProcessId}-{Guid.NewGuid():N}");
+            ctx.Err.WriteLine($"writing random {zp.Name} snapshot to {zt}");
+            PureFlux.Model.ZImage.ZImageRandomSnapshot.Write(zt, zp, 0);
+            return (zt, $"{zp.Name} (random weights)", zt);
+        }
+        var p = SnapshotPreset.Find(presetName);
+        if (p != SnapshotPreset.Tiny && p != SnapshotPreset.Small)
+            throw new ArgumentException($"--preset {p.Name}: only tiny and small are written on the fly; for {p.Name} run 'pureflux make-model --preset {p.Name} --random --out DIR' and pass --model DIR");
+        string temp = Path.Combine(Path.GetTempPath(), $"pureflux-bench-{p.Name}-{Environment.ProcessId}-{Guid.NewGuid():N}");
+        ctx.Err.WriteLine($"writing random {p.Name} snapshot to {temp}");
+        RandomSnapshot.Write(temp, p, 0);
+        return (temp, $"{p.Name} (random weights)", temp);
+    }
+
+    /// <summary>
     /// Fails now, not after the whole benchmark, when --json cannot be written: a missing parent, a directory, or a place
     /// where no file can be created or opened for writing (tried for real: an existing file is opened without truncating
     /// it, a new one is created and deleted at once).
     /// </summary>
-    private static void EnsureWritable(string path)
+    internal static void EnsureWritable(string path, string option = "--json")
     {
         string full = Path.GetFullPath(path);
         string? parent = Path.GetDirectoryName(full);
-        if (parent is not null && !Directory.Exists(parent)) throw new IOException($"--json {path}: directory {parent} does not exist");
-        if (Directory.Exists(full)) throw new IOException($"--json {path}: is a directory");
+        if (parent is not null && !Directory.Exists(parent)) throw new IOException($"{option} {path}: directory {parent} does not exist");
+        if (Directory.Exists(full)) throw new IOException($"{option} {path}: is a directory");
         try
         {
             if (File.Exists(full))
@@ -148,7 +146,7 @@ internal static class BenchCommand
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw new IOException($"--json {path}: cannot be written ({e.Message})");
+            throw new IOException($"{option} {path}: cannot be written ({e.Message})");
         }
     }
 

@@ -123,6 +123,9 @@ public interface IDiffusionModel : IDisposable
         Action<string, Tensor>? trace = null) =>
         throw new NotSupportedException($"{Family.Name}: --init-image (image-to-image) is not supported by this model family");
 
+    /// <summary>The family-scoped experiment switches (<see cref="Experiments.ExperimentSwitches"/>) this model honours, e.g. "rope-cache".</summary>
+    IReadOnlySet<string> HonouredSwitches => Experiments.ExperimentSwitches.NoFamilySwitches;
+
     /// <summary>Frees the denoiser's weights (before the decoder loads, to keep the peak down).</summary>
     void ReleaseDenoiser();
 

@@ -14,6 +14,8 @@ public sealed record ModelOptions
     public bool? GuidanceDistilled { get; init; }
     /// <summary>Hold FP32 transformer matrices as BF16 (converted as they load); null = the family decides (Z-Image: when FP32 would not fit).</summary>
     public bool? WeightsBf16 { get; init; }
+    /// <summary>RoPE tables built once per job and size (the engine's behaviour) or on every model call (the experiment switch <c>rope-cache=off</c>).</summary>
+    public bool RopeCache { get; init; } = true;
 }
 
 /// <summary>

@@ -45,6 +45,7 @@ public sealed class Flux2KleinModel : IDiffusionModel, Bench.IStageFlopModel
     private readonly bool _ownsSnapshot;
     private readonly Device _device;
     private readonly QuantMode _quant;
+    private readonly bool _ropeCache;
     private readonly Dictionary<string, float[]> _promptCache = new();
     private Flux2Transformer? _transformer;
     private WeightSource? _transformerWeights;
@@ -59,6 +60,7 @@ public sealed class Flux2KleinModel : IDiffusionModel, Bench.IStageFlopModel
         _ownsSnapshot = ownsSnapshot;
         _device = device;
         _quant = options.Quant;
+        _ropeCache = options.RopeCache;
         DiskCache = options.PromptCache;
         var stored = QuantizedSnapshot.StoredMode(snapshot);
         if (stored != QuantMode.None && _quant != QuantMode.None && _quant != stored)
@@ -289,11 +291,13 @@ public sealed class Flux2KleinModel : IDiffusionModel, Bench.IStageFlopModel
         }
     }
 
+    public IReadOnlySet<string> HonouredSwitches { get; } = new HashSet<string> { "rope-cache" };
+
     public IDenoiser PrepareDenoiser(LatentLayout layout, int textLength, IImageConditioning? images)
     {
         var refs = images as Flux2ReferenceImages;
         if (images is not null && refs is null) throw new ArgumentException("FLUX.2 klein: conditioning images were not encoded by this model");
-        return new Flux2Denoiser(Transformer, _device, layout, textLength, refs?.Tokens, refs?.Grids);
+        return new Flux2Denoiser(Transformer, _device, layout, textLength, refs?.Tokens, refs?.Grids, _ropeCache);
     }
 
     /// <summary>The transformer for one job's sizes: RoPE tables of [text; image; references], reference tokens appended to every sample.</summary>
@@ -301,23 +305,40 @@ public sealed class Flux2KleinModel : IDiffusionModel, Bench.IStageFlopModel
     {
         private readonly Flux2Transformer _model;
         private readonly LatentLayout _layout;
-        private readonly Tensor _cos, _sin;
+        private readonly Device _dev;
+        private readonly int _textLength;
+        private readonly IReadOnlyList<ReferenceGrid>? _grids;
+        private readonly bool _cacheRope;
+        private Tensor _cos, _sin;
         private readonly Tensor? _refs;
 
-        public Flux2Denoiser(Flux2Transformer model, Device dev, LatentLayout layout, int textLength, Tensor? refs, IReadOnlyList<ReferenceGrid>? grids)
+        public Flux2Denoiser(Flux2Transformer model, Device dev, LatentLayout layout, int textLength, Tensor? refs, IReadOnlyList<ReferenceGrid>? grids, bool cacheRope)
         {
             _model = model;
             _layout = layout;
             _refs = refs;
-            var (cosH, sinH) = model.RopeTables(textLength, layout.Rows, layout.Cols, grids);
-            int hd = model.Config.AttentionHeadDim;
-            _cos = Tensor.FromSpan<float>(dev, cosH, new Shape(cosH.Length / hd, hd));
-            _sin = Tensor.FromSpan<float>(dev, sinH, new Shape(sinH.Length / hd, hd));
+            (_dev, _textLength, _grids, _cacheRope) = (dev, textLength, grids, cacheRope);
+            (_cos, _sin) = BuildRope();
+        }
+
+        /// <summary>cos, sin [S_text + S_image + S_refs, head_dim] on the device.</summary>
+        private (Tensor Cos, Tensor Sin) BuildRope()
+        {
+            var (cosH, sinH) = _model.RopeTables(_textLength, _layout.Rows, _layout.Cols, _grids);
+            int hd = _model.Config.AttentionHeadDim;
+            return (Tensor.FromSpan<float>(_dev, cosH, new Shape(cosH.Length / hd, hd)), Tensor.FromSpan<float>(_dev, sinH, new Shape(sinH.Length / hd, hd)));
         }
 
         public void Predict(Tensor latents, TextConditioning text, float timestep, Tensor output, Action<string, Tensor>? trace = null)
         {
             int batch = latents.Shape[0];
+            if (!_cacheRope)
+            {
+                // rope-cache=off (an experiment): the tables are rebuilt and uploaded on every call, as engines without a cache do.
+                _cos.Dispose();
+                _sin.Dispose();
+                (_cos, _sin) = BuildRope();
+            }
             float modelTimestep = timestep / 1000f; // Flux2KleinPipeline passes t / 1000
             Span<float> t = stackalloc float[batch];
             t.Fill(modelTimestep);

@@ -56,6 +56,7 @@ public sealed class ZImageModel : IDiffusionModel, Bench.IStageFlopModel
     private readonly bool _ownsSnapshot;
     private readonly Device _device;
     private readonly QuantMode _quant;
+    private readonly bool _ropeCache;
     private readonly bool _bf16Transformer;
     private readonly Dictionary<string, float[]> _promptCache = new();
     private ZImageTransformer? _transformer;
@@ -71,6 +72,7 @@ public sealed class ZImageModel : IDiffusionModel, Bench.IStageFlopModel
         _ownsSnapshot = ownsSnapshot;
         _device = device;
         _quant = options.Quant;
+        _ropeCache = options.RopeCache;
         DiskCache = options.PromptCache;
         if (options.TextLayers is { } layers && !(layers.Length == 1 && layers[0] == snapshot.TextLayer))
             throw new ArgumentException($"--text-layers {string.Join(',', layers)}: Z-Image conditions on one hidden state, hidden_states[-2] = layer {snapshot.TextLayer} of this encoder");
@@ -245,7 +247,7 @@ public sealed class ZImageModel : IDiffusionModel, Bench.IStageFlopModel
                 _transformerWeights = _snapshot.OpenWeights("transformer");
                 var load = _transformerWeights.Loader(_device);
                 if (_bf16Transformer) load = load.ConvertingF32MatricesToBf16(_device);
-                _transformer = new ZImageTransformer(_snapshot.TransformerConfig, load, _device, _quant);
+                _transformer = new ZImageTransformer(_snapshot.TransformerConfig, load, _device, _quant) { CacheRope = _ropeCache };
             }
             return _transformer;
         }
@@ -258,6 +260,8 @@ public sealed class ZImageModel : IDiffusionModel, Bench.IStageFlopModel
     }
 
     /// <summary>The transformer with the pipeline's conventions: t = (1000 − timestep)/1000 and the output negated.</summary>
+    public IReadOnlySet<string> HonouredSwitches { get; } = new HashSet<string> { "rope-cache" };
+
     private sealed class ZImageDenoiser(ZImageTransformer model, LatentLayout layout) : IDenoiser
     {
         public void Predict(Tensor latents, TextConditioning text, float timestep, Tensor output, Action<string, Tensor>? trace = null)

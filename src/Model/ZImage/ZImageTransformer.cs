@@ -206,8 +206,12 @@ public sealed class ZImageTransformer : IDisposable
         trace is null ? null : (n, t) => trace($"{prefix}.{n}", t);
 
     /// <summary>The RoPE tables and row layout for one (grid, caption lengths) combination; kept while they repeat (every step of a job).</summary>
+    /// <summary>Keep the RoPE tables of the last size between calls (the default); false rebuilds them on every call (experiment switch rope-cache=off).</summary>
+    public bool CacheRope { get; set; } = true;
+
     private RopeSet Rope(Device dev, int rows, int cols, IReadOnlyList<int> captionLengths)
     {
+        if (!CacheRope) { _rope?.Dispose(); _rope = null; }
         string key = $"{rows}x{cols}:{string.Join(',', captionLengths)}";
         if (_rope is { } r && r.Key == key && r.Device == dev) return r;
         _rope?.Dispose();

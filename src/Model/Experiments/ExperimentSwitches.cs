@@ -1,0 +1,140 @@
+using System.Globalization;
+using PureFlux.Model.Engine;
+using PureFlux.Model.Layers;
+using PureFlux.Model.Scheduler;
+
+namespace PureFlux.Model.Experiments;
+
+/// <summary>What one run of an experiment asks for: the generation and the options the model loads with.</summary>
+public sealed record RunSettings(GenerationJob Job, ModelOptions Options);
+
+/// <summary>
+/// An ordered set of switch values, written <c>name=value,name=value</c> (a bare name means <c>on</c>). Names are the
+/// ones <see cref="ExperimentSwitches.All"/> defines; a name given twice is an error.
+/// </summary>
+public sealed record SwitchSet(IReadOnlyList<KeyValuePair<string, string>> Values)
+{
+    public static SwitchSet Empty { get; } = new([]);
+
+    public override string ToString() => Values.Count == 0 ? "(defaults)" : string.Join(",", Values.Select(v => $"{v.Key}={v.Value}"));
+
+    /// <summary>Parses <c>quant=int8,cfg-batched</c>; every name and value is checked against its definition.</summary>
+    public static SwitchSet Parse(string text, string where = "--variant")
+    {
+        var values = new List<KeyValuePair<string, string>>();
+        foreach (var raw in (text ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            int eq = raw.IndexOf('=');
+            string name = (eq < 0 ? raw : raw[..eq]).Trim().ToLowerInvariant();
+            string value = eq < 0 ? "on" : raw[(eq + 1)..].Trim().ToLowerInvariant();
+            var def = ExperimentSwitches.Find(name, where);
+            if (values.Any(v => v.Key == name)) throw new ArgumentException($"{where} '{text}': switch '{name}' is given twice");
+            def.Check(value, where);
+            values.Add(new(name, value));
+        }
+        return new SwitchSet(values);
+    }
+
+    /// <summary>This set with <paramref name="over"/>'s values replacing or adding to its own (a variant over the baseline).</summary>
+    public SwitchSet With(SwitchSet over)
+    {
+        var merged = Values.Where(v => over.Values.All(o => o.Key != v.Key)).Concat(over.Values).ToList();
+        return new SwitchSet(merged);
+    }
+}
+
+/// <summary>
+/// The optimisation switches of <c>pureflux experiment</c>. Each has one meaning in every family; a switch a family
+/// does not honour, or one this build does not have yet, is an error when the experiment starts, never ignored.
+/// </summary>
+public static class ExperimentSwitches
+{
+    /// <summary>
+    /// One switch: its name, accepted values, what it changes, and how. <see cref="Scope"/> says who must honour it:
+    /// the engine (every family), or the family (listed in <see cref="IDiffusionModel.HonouredSwitches"/>).
+    /// <see cref="Missing"/> is non-null for a switch the issue defines that this build does not implement yet.
+    /// </summary>
+    public sealed record Definition(string Name, string ValueHelp, string Description, SwitchScope Scope,
+        Func<string, bool> Valid, Func<RunSettings, string, RunSettings> Apply, string? Missing = null)
+    {
+        public void Check(string value, string where)
+        {
+            if (Missing is not null) throw new ArgumentException($"{where}: switch '{Name}' is not available in this build ({Missing})");
+            if (!Valid(value)) throw new ArgumentException($"{where}: {Name}={value}: expected {ValueHelp}");
+        }
+    }
+
+    public enum SwitchScope { Engine, Family }
+
+    /// <summary>What a family honours when it declares nothing.</summary>
+    public static IReadOnlySet<string> NoFamilySwitches { get; } = new HashSet<string>();
+
+    private static bool OnOff(string v) => v is "on" or "off";
+    private static bool IsOn(string v) => v == "on";
+
+    public static IReadOnlyList<Definition> All { get; } =
+    [
+        new("sampler", string.Join("|", Samplers.Names), "the sampler (fewer steps with a better solver)", SwitchScope.Engine,
+            v => Samplers.Names.Contains(v), (s, v) => s with { Job = s.Job with { Sampler = Samplers.Parse(v) } }),
+        new("steps", "an integer 1..1000", "denoising steps", SwitchScope.Engine,
+            v => int.TryParse(v, NumberStyles.None, CultureInfo.InvariantCulture, out int n) && n is >= 1 and <= 1000,
+            (s, v) => s with { Job = s.Job with { Steps = int.Parse(v, CultureInfo.InvariantCulture) } }),
+        new("guidance", "a number ≥ 0", "classifier-free guidance scale (> 1 runs the unconditional pass)", SwitchScope.Engine,
+            v => float.TryParse(v, NumberStyles.Float, CultureInfo.InvariantCulture, out float g) && float.IsFinite(g) && g >= 0,
+            (s, v) => s with { Job = s.Job with { Guidance = float.Parse(v, CultureInfo.InvariantCulture) } }),
+        new("cfg-batched", "on|off", "one batch-2B pass per step instead of two batch-B passes (needs guidance)", SwitchScope.Engine,
+            OnOff, (s, v) => s with { Job = s.Job with { CfgMode = IsOn(v) ? CfgMode.Batched : CfgMode.Sequential } }),
+        new("guidance-interval", "LO..HI with 0 ≤ LO ≤ HI ≤ 1, or off", "run the unconditional pass only at σ in [LO, HI] (skip it at low σ)", SwitchScope.Engine,
+            v => v == "off" || ParseInterval(v) is not null,
+            (s, v) => s with { Job = s.Job with { GuidanceInterval = v == "off" ? null : ParseInterval(v) } }),
+        new("quant", "none|int8|int4", "weight storage of the transformer's linear layers", SwitchScope.Engine,
+            v => v is "none" or "int8" or "int4",
+            (s, v) => s with { Options = s.Options with { Quant = v switch { "int8" => QuantMode.Int8, "int4" => QuantMode.Int4, _ => QuantMode.None } } }),
+        new("rope-cache", "on|off", "RoPE tables computed once per job (on, the engine's behaviour) or on every model call (off)", SwitchScope.Family,
+            OnOff, (s, v) => s with { Options = s.Options with { RopeCache = IsOn(v) } }),
+        Pending("timestep-freq-cache", "on|off", "cache the sinusoidal timestep-embedding frequencies"),
+        Pending("fused-modulate", "on|off", "LayerNorm + (1 + scale)·x + shift as one kernel or three"),
+        Pending("fused-swiglu", "on|off", "SiLU(gate)·up as one kernel or two"),
+        Pending("fused-qkv", "on|off", "one GEMM for Q, K, V (and the single-stream MLP input)"),
+        Pending("sync-per-block", "on|off", "one host synchronisation per block instead of per step (ILGPU devices)"),
+        Pending("tome", "a ratio in [0, 1)", "token merging on the image tokens"),
+        Pending("attention", "flash|materialized", "tiled flash attention or the materialised score matrix"),
+        Pending("gemm", "a kernel-ladder level", "the CPU GEMM kernel ladder step"),
+    ];
+
+    private static Definition Pending(string name, string values, string what) =>
+        new(name, values, what, SwitchScope.Family, _ => false, (s, _) => s, "not implemented yet");
+
+    /// <summary>The definition of <paramref name="name"/>, or a one-line error listing the known switches.</summary>
+    public static Definition Find(string name, string where = "--variant") =>
+        All.FirstOrDefault(d => d.Name == name)
+        ?? throw new ArgumentException($"{where}: unknown switch '{name}'; known: {string.Join(", ", All.Select(d => d.Name))}");
+
+    /// <summary>Applies every value of <paramref name="set"/> in order.</summary>
+    public static RunSettings Apply(SwitchSet set, RunSettings settings)
+    {
+        foreach (var (name, value) in set.Values) settings = Find(name).Apply(settings, value);
+        return settings;
+    }
+
+    /// <summary>
+    /// Fails (one line naming the switch and the family) when <paramref name="set"/> holds a family-scoped switch that
+    /// <paramref name="model"/> does not honour.
+    /// </summary>
+    public static void CheckApplicable(SwitchSet set, IDiffusionModel model, string where)
+    {
+        foreach (var (name, _) in set.Values)
+            if (Find(name).Scope == SwitchScope.Family && !model.HonouredSwitches.Contains(name))
+                throw new ArgumentException($"{where}: switch '{name}' does not apply to the {model.Family.Name} family (it honours: {(model.HonouredSwitches.Count == 0 ? "none" : string.Join(", ", model.HonouredSwitches))})");
+    }
+
+    /// <summary>"0.5..1" (or "0.5,1") → (0.5, 1); null when malformed or outside 0 ≤ LO ≤ HI ≤ 1.</summary>
+    public static (float Lo, float Hi)? ParseInterval(string v)
+    {
+        var parts = v.Split(v.Contains("..") ? ".." : ",");
+        if (parts.Length != 2) return null;
+        if (!float.TryParse(parts[0], NumberStyles.Float, CultureInfo.InvariantCulture, out float lo)
+            || !float.TryParse(parts[1], NumberStyles.Float, CultureInfo.InvariantCulture, out float hi)) return null;
+        return lo >= 0 && hi <= 1 && lo <= hi ? (lo, hi) : null;
+    }
+}
