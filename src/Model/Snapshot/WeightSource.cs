@@ -184,6 +184,19 @@ public sealed class WeightSource : IDisposable
     /// <summary>Raw bytes of a tensor (valid while this source is open).</summary>
     public ReadOnlySpan<byte> Bytes(string name) => FileOf(name).Bytes(name);
 
+    /// <summary>
+    /// Takes the mapped pages of every tensor whose name starts with <paramref name="prefix"/> out of this process's
+    /// resident set (madvise DONTNEED; a no-op off Linux). The data stays valid: the next read faults the pages back in,
+    /// from the page cache when the kernel still holds them, else from disk. For weights larger than memory (streaming a
+    /// transformer block by block), so the resident set holds the block in use rather than whatever was read last.
+    /// </summary>
+    public void DropResident(string prefix)
+    {
+        foreach (var (name, file) in _fileOf)
+            if (name.StartsWith(prefix, StringComparison.Ordinal))
+                ResidentPages.Drop(file.Pointer(name), file.Entry(name).Bytes);
+    }
+
     /// <summary>Closes the files once every zero-copy tensor loaded from them is disposed too.</summary>
     public void Dispose()
     {
