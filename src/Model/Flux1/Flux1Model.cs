@@ -56,7 +56,7 @@ public sealed class Flux1Family : IModelFamily, IQuantizableFamily
 /// encoded to the VAE's mode and appended as tokens with ids (1, row, col); the output size is refit to
 /// <see cref="KontextMaxArea"/> keeping the requested aspect ratio.
 /// </summary>
-public sealed class Flux1Model : IDiffusionModel
+public sealed class Flux1Model : IDiffusionModel, Bench.IStageFlopModel
 {
     private static readonly IModelFamily FamilyInstance = new Flux1Family();
     /// <summary>FluxKontextPipeline's PREFERRED_KONTEXT_RESOLUTIONS (width, height).</summary>
@@ -228,6 +228,21 @@ public sealed class Flux1Model : IDiffusionModel
             _device.Pool.Trim();
         }
         return result;
+    }
+
+    /// <summary>
+    /// Stage FLOPs for bench e2e: text = CLIP on 77 tokens + T5 on the padded <see cref="Flux1Snapshot.T5Length"/> (both
+    /// run whole, whatever the prompt), one transformer pass on the size <see cref="Layout"/> gives (Kontext's refit, no
+    /// reference image), the VAE decoder.
+    /// </summary>
+    public Bench.StageFlops Flops(string prompt, int width, int height)
+    {
+        var layout = Layout(width, height);
+        int clipTokens = ClipTokenizer.EncodeForFlux(prompt).Ids.Length, t5Tokens = _snapshot.T5Length;
+        return new Bench.StageFlops(t5Tokens, layout.Tokens,
+            Bench.FlopModel.ClipEncode(_snapshot.ClipConfig, clipTokens) + Bench.FlopModel.T5Encode(_snapshot.T5Config, t5Tokens),
+            Bench.FlopModel.Flux1Step(_snapshot.TransformerConfig, t5Tokens, layout.Tokens),
+            Bench.FlopModel.VaeDecode(_snapshot.VaeConfig, 2 * layout.Rows, 2 * layout.Cols));
     }
 
     // ------------------------------------------------------------------ latents
