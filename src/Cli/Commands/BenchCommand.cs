@@ -54,10 +54,12 @@ internal static class BenchCommand
         var cfgMode = new Option<string>("--cfg-mode") { Description = "sequential or batched", DefaultValueFactory = _ => "sequential" };
         var interval = new Option<string?>("--guidance-interval") { Description = "LO,HI: σ range where the unconditional pass runs" };
         var batch = new Option<int>("--batch-size", "-b") { Description = "Images per prompt", DefaultValueFactory = _ => 1 };
+        var negative = new Option<string?>("--negative-prompt", "-n") { Description = "Negative prompt (CFG's unconditional pass; FLUX.1 true CFG with --true-cfg)" };
+        var trueCfg = new Option<float?>("--true-cfg") { Description = "FLUX.1: true-CFG scale with --negative-prompt (on above 1: two transformer passes per step)" };
         var device = CommonOptions.Device();
         device.DefaultValueFactory = _ => "cpu";
         var cmd = new Command("e2e", "Time text encoding, each denoising step and the VAE; GFLOP/s, % of peak, memory; quantization error.")
-            { model, preset, size, steps, seed, prompt, quant, quality, peak, warmup, json, profile, sampler, guidance, cfgMode, interval, batch, device };
+            { model, preset, size, steps, seed, prompt, quant, quality, peak, warmup, json, profile, sampler, guidance, cfgMode, interval, batch, negative, trueCfg, device };
         cmd.SetAction(parse =>
         {
             string q = parse.GetValue(quant)!.ToLowerInvariant();
@@ -75,6 +77,8 @@ internal static class BenchCommand
                 CfgMode = GenerateCommand.ParseCfgMode(parse.GetValue(cfgMode)!),
                 GuidanceInterval = parse.GetValue(interval) is { } iv ? GenerateCommand.ParseInterval(iv) : null,
                 BatchSize = parse.GetValue(batch),
+                NegativePrompt = parse.GetValue(negative),
+                TrueCfgScale = parse.GetValue(trueCfg),
             };
             options.Job().Validate(); // before minutes of work
             if (options.PeakGFlops is { } pk && !(pk > 0)) throw new ArgumentException($"--peak-gflops {pk}: expected a positive number");

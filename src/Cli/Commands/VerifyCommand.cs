@@ -14,7 +14,7 @@ internal static class VerifyCommand
         var dir = new Argument<string>("GOLDEN_DIR") { Description = "Golden set: model/ + *_forward.safetensors + pipeline_*.safetensors + scheduler.json" };
         var device = CommonOptions.Device();
         var all = new Option<bool>("--all") { Description = "Print every row, not only the first of each component plus failures" };
-        var tokenizer = new Option<string?>("--tokenizer") { Description = "tokenizer.json for a set's tokenizer-ids.json (default: the built-in Qwen3 tokenizer)" };
+        var tokenizer = new Option<string?>("--tokenizer") { Description = "For a set's tokenizer-ids.json: tokenizer.json (Qwen sets; default: the built-in Qwen3 tokenizer), or a directory holding clip-l/ and t5-xxl/ (FLUX.1 sets; default: the built-in ones)" };
         var cmd = new Command("verify", "Check every component against reference tensors; non-zero exit past the tolerances.") { dir, device, all, tokenizer };
         cmd.SetAction(parse =>
         {

@@ -62,6 +62,9 @@ public sealed record E2eBenchOptions(int Width = 256, int Height = 256, int Step
     public CfgMode CfgMode { get; init; } = CfgMode.Sequential;
     public (float Lo, float Hi)? GuidanceInterval { get; init; }
     public int BatchSize { get; init; } = 1;
+    /// <summary>Negative prompt (null: none, or the family's empty default where it runs CFG) and FLUX.1's true-CFG scale.</summary>
+    public string? NegativePrompt { get; init; }
+    public float? TrueCfgScale { get; init; }
 
     /// <summary>The job these options describe (the one generation loop runs it).</summary>
     public GenerationJob Job(int? width = null, int? height = null, int? steps = null) => new()
@@ -76,6 +79,8 @@ public sealed record E2eBenchOptions(int Width = 256, int Height = 256, int Step
         CfgMode = CfgMode,
         GuidanceInterval = GuidanceInterval,
         ImagesPerPrompt = BatchSize,
+        NegativePrompts = NegativePrompt is null ? null : [NegativePrompt],
+        TrueCfgScale = TrueCfgScale,
     };
 }
 

@@ -80,6 +80,55 @@ public static class FlopModel
              + c.NumLayers * Block(u, true);
     }
 
+    /// <summary>
+    /// CLIP text encoding of <paramref name="seqLen"/> tokens (FLUX.1: all 77 positions, every layer — the pooled vector
+    /// needs the final layer): per layer q, k, v, out_proj (D×D), fc1 (D→I), fc2 (I→D) and causal attention, counted whole.
+    /// </summary>
+    public static FlopCount ClipEncode(ClipTextConfig c, int seqLen)
+    {
+        double s = seqLen, d = c.HiddenSize, i = c.IntermediateSize;
+        double linear = 4 * Linear(s, d, d) + Linear(s, d, i) + Linear(s, i, d);
+        return c.NumHiddenLayers * new FlopCount(linear, Attention(s, c.HeadDim, c.NumAttentionHeads), 0);
+    }
+
+    /// <summary>
+    /// T5 encoding of <paramref name="seqLen"/> tokens (FLUX.1: the padded 512 / 256, no mask): per block q, k, v
+    /// (D→heads·d_kv), o (heads·d_kv→D), the gated-GELU wi_0, wi_1 (D→F) and wo (F→D), and attention with d_kv-wide heads.
+    /// </summary>
+    public static FlopCount T5Encode(T5Config c, int seqLen)
+    {
+        double s = seqLen, d = c.DModel, inner = c.InnerDim, f = c.DFf;
+        double linear = 3 * Linear(s, d, inner) + Linear(s, inner, d) + 2 * Linear(s, d, f) + Linear(s, f, d);
+        return c.NumLayers * new FlopCount(linear, Attention(s, c.DKv, c.NumHeads), 0);
+    }
+
+    /// <summary>
+    /// One FLUX.1 transformer forward for one sample on <paramref name="textLen"/> T5 tokens, <paramref name="imageTokens"/>
+    /// generated tokens and <paramref name="referenceTokens"/> Kontext reference tokens (S = sum of the three):
+    /// conditioning MLPs on one row (timestep 256→D→D, guidance 256→D→D when embedded, pooled text P→D→D), every block's
+    /// modulation on one row (double 2·(D→6D), single D→3D, norm_out D→2D), context_embedder on the text rows, x_embedder
+    /// on the image rows; double blocks: q, k, v, out and the GELU MLP (D→4D→D) on all S rows (each stream its own weights),
+    /// single blocks: q, k, v, proj_mlp (D→4D) and proj_out (5D→D) on S rows; attention over S in every block; proj_out on
+    /// the generated rows only. A true-CFG step runs this twice (bench counts each pass).
+    /// </summary>
+    public static FlopCount Flux1Step(Flux1.Flux1TransformerConfig c, int textLen, int imageTokens, int referenceTokens = 0)
+    {
+        double d = c.InnerDim, f = c.MlpHiddenDim, txt = textLen, img = imageTokens + referenceTokens, s = txt + img;
+        int tp = Flux1.Flux1TransformerConfig.TimeProjChannels;
+        double linear = Linear(1, tp, d) + Linear(1, d, d)                                  // timestep_embedder
+                      + (c.GuidanceEmbeds ? Linear(1, tp, d) + Linear(1, d, d) : 0)          // guidance_embedder
+                      + Linear(1, c.PooledProjectionDim, d) + Linear(1, d, d)                // text_embedder
+                      + Linear(1, d, 2 * d)                                                  // norm_out
+                      + Linear(txt, c.JointAttentionDim, d) + Linear(img, c.InChannels, d)   // context_embedder, x_embedder
+                      + Linear(imageTokens, d, c.OutputChannels);                            // proj_out
+        double dbl = 2 * Linear(1, d, 6 * d) + 4 * Linear(s, d, d) + Linear(s, d, f) + Linear(s, f, d);
+        double sgl = Linear(1, d, 3 * d) + 3 * Linear(s, d, d) + Linear(s, d, f) + Linear(s, d + f, d);
+        double attention = Attention(s, c.AttentionHeadDim, c.NumAttentionHeads);
+        return new FlopCount(linear, 0, 0)
+             + c.NumLayers * new FlopCount(dbl, attention, 0)
+             + c.NumSingleLayers * new FlopCount(sgl, attention, 0);
+    }
+
     /// <summary>VAE decode of a latent [latent_channels, h, w] to an image [3, 8h, 8w] (decoder only).</summary>
     public static FlopCount VaeDecode(VaeConfig c, int latentH, int latentW)
     {

@@ -21,16 +21,18 @@ public static class ImageToImage
     }
 
     /// <summary>
-    /// The sampler that runs steps <paramref name="start"/>..N−1 of <paramref name="full"/>, as a fresh sampler whose call 0
-    /// is step <paramref name="start"/> (diffusers' set_begin_index). Euler only: the multistep samplers' first-order
-    /// warm-up and Heun's paired calls would not match diffusers' begin-index behaviour without more work.
+    /// The sampler that runs steps <paramref name="start"/>..N−1 of <paramref name="full"/>: a fresh sampler whose call 0
+    /// is step <paramref name="start"/>'s first call, start·order (diffusers' get_timesteps + set_begin_index). Every
+    /// sampler: Euler's tail is stateless; DPM-Solver++ and UniPC start with empty history, so their first step is first
+    /// order (and UniPC runs no corrector on it), as diffusers' multistep schedulers after set_timesteps; Heun starts with
+    /// step start's predictor. The start latents are noised at the tail's σ(0) = σ[start·order] (FlowMatch scale_noise;
+    /// the multistep schedulers' flow add_noise, (1 − σ)·x + σ·noise, is the same value).
     /// </summary>
     public static ISampler Tail(ISampler full, int start)
     {
-        if (full is not EulerSampler)
-            throw new NotSupportedException($"--init-image: image-to-image runs with the euler sampler only (got {full.Name})");
-        if (start == 0) return new EulerSampler(full.Steps, [.. full.Timesteps], full.Sigmas);
-        var sigmas = full.Sigmas;
-        return new EulerSampler(full.Steps - start, full.Timesteps.Skip(start).ToArray(), sigmas[start..]);
+        if (full is not SamplerBase b)
+            throw new NotSupportedException($"--init-image: the {full.Name} sampler cannot start part-way through its schedule");
+        if (start < 0 || start >= full.Steps) throw new ArgumentOutOfRangeException(nameof(start), start, $"image-to-image: the start step must be in [0, {full.Steps})");
+        return b.Tail(start * full.Order, full.Steps - start);
     }
 }

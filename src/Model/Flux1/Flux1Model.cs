@@ -13,8 +13,26 @@ using PureFlux.Model.Vae;
 namespace PureFlux.Model.Flux1;
 
 /// <summary>The FLUX.1 family: dev and schnell (diffusers' FluxPipeline, FluxImg2ImgPipeline) and Kontext (FluxKontextPipeline).</summary>
-public sealed class Flux1Family : IModelFamily
+public sealed class Flux1Family : IModelFamily, IQuantizableFamily
 {
+    /// <summary>
+    /// The linears <c>--quant</c> quantizes at load time, stored as int8/int4: the transformer's (not its timestep / guidance /
+    /// pooled-text embedders and norm_out), CLIP's and T5's layer projections; embeddings, norms and the VAE are copied.
+    /// </summary>
+    public void Quantize(string source, QuantMode mode, string destination, Action<string>? log = null)
+    {
+        using var s = Flux1Snapshot.Open(source);
+        QuantizedSnapshot.Write(s.Directory, QuantizedSnapshot.StoredMode(s.Transformer),
+        [
+            new QuantizableComponent("transformer", "diffusion_pytorch_model.safetensors", () => s.OpenWeights("transformer"),
+                (load, _) => new Flux1Transformer(s.TransformerConfig, load, mode)),
+            new QuantizableComponent("text_encoder", "model.safetensors", () => s.OpenWeights("text_encoder"),
+                (load, _) => new ClipTextEncoder(s.ClipConfig, load, mode)),
+            new QuantizableComponent("text_encoder_2", "model.safetensors", () => s.OpenWeights("text_encoder_2"),
+                (load, _) => new T5Encoder(s.T5Config, load, mode, s.T5EmbeddingWeight)),
+        ], mode, destination, log);
+    }
+
     public string Name => "flux1";
     public IReadOnlyList<string> PipelineClasses => Flux1Snapshot.PipelineClasses;
 
@@ -38,7 +56,7 @@ public sealed class Flux1Family : IModelFamily
 /// encoded to the VAE's mode and appended as tokens with ids (1, row, col); the output size is refit to
 /// <see cref="KontextMaxArea"/> keeping the requested aspect ratio.
 /// </summary>
-public sealed class Flux1Model : IDiffusionModel
+public sealed class Flux1Model : IDiffusionModel, Bench.IStageFlopModel
 {
     private static readonly IModelFamily FamilyInstance = new Flux1Family();
     /// <summary>FluxKontextPipeline's PREFERRED_KONTEXT_RESOLUTIONS (width, height).</summary>
@@ -69,6 +87,10 @@ public sealed class Flux1Model : IDiffusionModel
         _device = device;
         _quant = options.Quant;
         DiskCache = options.PromptCache;
+        var stored = StoredQuant;
+        if (stored != QuantMode.None && _quant != QuantMode.None && _quant != stored)
+            throw new ArgumentException($"{snapshot.Directory}: weights are stored as {stored.ToString().ToLowerInvariant()} (pureflux quantize); " +
+                $"--quant {_quant.ToString().ToLowerInvariant()} needs the unquantized snapshot (use --quant none or {stored.ToString().ToLowerInvariant()} here)");
         if (options.TextLayers is not null)
             throw new ArgumentException("--text-layers applies to FLUX.2 klein; FLUX.1 conditions on T5's last hidden state and CLIP's pooled vector");
         if (options.GuidanceDistilled is not null)
@@ -83,12 +105,8 @@ public sealed class Flux1Model : IDiffusionModel
     public Flux1Snapshot Snapshot => _snapshot;
     public ModelDefaults Defaults { get; }
     public QuantMode Quant => _quant == QuantMode.None ? StoredQuant : _quant;
-    private QuantMode StoredQuant => _snapshot.Transformer.Files.Select(f => f.Metadata.TryGetValue(QuantizedSnapshot.MetadataKey, out var m) ? m : null).FirstOrDefault(m => m is not null) switch
-    {
-        "int8" => QuantMode.Int8,
-        "int4" => QuantMode.Int4,
-        _ => QuantMode.None,
-    };
+    /// <summary>How <c>pureflux quantize</c> stored the weights (None for a released snapshot); stored integers load as they are.</summary>
+    private QuantMode StoredQuant => QuantizedSnapshot.StoredMode(_snapshot.Transformer);
     public PromptCache? DiskCache { get; init; }
 
     /// <summary>Kontext's max_area (pixels) the output size is refit to; the pipeline's default 1024².</summary>
@@ -210,6 +228,21 @@ public sealed class Flux1Model : IDiffusionModel
             _device.Pool.Trim();
         }
         return result;
+    }
+
+    /// <summary>
+    /// Stage FLOPs for bench e2e: text = CLIP on 77 tokens + T5 on the padded <see cref="Flux1Snapshot.T5Length"/> (both
+    /// run whole, whatever the prompt), one transformer pass on the size <see cref="Layout"/> gives (Kontext's refit, no
+    /// reference image), the VAE decoder.
+    /// </summary>
+    public Bench.StageFlops Flops(string prompt, int width, int height)
+    {
+        var layout = Layout(width, height);
+        int clipTokens = ClipTokenizer.EncodeForFlux(prompt).Ids.Length, t5Tokens = _snapshot.T5Length;
+        return new Bench.StageFlops(t5Tokens, layout.Tokens,
+            Bench.FlopModel.ClipEncode(_snapshot.ClipConfig, clipTokens) + Bench.FlopModel.T5Encode(_snapshot.T5Config, t5Tokens),
+            Bench.FlopModel.Flux1Step(_snapshot.TransformerConfig, t5Tokens, layout.Tokens),
+            Bench.FlopModel.VaeDecode(_snapshot.VaeConfig, 2 * layout.Rows, 2 * layout.Cols));
     }
 
     // ------------------------------------------------------------------ latents

@@ -57,7 +57,9 @@ public sealed class Linear : IDisposable
             switch (quant)
             {
                 case QuantMode.Int8: _quantized = Quantize.Int8(w); w.Dispose(); break;
-                case QuantMode.Int4: _quantized = Quantize.Int4(w, Int4GroupSize(inFeatures)); w.Dispose(); break;
+                // int4 needs whole groups of 32: a linear with another K (only tiny test models have one, e.g. T5 d_ff 80)
+                // stays as stored instead of failing the whole model.
+                case QuantMode.Int4 when inFeatures % 32 == 0: _quantized = Quantize.Int4(w, Int4GroupSize(inFeatures)); w.Dispose(); break;
                 default: _weight = w; break;
             }
             if (_quantized is not null) _recorder?.Invoke(prefix, _quantized);

@@ -69,4 +69,7 @@ public sealed class DpmSolverMultistepSampler : SamplerBase
     }
 
     private protected override void ForgetBuffers() => _x0A = _x0B = _tmp = null;
+
+    private protected override SamplerBase WithSchedule(int steps, double[] timesteps, float[] sigmas) =>
+        new DpmSolverMultistepSampler(steps, timesteps, sigmas, _solverOrder);
 }

@@ -16,6 +16,7 @@ public sealed class EulerSampler : SamplerBase
 
     private protected override void ResetCore() { }
     private protected override void ForgetBuffers() { }
+    private protected override SamplerBase WithSchedule(int steps, double[] timesteps, float[] sigmas) => new EulerSampler(steps, timesteps, sigmas);
 }
 
 /// <summary>
@@ -64,4 +65,5 @@ public sealed class HeunSampler : SamplerBase
 
     private protected override void ResetCore() => _dt = null;
     private protected override void ForgetBuffers() => _saved = _derivative = _tmp = null;
+    private protected override SamplerBase WithSchedule(int steps, double[] timesteps, float[] sigmas) => new HeunSampler(steps, timesteps, sigmas);
 }

@@ -76,6 +76,22 @@ public abstract class SamplerBase : ISampler
         ResetCore();
     }
 
+    /// <summary>
+    /// A fresh sampler that runs calls <paramref name="firstCall"/>..Calls−1 of this schedule: its call 0 is this one's
+    /// <paramref name="firstCall"/>, its history empty — diffusers' set_timesteps then set_begin_index(firstCall), which
+    /// image-to-image uses. Multistep solvers therefore start first order (DPM-Solver++'s lower_order_nums = 0, UniPC
+    /// without a corrector: no last_sample), Heun with a predictor (firstCall must be a step's first call).
+    /// </summary>
+    /// <param name="steps">The user steps the tail covers (N − t_start).</param>
+    internal SamplerBase Tail(int firstCall, int steps)
+    {
+        if ((uint)firstCall >= (uint)Calls) throw new ArgumentOutOfRangeException(nameof(firstCall), firstCall, $"{Name}: the first call must be in [0, {Calls})");
+        return WithSchedule(steps, _timesteps[firstCall..], _sigmas[firstCall..]);
+    }
+
+    /// <summary>A new sampler of this kind and settings on the given schedule (timesteps [calls], sigmas [calls + 1]).</summary>
+    private protected abstract SamplerBase WithSchedule(int steps, double[] timesteps, float[] sigmas);
+
     /// <summary>One call; arguments are checked, <paramref name="call"/> is <see cref="NextCall"/>.</summary>
     private protected abstract void StepCore(int call, Tensor v, Tensor x);
 

@@ -155,4 +155,7 @@ public sealed class UniPCSampler : SamplerBase
         Array.Clear(_x0);
         _last = _t1 = _t2 = null;
     }
+
+    private protected override SamplerBase WithSchedule(int steps, double[] timesteps, float[] sigmas) =>
+        new UniPCSampler(steps, timesteps, sigmas, _solverOrder, _lowerOrderFinal);
 }
