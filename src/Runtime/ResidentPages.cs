@@ -10,7 +10,17 @@ namespace PureFlux.Runtime;
 /// </summary>
 public static partial class ResidentPages
 {
-    private const int MadvDontNeed = 4;
+    private const int MadvWillNeed = 3, MadvDontNeed = 4;
+
+    /// <summary>Asks the kernel to start reading a mapped range in (madvise WILLNEED: asynchronous readahead; a no-op off Linux).</summary>
+    public static void Prefetch(nint start, long bytes)
+    {
+        if (!OperatingSystem.IsLinux() || bytes <= 0) return;
+        long page = Environment.SystemPageSize;
+        long first = (long)start / page * page; // WILLNEED may round outward: reading a neighbour's page early is harmless
+        try { _ = Madvise((nint)first, (nuint)((long)start + bytes - first), MadvWillNeed); }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException) { }
+    }
 
     public static void Drop(nint start, long bytes)
     {

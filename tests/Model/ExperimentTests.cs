@@ -145,6 +145,9 @@ public class ExperimentTests
         Assert.Equal(Generate(TinySnapshot.Dir, true), Generate(TinySnapshot.Dir, false));
         string z = ZImageTinyDir.Value;
         Assert.Equal(Generate(z, true), Generate(z, false));
+        string f1 = Path.Combine(Path.GetTempPath(), $"pureflux-tests-exp-flux1-{Environment.ProcessId}");
+        if (!File.Exists(Path.Combine(f1, "model_index.json"))) PureFlux.Model.Flux1.Flux1RandomSnapshot.Write(f1, PureFlux.Model.Flux1.Flux1Preset.TinyDev, 7);
+        Assert.Equal(Generate(f1, true), Generate(f1, false));
     }
 
     private static readonly Lazy<string> ZImageTinyDir = new(() =>

@@ -74,6 +74,7 @@ public sealed class Flux1Model : IDiffusionModel, Bench.IStageFlopModel
     private readonly Dictionary<string, float[]> _promptCache = new();
     private Flux1Transformer? _transformer;
     private WeightSource? _transformerWeights;
+    private readonly bool _ropeCache;
     private AutoencoderKL? _vae;
     private ClipTokenizer? _clipTokenizer;
     private T5Tokenizer? _t5Tokenizer;
@@ -86,6 +87,7 @@ public sealed class Flux1Model : IDiffusionModel, Bench.IStageFlopModel
         _ownsSnapshot = ownsSnapshot;
         _device = device;
         _quant = options.Quant;
+        _ropeCache = options.RopeCache;
         DiskCache = options.PromptCache;
         var stored = StoredQuant;
         if (stored != QuantMode.None && _quant != QuantMode.None && _quant != stored)
@@ -470,6 +472,13 @@ public sealed class Flux1Model : IDiffusionModel, Bench.IStageFlopModel
                 _transformerWeights = _snapshot.OpenWeights("transformer");
                 try { _transformer = new Flux1Transformer(_snapshot.TransformerConfig, _transformerWeights.Loader(_device), _quant); }
                 catch { _transformerWeights.Dispose(); _transformerWeights = null; throw; }
+                // Weights used in place from the mapping (CPU, no load-time quantization) that are more than half of this
+                // machine's memory (the BF16 dev/schnell/Kontext transformer is 23.8 GB) are streamed: the next block is
+                // read ahead while one computes, and each block's pages leave the resident set once it ran, so the peak
+                // RSS holds about one block, not whatever the kernel kept.
+                var weights = _transformerWeights;
+                if (_device is CpuDevice && _quant == QuantMode.None && weights.TotalBytes > GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 2)
+                    _transformer.Streaming = ((_, next) => { if (next is not null) weights.Prefetch(next); }, weights.DropResident);
             }
             return _transformer;
         }
@@ -484,8 +493,10 @@ public sealed class Flux1Model : IDiffusionModel, Bench.IStageFlopModel
         var reference = images as KontextReference;
         var model = Transformer;
         float? guidance = model.Config.GuidanceEmbeds ? embeddedGuidance ?? Defaults.EmbeddedGuidance ?? 3.5f : null;
-        return new Flux1Denoiser(model, layout, textLength, reference, guidance, _device);
+        return new Flux1Denoiser(model, layout, textLength, reference, guidance, _device, _ropeCache);
     }
+
+    public IReadOnlySet<string> HonouredSwitches { get; } = new HashSet<string> { "rope-cache" };
 
     /// <summary>The transformer with the pipeline's conventions: t/1000, the guidance scale, Kontext reference tokens appended and cut off.</summary>
     private sealed class Flux1Denoiser : IDenoiser
@@ -493,20 +504,29 @@ public sealed class Flux1Model : IDiffusionModel, Bench.IStageFlopModel
         private readonly Flux1Transformer _model;
         private readonly KontextReference? _reference;
         private readonly float? _guidance;
-        private readonly Tensor _cos, _sin;
+        private Tensor _cos, _sin;
         private readonly int _textLength;
+        private readonly LatentLayout _layout;
+        private readonly Device _device;
+        private readonly bool _cacheRope;
         private Tensor? _joint;
 
-        public Flux1Denoiser(Flux1Transformer model, LatentLayout layout, int textLength, KontextReference? reference, float? guidance, Device device)
+        public Flux1Denoiser(Flux1Transformer model, LatentLayout layout, int textLength, KontextReference? reference, float? guidance, Device device, bool cacheRope)
         {
             _model = model;
             _reference = reference;
             _guidance = guidance;
             _textLength = textLength;
-            var (cos, sin) = model.RopeTables(textLength, layout.Rows, layout.Cols, reference?.Rows ?? 0, reference?.Cols ?? 0);
-            int hd = model.Config.AttentionHeadDim;
-            _cos = Tensor.FromSpan<float>(device, cos, new Shape(cos.Length / hd, hd));
-            _sin = Tensor.FromSpan<float>(device, sin, new Shape(sin.Length / hd, hd));
+            (_layout, _device, _cacheRope) = (layout, device, cacheRope);
+            (_cos, _sin) = BuildRope();
+        }
+
+        /// <summary>cos, sin [S_text + S_image (+ S_reference), head_dim] on the device.</summary>
+        private (Tensor Cos, Tensor Sin) BuildRope()
+        {
+            var (cos, sin) = _model.RopeTables(_textLength, _layout.Rows, _layout.Cols, _reference?.Rows ?? 0, _reference?.Cols ?? 0);
+            int hd = _model.Config.AttentionHeadDim;
+            return (Tensor.FromSpan<float>(_device, cos, new Shape(cos.Length / hd, hd)), Tensor.FromSpan<float>(_device, sin, new Shape(sin.Length / hd, hd)));
         }
 
         public void Predict(Tensor latents, TextConditioning text, float timestep, Tensor output, Action<string, Tensor>? trace = null)
@@ -514,6 +534,13 @@ public sealed class Flux1Model : IDiffusionModel, Bench.IStageFlopModel
             if (text.Pooled is null) throw new ArgumentException("FLUX.1 text conditioning needs the pooled CLIP vector (TextConditioning.Pooled)");
             if (text.Length != _textLength) throw new ArgumentException($"FLUX.1 denoiser: text has {text.Length} tokens; it was prepared for {_textLength}");
             int batch = latents.Shape[0], s = latents.Shape[1], c = latents.Shape[2];
+            if (!_cacheRope)
+            {
+                // rope-cache=off (an experiment): rebuilt and uploaded on every call.
+                _cos.Dispose();
+                _sin.Dispose();
+                (_cos, _sin) = BuildRope();
+            }
             Span<float> t = stackalloc float[batch];
             t.Fill(timestep / 1000f);
             Span<float> g = stackalloc float[_guidance is null ? 0 : batch];

@@ -92,6 +92,18 @@ public sealed class Flux1Transformer : IDisposable
     /// pipeline's guidance_scale (dev / Kontext; empty for schnell), cos/sin [S_txt + S_img, head_dim]. Writes output
     /// [B, S_out, out_channels] for the first S_out ≤ S_img image tokens. <paramref name="trace"/> is only called for B = 1.
     /// </summary>
+    /// <summary>
+    /// Weight streaming for weights larger than memory: before a block runs, <c>Starting(prefix, nextPrefix)</c> (the model
+    /// prefetches the next block, <see cref="Snapshot.WeightSource.Prefetch"/>); after it ran for the whole batch,
+    /// <c>Done(prefix)</c> (the model drops its pages, <see cref="Snapshot.WeightSource.DropResident"/>). Prefixes are the
+    /// blocks' weight names with a trailing dot ("transformer_blocks.3.").
+    /// </summary>
+    public (Action<string, string?> Starting, Action<string> Done)? Streaming { get; set; }
+
+    private string BlockPrefix(int i) => i < _double.Length ? $"transformer_blocks.{i}." : $"single_transformer_blocks.{i - _double.Length}.";
+    // After the last block comes the first one of the next model call.
+    private string NextBlockPrefix(int i) => BlockPrefix((i + 1) % (_double.Length + _single.Length));
+
     public void Forward(Tensor hidden, Tensor text, Tensor pooled, ReadOnlySpan<float> timesteps, ReadOnlySpan<float> guidance,
         Tensor cos, Tensor sin, Tensor output, Action<string, Tensor>? trace = null)
     {
@@ -130,10 +142,11 @@ public sealed class Flux1Transformer : IDisposable
         }
 
         // Double-stream blocks keep separate text / image weights, so they run per sample; single-stream blocks take
-        // the whole batch in each GEMM.
+        // the whole batch in each GEMM. Streaming hears each block start and finish.
         for (int i = 0; i < _double.Length; i++)
         {
             int block = i;
+            Streaming?.Starting(BlockPrefix(i), NextBlockPrefix(i));
             var (mImg, mTxt) = _double[i].Modulation(siluTemb);
             using (mImg)
             using (mTxt)
@@ -152,16 +165,19 @@ public sealed class Flux1Transformer : IDisposable
                 trace($"double.{block}.txt", x.Reshape(s, d).Slice(0, textLen));
                 trace($"double.{block}.img", x.Reshape(s, d).Slice(textLen, imgLen));
             }
+            Streaming?.Done(BlockPrefix(i));
         }
         for (int i = 0; i < _single.Length; i++)
         {
             int block = i;
+            Streaming?.Starting(BlockPrefix(_double.Length + i), NextBlockPrefix(_double.Length + i));
             _single[i].Forward(x, siluTemb, cos, sin, trace is null || block != 0 ? null : (n, t) => trace($"single.0.{n}", t));
             if (trace is not null)
             {
                 trace($"single.{block}.txt", x.Reshape(s, d).Slice(0, textLen));
                 trace($"single.{block}.img", x.Reshape(s, d).Slice(textLen, imgLen));
             }
+            Streaming?.Done(BlockPrefix(_double.Length + i));
         }
 
         using var mod = Tensor.Empty(dev, DType.F32, batch, 2, d);

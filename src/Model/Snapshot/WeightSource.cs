@@ -197,6 +197,14 @@ public sealed class WeightSource : IDisposable
                 ResidentPages.Drop(file.Pointer(name), file.Entry(name).Bytes);
     }
 
+    /// <summary>Starts reading in the mapped pages of every tensor whose name starts with <paramref name="prefix"/> (madvise WILLNEED), so the next block's weights arrive while this one computes.</summary>
+    public void Prefetch(string prefix)
+    {
+        foreach (var (name, file) in _fileOf)
+            if (name.StartsWith(prefix, StringComparison.Ordinal))
+                ResidentPages.Prefetch(file.Pointer(name), file.Entry(name).Bytes);
+    }
+
     /// <summary>Closes the files once every zero-copy tensor loaded from them is disposed too.</summary>
     public void Dispose()
     {
