@@ -47,7 +47,18 @@ internal static class Flux1MemoryEstimate
         double d = tc.InnerDim, f = tc.MlpHiddenDim, r = rows * seq;
         double block = F32 * r * (6 * d + 2 * f);
         double latents = F32 * batch * (imgTokens + refTokens) * tc.InChannels * 6;
-        stages.Add(new MemoryStage("denoising", Bytes(s.Transformer, quant), conditioning + block + latents, HostBytes: F32 * 2 * seq * tc.AttentionHeadDim));
+        // Streamed weights (larger than half the memory, used in place) hold the block in use and the one read ahead, plus
+        // the weights outside the blocks; the rest stays in the page cache or on disk, not in the resident set.
+        double transformerWeights = Bytes(s.Transformer, quant);
+        if (model.StreamsTransformerWeights)
+        {
+            var w = s.Transformer;
+            double BlockBytes(string prefix) => w.Names.Where(n => n.StartsWith(prefix, StringComparison.Ordinal)).Sum(n => (double)w.Entry(n).Bytes);
+            double doubleBlock = tc.NumLayers > 0 ? BlockBytes("transformer_blocks.0.") : 0, singleBlock = tc.NumSingleLayers > 0 ? BlockBytes("single_transformer_blocks.0.") : 0;
+            double inBlocks = tc.NumLayers * doubleBlock + tc.NumSingleLayers * singleBlock;
+            transformerWeights = transformerWeights - inBlocks + 2 * Math.Max(doubleBlock, singleBlock);
+        }
+        stages.Add(new MemoryStage("denoising", transformerWeights, conditioning + block + latents, HostBytes: F32 * 2 * seq * tc.AttentionHeadDim));
 
         double vaeWeights = Bytes(s.Vae, QuantMode.None);
         double c0 = vc.BlockOutChannels[0], px = width * height;

@@ -477,12 +477,16 @@ public sealed class Flux1Model : IDiffusionModel, Bench.IStageFlopModel
                 // read ahead while one computes, and each block's pages leave the resident set once it ran, so the peak
                 // RSS holds about one block, not whatever the kernel kept.
                 var weights = _transformerWeights;
-                if (_device is CpuDevice && _quant == QuantMode.None && weights.TotalBytes > GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 2)
+                if (StreamsTransformerWeights)
                     _transformer.Streaming = ((_, next) => { if (next is not null) weights.Prefetch(next); }, weights.DropResident);
             }
             return _transformer;
         }
     }
+
+    /// <summary>Whether the transformer streams its weights block by block (see <see cref="Transformer"/>): used in place on the CPU and more than half of this machine's memory.</summary>
+    internal bool StreamsTransformerWeights =>
+        _device is CpuDevice && _quant == QuantMode.None && _snapshot.Transformer.TotalBytes > GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 2;
 
     public IDenoiser PrepareDenoiser(LatentLayout layout, int textLength, IImageConditioning? images) =>
         PrepareDenoiser(layout, textLength, images, Defaults.EmbeddedGuidance);
