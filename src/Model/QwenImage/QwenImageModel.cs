@@ -5,11 +5,12 @@ using PureFlux.Model.Layers;
 using PureFlux.Model.Pipeline;
 using PureFlux.Model.Sampling;
 using PureFlux.Model.Scheduler;
+using PureFlux.Model.Snapshot;
 using PureFlux.Model.Text;
 
 namespace PureFlux.Model.QwenImage;
 
-/// <summary>The Qwen-Image family: diffusers' QwenImagePipeline (text-to-image).</summary>
+/// <summary>The Qwen-Image family: diffusers' QwenImagePipeline (text-to-image) and QwenImageImg2ImgPipeline (--init-image).</summary>
 public sealed class QwenImageFamily : IModelFamily
 {
     public string Name => "qwen-image";
@@ -40,7 +41,7 @@ public sealed class QwenImageModel : IDiffusionModel
     private readonly QuantMode _quant;
     private readonly Dictionary<string, float[]> _promptCache = new();
     private QwenImageTransformer? _transformer;
-    private PureFlux.Model.Snapshot.WeightSource? _transformerWeights;
+    private WeightSource? _transformerWeights;
     private QwenImageVae? _vae;
     private Qwen3Tokenizer? _tokenizer;
     private string? _encoderIdentity;
@@ -70,7 +71,7 @@ public sealed class QwenImageModel : IDiffusionModel
     public QwenImageSnapshot Snapshot => _snapshot;
     public ModelDefaults Defaults { get; }
     public QuantMode Quant => _quant == QuantMode.None ? StoredQuant : _quant;
-    private QuantMode StoredQuant => _snapshot.Transformer.Files.Select(f => f.Metadata.TryGetValue(PureFlux.Model.Snapshot.QuantizedSnapshot.MetadataKey, out var m) ? m : null).FirstOrDefault(m => m is not null) switch
+    private QuantMode StoredQuant => _snapshot.Transformer.Files.Select(f => f.Metadata.TryGetValue(QuantizedSnapshot.MetadataKey, out var m) ? m : null).FirstOrDefault(m => m is not null) switch
     {
         "int8" => QuantMode.Int8,
         "int4" => QuantMode.Int4,
@@ -201,7 +202,100 @@ public sealed class QwenImageModel : IDiffusionModel
     }
 
     public IImageConditioning EncodeImages(IReadOnlyList<RgbImage> images, StageTimer? timer, Action<string, Tensor>? trace = null) =>
-        throw new NotSupportedException("Qwen-Image text-to-image takes no reference images (--ref-image); image editing (Qwen-Image-Edit) is not supported");
+        throw new NotSupportedException("Qwen-Image text-to-image takes no reference images (--ref-image); image editing (Qwen-Image-Edit) is not supported; --init-image runs image-to-image");
+
+    /// <summary>
+    /// The init image as the VAE takes it, [3, H, W] in [−1, 1], used instead of resizing and normalising
+    /// <see cref="GenerationJob.InitImage"/> when set (owned by the caller). The golden sets give the pipeline a float
+    /// image that 8-bit RGB cannot hold.
+    /// </summary>
+    public Tensor? PreprocessedInitImage { get; set; }
+
+    /// <summary>RGB bytes → [3, H, W] in [−1, 1] (x/255·2 − 1, as VaeImageProcessor normalises), resized with Pillow's Lanczos first when the size differs.</summary>
+    private Tensor Preprocess(RgbImage image, int width, int height)
+    {
+        var resized = image.Width == width && image.Height == height ? image : LanczosResize.Resize(image, width, height);
+        int plane = width * height;
+        var chw = new float[3 * plane];
+        for (int p = 0; p < plane; p++)
+            for (int ch = 0; ch < 3; ch++)
+                chw[ch * plane + p] = resized.Rgb[3 * p + ch] / 255f * 2f - 1f;
+        return Tensor.FromSpan<float>(_device, chw, new Shape(3, height, width));
+    }
+
+    /// <summary>
+    /// QwenImageImg2ImgPipeline's start latents: the image at the output size → VAE moments → per image b, from the
+    /// generator seeded seed + b, ε (posterior sample z = mean + std·ε) then the noise → (z − latents_mean) · (1/latents_std)
+    /// → σ·noise + (1 − σ)·z → packed [B, S, 64]. Given ε / noise are [B, 16, h, w] (or the pipeline's 5-D [B, 16, 1, h, w] /
+    /// [B, 1, 16, h, w]: the same order for one frame). Traces img2img.image_latents and img2img.noisy_latents [16, h, w] of image 0.
+    /// </summary>
+    public Tensor EncodeInitImage(RgbImage image, LatentLayout layout, int batch, ulong seed, float sigma, Tensor? posteriorNoise, Tensor? noise,
+        Action<string, Tensor>? trace = null)
+    {
+        int c = LatentChannels, h = 2 * layout.Rows, w = 2 * layout.Cols, n = c * h * w;
+        foreach (var (given, what) in new[] { (posteriorNoise, "posterior noise"), (noise, "noise") })
+            if (given is not null && (given.Shape[0] != batch || given.Shape.Count != (long)batch * n))
+                throw new ArgumentException($"image-to-image: {what} has shape {given.Shape}; expected [{batch}, {c}, {h}, {w}] for {batch} image(s) of {layout.Width}x{layout.Height}");
+        if (PreprocessedInitImage is { } pre && !(pre.Shape.Count == 3L * layout.Width * layout.Height && pre.Shape[pre.Rank - 1] == layout.Width))
+            throw new ArgumentException($"image-to-image: the preprocessed init image has shape {pre.Shape}; expected [3, {layout.Height}, {layout.Width}]");
+        var vae = VaeWithEncoder;
+        float[] mean, std;
+        using (var own = PreprocessedInitImage is null ? Preprocess(image, layout.Width, layout.Height) : null)
+        {
+            var pixels = own ?? PreprocessedInitImage!.Reshape(3, layout.Height, layout.Width);
+            trace?.Invoke("init_image.preprocessed", pixels);
+            using var moments = vae.EncodeMoments(pixels);
+            var m = moments.ToFloatArray();
+            mean = m[..n];
+            // DiagonalGaussianDistribution: logvar clamped to [−30, 20], std = exp(0.5·logvar) in float32.
+            std = m[n..].Select(v => MathF.Exp(0.5f * Math.Clamp(v, -30f, 20f))).ToArray();
+        }
+        var packed = Tensor.Empty(_device, DType.F32, batch, layout.Tokens, layout.Channels);
+        try
+        {
+            var eps = new float[n];
+            var nz = new float[n];
+            using var zT = Tensor.Empty(_device, DType.F32, c, h, w);
+            using var noiseT = Tensor.Empty(_device, DType.F32, c, h, w);
+            for (int b = 0; b < batch; b++)
+            {
+                var gen = new GaussianNoise(seed + (ulong)b);
+                if (posteriorNoise is null) gen.Fill(eps);
+                else posteriorNoise.Slice(b, 1).ToFloatArray().CopyTo(eps, 0);
+                if (noise is null) gen.Fill(nz);
+                else noise.Slice(b, 1).ToFloatArray().CopyTo(nz, 0);
+                zT.CopyFrom<float>(ImageLatents(_snapshot.VaeConfig, mean, std, eps, h * w));
+                if (b == 0) trace?.Invoke("img2img.image_latents", zT);
+                // scale_noise: σ·noise + (1 − σ)·z, each product rounded, then the sum (torch's order).
+                noiseT.CopyFrom<float>(nz);
+                Elementwise.Combine(sigma, noiseT, 1f - sigma, zT, zT);
+                if (b == 0) trace?.Invoke("img2img.noisy_latents", zT);
+                Pack(zT, packed.Slice(b, 1).Reshape(layout.Tokens, layout.Channels), layout);
+            }
+        }
+        catch { packed.Dispose(); throw; }
+        return packed;
+    }
+
+    /// <summary>
+    /// img2img's image latents [16, pixels] (float32 as torch): the posterior sample z = mean + std·ε, then
+    /// (z − latents_mean) · (1 / latents_std) per channel.
+    /// </summary>
+    public static float[] ImageLatents(QwenImageVaeConfig c, float[] mean, float[] std, float[] eps, int pixels)
+    {
+        var y = new float[mean.Length];
+        for (int ch = 0; ch < c.ZDim; ch++)
+        {
+            float inv = 1f / c.LatentsStd[ch];
+            for (int i = 0; i < pixels; i++)
+            {
+                int at = ch * pixels + i;
+                float z = mean[at] + std[at] * eps[at];
+                y[at] = (z - c.LatentsMean[ch]) * inv;
+            }
+        }
+        return y;
+    }
 
     // ------------------------------------------------------------------ sampler and denoiser
 
@@ -273,7 +367,20 @@ public sealed class QwenImageModel : IDiffusionModel
 
     // ------------------------------------------------------------------ decode
 
+    /// <summary>The VAE (the decoder, and the encoder once image-to-image has asked for it).</summary>
     public QwenImageVae Vae => _vae ??= new QwenImageVae(_snapshot.VaeConfig, _snapshot.Vae.Loader(_device), withEncoder: false);
+
+    private QwenImageVae VaeWithEncoder
+    {
+        get
+        {
+            if (_vae is { HasEncoder: true }) return _vae;
+            if (!_snapshot.Vae.Names.Any(n => n.StartsWith("encoder.", StringComparison.Ordinal)))
+                throw new SnapshotException($"{_snapshot.Vae.Name}: the VAE has no encoder weights (encoder.*), which --init-image needs");
+            _vae?.Dispose();
+            return _vae = new QwenImageVae(_snapshot.VaeConfig, _snapshot.Vae.Loader(_device), withEncoder: true);
+        }
+    }
 
     /// <summary>Packed latents [S, 64] → [16, h, w] (the inverse of the packing).</summary>
     public void Unpack(Tensor packed, Tensor chw, LatentLayout layout)
