@@ -11,8 +11,24 @@ using PureFlux.Model.Text;
 namespace PureFlux.Model.QwenImage;
 
 /// <summary>The Qwen-Image family: diffusers' QwenImagePipeline (text-to-image) and QwenImageImg2ImgPipeline (--init-image).</summary>
-public sealed class QwenImageFamily : IModelFamily
+public sealed class QwenImageFamily : IModelFamily, IQuantizableFamily
 {
+    /// <summary>
+    /// The transformer's quantizable linears (the 60 blocks' and txt_in; img_in, the timestep MLP, norm_out and proj_out
+    /// stay as stored, as with --quant) and the language model's linears as int8/int4, as Z-Image does.
+    /// </summary>
+    public void Quantize(string source, QuantMode mode, string destination, Action<string>? log = null)
+    {
+        using var s = QwenImageSnapshot.Open(source);
+        QuantizedSnapshot.Write(s.Directory, QuantizedSnapshot.StoredMode(s.Transformer),
+        [
+            new QuantizableComponent("transformer", "diffusion_pytorch_model.safetensors", () => s.OpenWeights("transformer"),
+                (load, _) => new QwenImageTransformer(s.TransformerConfig, load, mode)),
+            new QuantizableComponent("text_encoder", "model.safetensors", () => s.OpenWeights("text_encoder"),
+                (load, w) => s.CreateTextEncoder(QwenImageSnapshot.LanguageModelNames(w, load), mode)),
+        ], mode, destination, log);
+    }
+
     public string Name => "qwen-image";
     public IReadOnlyList<string> PipelineClasses { get; } = QwenImageSnapshot.PipelineClasses;
 
