@@ -52,12 +52,13 @@ internal static class BenchCommand
         var sampler = new Option<string?>("--sampler") { Description = "euler, dpm++2m, unipc or heun (default: the model's)" };
         var guidance = new Option<float?>("--guidance", "-g") { Description = "CFG scale (> 1 runs the unconditional pass; a distilled snapshot ignores it)" };
         var cfgMode = new Option<string>("--cfg-mode") { Description = "sequential or batched", DefaultValueFactory = _ => "sequential" };
+        var negative = new Option<string?>("--negative-prompt") { Description = "Negative prompt (Qwen-Image's true CFG runs only with one)" };
         var interval = new Option<string?>("--guidance-interval") { Description = "LO,HI: σ range where the unconditional pass runs" };
         var batch = new Option<int>("--batch-size", "-b") { Description = "Images per prompt", DefaultValueFactory = _ => 1 };
         var device = CommonOptions.Device();
         device.DefaultValueFactory = _ => "cpu";
         var cmd = new Command("e2e", "Time text encoding, each denoising step and the VAE; GFLOP/s, % of peak, memory; quantization error.")
-            { model, preset, size, steps, seed, prompt, quant, quality, peak, warmup, json, profile, sampler, guidance, cfgMode, interval, batch, device };
+            { model, preset, size, steps, seed, prompt, quant, quality, peak, warmup, json, profile, sampler, guidance, negative, cfgMode, interval, batch, device };
         cmd.SetAction(parse =>
         {
             string q = parse.GetValue(quant)!.ToLowerInvariant();
@@ -72,6 +73,7 @@ internal static class BenchCommand
                 Profile = parse.GetValue(profile),
                 Sampler = parse.GetValue(sampler) is { } sk ? PureFlux.Model.Scheduler.Samplers.Parse(sk) : null,
                 Guidance = parse.GetValue(guidance),
+                NegativePrompt = parse.GetValue(negative),
                 CfgMode = GenerateCommand.ParseCfgMode(parse.GetValue(cfgMode)!),
                 GuidanceInterval = parse.GetValue(interval) is { } iv ? GenerateCommand.ParseInterval(iv) : null,
                 BatchSize = parse.GetValue(batch),

@@ -59,6 +59,7 @@ public sealed record E2eBenchOptions(int Width = 256, int Height = 256, int Step
     /// <summary>Sampler, guidance scale, CFG mode, guidance interval and negative prompt, as generate takes them (null: the model's defaults).</summary>
     public SamplerKind? Sampler { get; init; }
     public float? Guidance { get; init; }
+    public string? NegativePrompt { get; init; }
     public CfgMode CfgMode { get; init; } = CfgMode.Sequential;
     public (float Lo, float Hi)? GuidanceInterval { get; init; }
     public int BatchSize { get; init; } = 1;
@@ -67,6 +68,7 @@ public sealed record E2eBenchOptions(int Width = 256, int Height = 256, int Step
     public GenerationJob Job(int? width = null, int? height = null, int? steps = null) => new()
     {
         Prompts = [Prompt],
+        NegativePrompts = NegativePrompt is null ? null : [NegativePrompt],
         Width = width ?? Width,
         Height = height ?? Height,
         Steps = steps ?? Steps,

@@ -48,7 +48,7 @@ public sealed class QwenImageFamily : IModelFamily, IQuantizableFamily
 /// token to ‖c‖ (<see cref="GuidanceOptions.PerTokenNormRescale"/>), on when s &gt; 1 and a negative prompt is given
 /// (the pipeline's true_cfg_scale, default 4.0; without a negative prompt it runs unguided). 50 steps by default.
 /// </summary>
-public sealed class QwenImageModel : IDiffusionModel
+public sealed class QwenImageModel : IDiffusionModel, Bench.IStageFlopModel
 {
     private static readonly IModelFamily FamilyInstance = new QwenImageFamily();
     private readonly QwenImageSnapshot _snapshot;
@@ -123,6 +123,22 @@ public sealed class QwenImageModel : IDiffusionModel
         catch { embeds.Dispose(); throw; }
         var mask = Tensor.FromSpan<float>(_device, maskH, new Shape(prompts.Count, len));
         return new TextConditioning(embeds, mask, warning: warnings.Count == 0 ? null : string.Join("; ", warnings.Distinct()));
+    }
+
+    /// <summary>
+    /// Stage FLOPs for bench e2e: the formatted prompt's ids through every language-model layer, one transformer pass on
+    /// its kept tokens (bench e2e counts a step's passes: two under true CFG, the negative prompt padded to the same length,
+    /// so a negative prompt longer than the prompt is undercounted), the VAE decoder.
+    /// </summary>
+    public Bench.StageFlops Flops(string prompt, int width, int height)
+    {
+        var (ids, kept, _) = QwenImagePrompt.Tokenize(Tokenizer, prompt);
+        int tokens = (height / 16) * (width / 16);
+        var te = _snapshot.TextEncoderConfig;
+        return new Bench.StageFlops(kept, tokens,
+            Bench.FlopModel.TextEncoder(te, ids.Length, te.NumHiddenLayers),
+            QwenImageFlops.TransformerPass(_snapshot.TransformerConfig, kept, tokens),
+            QwenImageFlops.VaeDecode(_snapshot.VaeConfig, height / 8, width / 8));
     }
 
     private static string MemoryKey(int[] ids) => string.Join(',', ids);
