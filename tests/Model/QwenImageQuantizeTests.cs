@@ -10,7 +10,7 @@ namespace PureFlux.Tests.Model;
 /// <summary>
 /// <c>pureflux quantize</c> on the tiny golden Qwen-Image snapshot (F32 weights, as the reference repo): the int8 / int4
 /// snapshot opens, reports its stored mode, generates bit-identically to load-time <c>--quant</c> on the source and close
-/// to the unquantized run.
+/// to the unquantized run; <c>make-model --quant</c> writes the same tensors as quantizing the BF16 random snapshot.
 /// </summary>
 public sealed class QwenImageQuantizeTests : IDisposable
 {
@@ -63,5 +63,47 @@ public sealed class QwenImageQuantizeTests : IDisposable
         Assert.NotEqual(0, code);
         Assert.Contains("already quantized", err);
         Assert.Single(err.Trim().Split('\n'));
+    }
+
+    [Theory]
+    [InlineData("int8")]
+    [InlineData("int4")]
+    public void Make_model_with_quant_equals_quantizing_the_bf16_random_snapshot_and_generates(string name)
+    {
+        if (!string.IsNullOrWhiteSpace(Environment.GetEnvironmentVariable("PUREFLUX_TEST_BACKENDS")))
+            Assert.Skip("host-side CLI tests run in the main pass only");
+        string direct = Path.Combine(_dir, "direct"), bf16 = Path.Combine(_dir, "bf16"), quantized = Path.Combine(_dir, "quantized");
+        var (code, _, err) = Run("make-model", "--preset", "qwen-image-tiny", "--random", "--seed", "5", "--quant", name, "--out", direct);
+        Assert.True(code == 0, err);
+        (code, _, err) = Run("make-model", "--preset", "qwen-image-tiny", "--random", "--seed", "5", "--out", bf16);
+        Assert.True(code == 0, err);
+        (code, _, err) = Run("quantize", "--model", bf16, "--quant", name, "--out", quantized);
+        Assert.True(code == 0, err);
+        foreach (var file in new[] { "transformer/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors", "vae/diffusion_pytorch_model.safetensors" })
+        {
+            using var a = SafetensorsFile.Open(Path.Combine(direct, file));
+            using var b = SafetensorsFile.Open(Path.Combine(quantized, file));
+            Assert.Equal(b.Names.Order(StringComparer.Ordinal), a.Names.Order(StringComparer.Ordinal));
+            foreach (var n in b.Names)
+            {
+                Assert.True(a.Entry(n).DType == b.Entry(n).DType && a.Entry(n).Shape.ToArray().SequenceEqual(b.Entry(n).Shape.ToArray()), $"{file} {n}: {a.Entry(n).DType} {a.Entry(n).Shape} vs {b.Entry(n).DType} {b.Entry(n).Shape}");
+                Assert.True(a.Bytes(n).SequenceEqual(b.Bytes(n)), $"{file} {n}: bytes differ");
+            }
+        }
+        Assert.Contains(Directory.EnumerateFiles(quantized, "*.safetensors", SearchOption.AllDirectories),
+            f => { using var g = SafetensorsFile.Open(f); return g.Names.Any(n => g.Entry(n).DType is DType.I8 or DType.I4); });
+        (code, _, err) = Run("generate", "--model", direct, "--prompt", "a red fox", "-W", "32", "-H", "32", "--steps", "2", "--out", Path.Combine(_dir, "d.png"), "--no-prompt-cache");
+        Assert.True(code == 0, err);
+        (code, _, err) = Run("generate", "--model", quantized, "--prompt", "a red fox", "-W", "32", "-H", "32", "--steps", "2", "--out", Path.Combine(_dir, "q.png"), "--no-prompt-cache");
+        Assert.True(code == 0, err);
+        Assert.Equal(PureFlux.Model.Image.ImageFile.Load(Path.Combine(_dir, "q.png")).Rgb, PureFlux.Model.Image.ImageFile.Load(Path.Combine(_dir, "d.png")).Rgb);
+
+        (code, _, err) = Run("make-model", "--preset", "qwen-image-tiny", "--random", "--quant", "int3", "--out", Path.Combine(_dir, "bad"));
+        Assert.NotEqual(0, code);
+        Assert.Contains("--quant int3", err);
+        (code, _, err) = Run("make-model", "--preset", "zimage-tiny", "--random", "--quant", name, "--out", Path.Combine(_dir, "bad"));
+        Assert.NotEqual(0, code);
+        Assert.Contains("--quant applies to the Qwen-Image presets", err);
+        Assert.False(Directory.Exists(Path.Combine(_dir, "bad")));
     }
 }
