@@ -148,6 +148,9 @@ public class ExperimentTests
         string f1 = Path.Combine(Path.GetTempPath(), $"pureflux-tests-exp-flux1-{Environment.ProcessId}");
         if (!File.Exists(Path.Combine(f1, "model_index.json"))) PureFlux.Model.Flux1.Flux1RandomSnapshot.Write(f1, PureFlux.Model.Flux1.Flux1Preset.TinyDev, 7);
         Assert.Equal(Generate(f1, true), Generate(f1, false));
+        string qi = Path.Combine(Path.GetTempPath(), $"pureflux-tests-exp-qwen-{Environment.ProcessId}");
+        if (!File.Exists(Path.Combine(qi, "model_index.json"))) PureFlux.Model.QwenImage.QwenImageRandomSnapshot.Write(qi, PureFlux.Model.QwenImage.QwenImagePreset.Tiny, 3);
+        Assert.Equal(Generate(qi, true), Generate(qi, false));
     }
 
     private static readonly Lazy<string> ZImageTinyDir = new(() =>

@@ -54,7 +54,7 @@ internal static class BenchCommand
         var cfgMode = new Option<string>("--cfg-mode") { Description = "sequential or batched", DefaultValueFactory = _ => "sequential" };
         var interval = new Option<string?>("--guidance-interval") { Description = "LO,HI: σ range where the unconditional pass runs" };
         var batch = new Option<int>("--batch-size", "-b") { Description = "Images per prompt", DefaultValueFactory = _ => 1 };
-        var negative = new Option<string?>("--negative-prompt", "-n") { Description = "Negative prompt (CFG's unconditional pass; FLUX.1 true CFG with --true-cfg)" };
+        var negative = new Option<string?>("--negative-prompt", "-n") { Description = "Negative prompt (CFG's unconditional pass; FLUX.1 true CFG with --true-cfg; Qwen-Image's true CFG runs only with one)" };
         var trueCfg = new Option<float?>("--true-cfg") { Description = "FLUX.1: true-CFG scale with --negative-prompt (on above 1: two transformer passes per step)" };
         var device = CommonOptions.Device();
         device.DefaultValueFactory = _ => "cpu";

@@ -285,26 +285,9 @@ public sealed class QwenImageGoldenSet(string goldenDir, Device device, Action<s
         add("vae encode", "enc.latent_std", g.ReadFloats("enc.latent_std"), std, ForwardTolerance);
         if (g.Contains("enc.posterior_eps") && g.Contains("enc.pipeline_image_latents"))
             add("vae encode", "enc.pipeline_image_latents", g.ReadFloats("enc.pipeline_image_latents"),
-                ImageLatents(s.VaeConfig, mean, std, g.ReadFloats("enc.posterior_eps"), px), ForwardTolerance);
+                QwenImageModel.ImageLatents(s.VaeConfig, mean, std, g.ReadFloats("enc.posterior_eps"), px), ForwardTolerance);
         add("vae", "latents_mean", g.ReadFloats("latents_mean"), s.VaeConfig.LatentsMean, 0);
         add("vae", "latents_std", g.ReadFloats("latents_std"), s.VaeConfig.LatentsStd, 0);
-    }
-
-    /// <summary>img2img's image latents: posterior sample mean + std·eps, then (z − latents_mean) · (1 / latents_std), float32.</summary>
-    public static float[] ImageLatents(QwenImageVaeConfig c, float[] mean, float[] std, float[] eps, int pixels)
-    {
-        var y = new float[mean.Length];
-        for (int ch = 0; ch < c.ZDim; ch++)
-        {
-            float inv = 1f / c.LatentsStd[ch];
-            for (int i = 0; i < pixels; i++)
-            {
-                int at = ch * pixels + i;
-                float z = mean[at] + std[at] * eps[at];
-                y[at] = (z - c.LatentsMean[ch]) * inv;
-            }
-        }
-        return y;
     }
 
     // ------------------------------------------------------------------ pipelines
@@ -388,18 +371,75 @@ public sealed class QwenImageGoldenSet(string goldenDir, Device device, Action<s
         add(comp, "image_pt", g.ReadFloats("image_pt"), pt, PipelineTolerance);
     }
 
-    /// <summary>Img2img is not built yet (issue 13 follow-up): its image-encoding half is checked, the rest reported as missing.</summary>
+    /// <summary>
+    /// QwenImageImg2ImgPipeline through the engine: the file's float image (2x − 1, handed to the model as its
+    /// preprocessed init image), its posterior ε and noise; then the image latents, the noised start latents, every
+    /// step of the schedule's tail (t_start from the strength), the final latents and the decoded image.
+    /// </summary>
     private void Img2Img(QwenImageSnapshot s, SafetensorsFile g, string comp)
     {
-        using var weights = s.OpenWeights("vae");
-        using var vae = new QwenImageVae(s.VaeConfig, weights.Loader(device));
-        var es = g.Entry("inputs.vae_encode_input").Shape;
-        using var image = g.LoadF32("inputs.vae_encode_input", device);
-        using var moments = vae.EncodeMoments(image.Reshape(es[1], es[3], es[4]));
-        var m = moments.ToFloatArray();
-        int zc = s.VaeConfig.ZDim, px = m.Length / (2 * zc);
-        var std = m[(zc * px)..].Select(v => MathF.Exp(0.5f * Math.Clamp(v, -30f, 20f))).ToArray();
-        add(comp, "img2img.image_latents", g.ReadFloats("img2img.image_latents"), ImageLatents(s.VaeConfig, m[..(zc * px)], std, g.ReadFloats("img2img.posterior_eps"), px), PipelineTolerance);
-        add(comp, "img2img denoising (not implemented)", [1], [float.NaN], 0);
+        using var model = new QwenImageModel(s, device);
+        var imageShape = g.Entry("inputs.image").Shape; // [1, 3, H, W] in [0, 1]
+        int height = imageShape[2], width = imageShape[3];
+        int steps = g.Entry("sigmas").Shape[0] - 1;
+        // As a double: the float 0.6 would give 5 · 0.6 = 3.0000001 and t_start 1 instead of 2.
+        double strength = Params() is { } prm && prm.TryGetProperty("img2img", out var i2i) && i2i.TryGetProperty("strength", out var st) ? st.GetDouble() : 0.6;
+        using var text = Encode(model, g, "inputs.input_ids", "inputs.attention_mask", device);
+        add(comp, "prompt_embeds", g.ReadFloats("prompt_embeds"), text.Embeds.ToFloatArray(), ForwardTolerance);
+
+        var layout = model.Layout(width, height);
+        int start = Img2ImgStart(steps, strength);
+        using (var sampler = model.CreateSampler(SamplerKind.Euler, steps, layout))
+        {
+            add(comp, "sigmas", g.ReadFloats("sigmas"), sampler.Sigmas, 0);
+            add(comp, "timesteps", g.ReadFloats("timesteps"), Enumerable.Range(start, sampler.Calls - start).Select(sampler.Timestep).ToArray(), 0);
+            add(comp, "img2img.latent_timestep", g.ReadFloats("img2img.latent_timestep"), [sampler.Timestep(start)], 0);
+        }
+        // VaeImageProcessor.normalize: 2x − 1 in float32.
+        var pixels = g.ReadFloats("inputs.image").Select(v => 2f * v - 1f).ToArray();
+        add(comp, "inputs.vae_encode_input", g.ReadFloats("inputs.vae_encode_input"), pixels, 0);
+        using var pixelsT = Tensor.FromSpan<float>(device, pixels, new Shape(3, height, width));
+        model.PreprocessedInitImage = pixelsT;
+        using var eps = g.LoadF32("img2img.posterior_eps", device);
+        using var noise = g.LoadF32("img2img.noise", device);
+        var job = new GenerationJob
+        {
+            PromptEmbeds = text, Noise = noise, InitImagePosteriorNoise = eps, Width = width, Height = height, Steps = steps,
+            // A placeholder of the right size: the model encodes PreprocessedInitImage instead.
+            InitImage = new Image.RgbImage(new byte[3 * width * height], width, height), Strength = strength, Guidance = 1f,
+        };
+        int stepsSeen = 0;
+        float[]? last = null;
+        var result = GenerationEngine.Run(model, job, new GenerationHooks
+        {
+            Trace = (n, t) =>
+            {
+                switch (n)
+                {
+                    case "img2img.image_latents" or "img2img.noisy_latents": Compare(comp, g, n, t, ForwardTolerance); break;
+                    case "latents.initial_packed":
+                        last = t.ToFloatArray();
+                        add(comp, "inputs.initial_latents_packed", g.ReadFloats("inputs.initial_latents_packed"), last, ForwardTolerance);
+                        break;
+                    case "final_latents_unpacked" or "vae_input": Compare(comp, g, n, t, PipelineTolerance); break;
+                    case "decoded_image": Compare(comp, g, "decoded", t, PipelineTolerance); break;
+                }
+            },
+            OnStep = r =>
+            {
+                stepsSeen++;
+                string p = $"step.{r.Step}.";
+                add(comp, p + "transformer_in.hidden_states", g.ReadFloats(p + "transformer_in.hidden_states"), last ?? [], PipelineTolerance);
+                add(comp, p + "transformer_in.timestep", g.ReadFloats(p + "transformer_in.timestep"), [r.Timestep / 1000f], 0);
+                Compare(comp, g, p + "noise_pred", r.Prediction, PipelineTolerance);
+                last = r.Latents.ToFloatArray();
+                add(comp, p + "latents_after", g.ReadFloats(p + "latents_after"), last, PipelineTolerance);
+            },
+        });
+        int expectedSteps = g.Names.Count(n => n.StartsWith("step.", StringComparison.Ordinal) && n.EndsWith(".latents_after", StringComparison.Ordinal));
+        add(comp, "steps run", [expectedSteps], [stepsSeen], 0);
+        add(comp, "final_latents_packed", g.ReadFloats("final_latents_packed"), last ?? [], PipelineTolerance);
+        var pt = result.Decoded.Select(v => Math.Clamp(v / 2f + 0.5f, 0f, 1f)).ToArray();
+        add(comp, "image_pt", g.ReadFloats("image_pt"), pt, PipelineTolerance);
     }
 }

@@ -5,13 +5,30 @@ using PureFlux.Model.Layers;
 using PureFlux.Model.Pipeline;
 using PureFlux.Model.Sampling;
 using PureFlux.Model.Scheduler;
+using PureFlux.Model.Snapshot;
 using PureFlux.Model.Text;
 
 namespace PureFlux.Model.QwenImage;
 
-/// <summary>The Qwen-Image family: diffusers' QwenImagePipeline (text-to-image).</summary>
-public sealed class QwenImageFamily : IModelFamily
+/// <summary>The Qwen-Image family: diffusers' QwenImagePipeline (text-to-image) and QwenImageImg2ImgPipeline (--init-image).</summary>
+public sealed class QwenImageFamily : IModelFamily, IQuantizableFamily
 {
+    /// <summary>
+    /// The transformer's quantizable linears (the 60 blocks' and txt_in; img_in, the timestep MLP, norm_out and proj_out
+    /// stay as stored, as with --quant) and the language model's linears as int8/int4, as Z-Image does.
+    /// </summary>
+    public void Quantize(string source, QuantMode mode, string destination, Action<string>? log = null)
+    {
+        using var s = QwenImageSnapshot.Open(source);
+        QuantizedSnapshot.Write(s.Directory, QuantizedSnapshot.StoredMode(s.Transformer),
+        [
+            new QuantizableComponent("transformer", "diffusion_pytorch_model.safetensors", () => s.OpenWeights("transformer"),
+                (load, _) => new QwenImageTransformer(s.TransformerConfig, load, mode)),
+            new QuantizableComponent("text_encoder", "model.safetensors", () => s.OpenWeights("text_encoder"),
+                (load, w) => s.CreateTextEncoder(QwenImageSnapshot.LanguageModelNames(w, load), mode)),
+        ], mode, destination, log);
+    }
+
     public string Name => "qwen-image";
     public IReadOnlyList<string> PipelineClasses { get; } = QwenImageSnapshot.PipelineClasses;
 
@@ -31,16 +48,17 @@ public sealed class QwenImageFamily : IModelFamily
 /// token to ‖c‖ (<see cref="GuidanceOptions.PerTokenNormRescale"/>), on when s &gt; 1 and a negative prompt is given
 /// (the pipeline's true_cfg_scale, default 4.0; without a negative prompt it runs unguided). 50 steps by default.
 /// </summary>
-public sealed class QwenImageModel : IDiffusionModel
+public sealed class QwenImageModel : IDiffusionModel, Bench.IStageFlopModel
 {
     private static readonly IModelFamily FamilyInstance = new QwenImageFamily();
     private readonly QwenImageSnapshot _snapshot;
     private readonly bool _ownsSnapshot;
     private readonly Device _device;
     private readonly QuantMode _quant;
+    private readonly bool _ropeCache;
     private readonly Dictionary<string, float[]> _promptCache = new();
     private QwenImageTransformer? _transformer;
-    private PureFlux.Model.Snapshot.WeightSource? _transformerWeights;
+    private WeightSource? _transformerWeights;
     private QwenImageVae? _vae;
     private Qwen3Tokenizer? _tokenizer;
     private string? _encoderIdentity;
@@ -52,6 +70,7 @@ public sealed class QwenImageModel : IDiffusionModel
         _ownsSnapshot = ownsSnapshot;
         _device = device;
         _quant = options.Quant;
+        _ropeCache = options.RopeCache;
         DiskCache = options.PromptCache;
         int last = snapshot.TextEncoderConfig.NumHiddenLayers;
         if (options.TextLayers is { } layers && !(layers.Length == 1 && layers[0] == last))
@@ -70,7 +89,7 @@ public sealed class QwenImageModel : IDiffusionModel
     public QwenImageSnapshot Snapshot => _snapshot;
     public ModelDefaults Defaults { get; }
     public QuantMode Quant => _quant == QuantMode.None ? StoredQuant : _quant;
-    private QuantMode StoredQuant => _snapshot.Transformer.Files.Select(f => f.Metadata.TryGetValue(PureFlux.Model.Snapshot.QuantizedSnapshot.MetadataKey, out var m) ? m : null).FirstOrDefault(m => m is not null) switch
+    private QuantMode StoredQuant => _snapshot.Transformer.Files.Select(f => f.Metadata.TryGetValue(QuantizedSnapshot.MetadataKey, out var m) ? m : null).FirstOrDefault(m => m is not null) switch
     {
         "int8" => QuantMode.Int8,
         "int4" => QuantMode.Int4,
@@ -106,6 +125,22 @@ public sealed class QwenImageModel : IDiffusionModel
         catch { embeds.Dispose(); throw; }
         var mask = Tensor.FromSpan<float>(_device, maskH, new Shape(prompts.Count, len));
         return new TextConditioning(embeds, mask, warning: warnings.Count == 0 ? null : string.Join("; ", warnings.Distinct()));
+    }
+
+    /// <summary>
+    /// Stage FLOPs for bench e2e: the formatted prompt's ids through every language-model layer, one transformer pass on
+    /// its kept tokens (bench e2e counts a step's passes: two under true CFG, the negative prompt padded to the same length,
+    /// so a negative prompt longer than the prompt is undercounted), the VAE decoder.
+    /// </summary>
+    public Bench.StageFlops Flops(string prompt, int width, int height)
+    {
+        var (ids, kept, _) = QwenImagePrompt.Tokenize(Tokenizer, prompt);
+        int tokens = (height / 16) * (width / 16);
+        var te = _snapshot.TextEncoderConfig;
+        return new Bench.StageFlops(kept, tokens,
+            Bench.FlopModel.TextEncoder(te, ids.Length, te.NumHiddenLayers),
+            QwenImageFlops.TransformerPass(_snapshot.TransformerConfig, kept, tokens),
+            QwenImageFlops.VaeDecode(_snapshot.VaeConfig, height / 8, width / 8));
     }
 
     private static string MemoryKey(int[] ids) => string.Join(',', ids);
@@ -201,7 +236,100 @@ public sealed class QwenImageModel : IDiffusionModel
     }
 
     public IImageConditioning EncodeImages(IReadOnlyList<RgbImage> images, StageTimer? timer, Action<string, Tensor>? trace = null) =>
-        throw new NotSupportedException("Qwen-Image text-to-image takes no reference images (--ref-image); image editing (Qwen-Image-Edit) is not supported");
+        throw new NotSupportedException("Qwen-Image text-to-image takes no reference images (--ref-image); image editing (Qwen-Image-Edit) is not supported; --init-image runs image-to-image");
+
+    /// <summary>
+    /// The init image as the VAE takes it, [3, H, W] in [−1, 1], used instead of resizing and normalising
+    /// <see cref="GenerationJob.InitImage"/> when set (owned by the caller). The golden sets give the pipeline a float
+    /// image that 8-bit RGB cannot hold.
+    /// </summary>
+    public Tensor? PreprocessedInitImage { get; set; }
+
+    /// <summary>RGB bytes → [3, H, W] in [−1, 1] (x/255·2 − 1, as VaeImageProcessor normalises), resized with Pillow's Lanczos first when the size differs.</summary>
+    private Tensor Preprocess(RgbImage image, int width, int height)
+    {
+        var resized = image.Width == width && image.Height == height ? image : LanczosResize.Resize(image, width, height);
+        int plane = width * height;
+        var chw = new float[3 * plane];
+        for (int p = 0; p < plane; p++)
+            for (int ch = 0; ch < 3; ch++)
+                chw[ch * plane + p] = resized.Rgb[3 * p + ch] / 255f * 2f - 1f;
+        return Tensor.FromSpan<float>(_device, chw, new Shape(3, height, width));
+    }
+
+    /// <summary>
+    /// QwenImageImg2ImgPipeline's start latents: the image at the output size → VAE moments → per image b, from the
+    /// generator seeded seed + b, ε (posterior sample z = mean + std·ε) then the noise → (z − latents_mean) · (1/latents_std)
+    /// → σ·noise + (1 − σ)·z → packed [B, S, 64]. Given ε / noise are [B, 16, h, w] (or the pipeline's 5-D [B, 16, 1, h, w] /
+    /// [B, 1, 16, h, w]: the same order for one frame). Traces img2img.image_latents and img2img.noisy_latents [16, h, w] of image 0.
+    /// </summary>
+    public Tensor EncodeInitImage(RgbImage image, LatentLayout layout, int batch, ulong seed, float sigma, Tensor? posteriorNoise, Tensor? noise,
+        Action<string, Tensor>? trace = null)
+    {
+        int c = LatentChannels, h = 2 * layout.Rows, w = 2 * layout.Cols, n = c * h * w;
+        foreach (var (given, what) in new[] { (posteriorNoise, "posterior noise"), (noise, "noise") })
+            if (given is not null && (given.Shape[0] != batch || given.Shape.Count != (long)batch * n))
+                throw new ArgumentException($"image-to-image: {what} has shape {given.Shape}; expected [{batch}, {c}, {h}, {w}] for {batch} image(s) of {layout.Width}x{layout.Height}");
+        if (PreprocessedInitImage is { } pre && !(pre.Shape.Count == 3L * layout.Width * layout.Height && pre.Shape[pre.Rank - 1] == layout.Width))
+            throw new ArgumentException($"image-to-image: the preprocessed init image has shape {pre.Shape}; expected [3, {layout.Height}, {layout.Width}]");
+        var vae = VaeWithEncoder;
+        float[] mean, std;
+        using (var own = PreprocessedInitImage is null ? Preprocess(image, layout.Width, layout.Height) : null)
+        {
+            var pixels = own ?? PreprocessedInitImage!.Reshape(3, layout.Height, layout.Width);
+            trace?.Invoke("init_image.preprocessed", pixels);
+            using var moments = vae.EncodeMoments(pixels);
+            var m = moments.ToFloatArray();
+            mean = m[..n];
+            // DiagonalGaussianDistribution: logvar clamped to [−30, 20], std = exp(0.5·logvar) in float32.
+            std = m[n..].Select(v => MathF.Exp(0.5f * Math.Clamp(v, -30f, 20f))).ToArray();
+        }
+        var packed = Tensor.Empty(_device, DType.F32, batch, layout.Tokens, layout.Channels);
+        try
+        {
+            var eps = new float[n];
+            var nz = new float[n];
+            using var zT = Tensor.Empty(_device, DType.F32, c, h, w);
+            using var noiseT = Tensor.Empty(_device, DType.F32, c, h, w);
+            for (int b = 0; b < batch; b++)
+            {
+                var gen = new GaussianNoise(seed + (ulong)b);
+                if (posteriorNoise is null) gen.Fill(eps);
+                else posteriorNoise.Slice(b, 1).ToFloatArray().CopyTo(eps, 0);
+                if (noise is null) gen.Fill(nz);
+                else noise.Slice(b, 1).ToFloatArray().CopyTo(nz, 0);
+                zT.CopyFrom<float>(ImageLatents(_snapshot.VaeConfig, mean, std, eps, h * w));
+                if (b == 0) trace?.Invoke("img2img.image_latents", zT);
+                // scale_noise: σ·noise + (1 − σ)·z, each product rounded, then the sum (torch's order).
+                noiseT.CopyFrom<float>(nz);
+                Elementwise.Combine(sigma, noiseT, 1f - sigma, zT, zT);
+                if (b == 0) trace?.Invoke("img2img.noisy_latents", zT);
+                Pack(zT, packed.Slice(b, 1).Reshape(layout.Tokens, layout.Channels), layout);
+            }
+        }
+        catch { packed.Dispose(); throw; }
+        return packed;
+    }
+
+    /// <summary>
+    /// img2img's image latents [16, pixels] (float32 as torch): the posterior sample z = mean + std·ε, then
+    /// (z − latents_mean) · (1 / latents_std) per channel.
+    /// </summary>
+    public static float[] ImageLatents(QwenImageVaeConfig c, float[] mean, float[] std, float[] eps, int pixels)
+    {
+        var y = new float[mean.Length];
+        for (int ch = 0; ch < c.ZDim; ch++)
+        {
+            float inv = 1f / c.LatentsStd[ch];
+            for (int i = 0; i < pixels; i++)
+            {
+                int at = ch * pixels + i;
+                float z = mean[at] + std[at] * eps[at];
+                y[at] = (z - c.LatentsMean[ch]) * inv;
+            }
+        }
+        return y;
+    }
 
     // ------------------------------------------------------------------ sampler and denoiser
 
@@ -237,7 +365,7 @@ public sealed class QwenImageModel : IDiffusionModel
             if (_transformer is null)
             {
                 _transformerWeights = _snapshot.OpenWeights("transformer");
-                _transformer = new QwenImageTransformer(_snapshot.TransformerConfig, _transformerWeights.Loader(_device), _quant);
+                _transformer = new QwenImageTransformer(_snapshot.TransformerConfig, _transformerWeights.Loader(_device), _quant) { CacheRope = _ropeCache };
             }
             return _transformer;
         }
@@ -250,6 +378,8 @@ public sealed class QwenImageModel : IDiffusionModel
     }
 
     /// <summary>The transformer with the pipeline's convention: it sees timestep / 1000 (float32) and predicts the flow velocity.</summary>
+    public IReadOnlySet<string> HonouredSwitches { get; } = new HashSet<string> { "rope-cache" };
+
     private sealed class QwenImageDenoiser(QwenImageTransformer model, LatentLayout layout) : IDenoiser
     {
         public void Predict(Tensor latents, TextConditioning text, float timestep, Tensor output, Action<string, Tensor>? trace = null)
@@ -273,7 +403,20 @@ public sealed class QwenImageModel : IDiffusionModel
 
     // ------------------------------------------------------------------ decode
 
+    /// <summary>The VAE (the decoder, and the encoder once image-to-image has asked for it).</summary>
     public QwenImageVae Vae => _vae ??= new QwenImageVae(_snapshot.VaeConfig, _snapshot.Vae.Loader(_device), withEncoder: false);
+
+    private QwenImageVae VaeWithEncoder
+    {
+        get
+        {
+            if (_vae is { HasEncoder: true }) return _vae;
+            if (!_snapshot.Vae.Names.Any(n => n.StartsWith("encoder.", StringComparison.Ordinal)))
+                throw new SnapshotException($"{_snapshot.Vae.Name}: the VAE has no encoder weights (encoder.*), which --init-image needs");
+            _vae?.Dispose();
+            return _vae = new QwenImageVae(_snapshot.VaeConfig, _snapshot.Vae.Loader(_device), withEncoder: true);
+        }
+    }
 
     /// <summary>Packed latents [S, 64] → [16, h, w] (the inverse of the packing).</summary>
     public void Unpack(Tensor packed, Tensor chw, LatentLayout layout)

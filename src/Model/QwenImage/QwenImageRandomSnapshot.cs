@@ -31,7 +31,12 @@ public static class QwenImageRandomSnapshot
     private static readonly double[] LatentsMean = [-0.7571, -0.7089, -0.9113, 0.1075, -0.1745, 0.9653, -0.1517, 1.5508, 0.4134, -0.0715, 0.5517, -0.3632, -0.1922, -0.9497, 0.2503, -0.2921];
     private static readonly double[] LatentsStd = [2.8184, 1.4541, 2.3275, 2.6558, 1.2196, 1.7708, 2.6052, 2.0743, 3.2687, 2.1526, 2.8652, 1.5579, 1.6382, 1.1253, 2.8251, 1.916];
 
-    public static void Write(string dir, QwenImagePreset p, ulong seed, Action<string>? log = null)
+    /// <summary>
+    /// Writes the snapshot; with <paramref name="quant"/> int8 / int4 the transformer's and the language model's linears are
+    /// stored quantized as <c>pureflux quantize</c> writes them (equal tensors), each generated and quantized one at a time,
+    /// so the BF16 model is never held in memory or on disk.
+    /// </summary>
+    public static void Write(string dir, QwenImagePreset p, ulong seed, Action<string>? log = null, QuantMode quant = QuantMode.None)
     {
         string full = Path.GetFullPath(dir);
         if (Directory.Exists(full) && Directory.EnumerateFileSystemEntries(full).Any()) throw new IOException($"{dir}: directory exists and is not empty");
@@ -40,7 +45,7 @@ public static class QwenImageRandomSnapshot
         using var reg = TempFileRegistry.Default.Register(tmp, directory: true);
         try
         {
-            WriteInto(tmp, p, seed, log);
+            WriteInto(tmp, p, seed, log, quant);
             TempFileRegistry.Default.ThrowIfClosing(tmp);
             if (Directory.Exists(full)) Directory.Delete(full);
             Directory.Move(tmp, full);
@@ -48,7 +53,7 @@ public static class QwenImageRandomSnapshot
         finally { TempFileRegistry.TryDelete(tmp); }
     }
 
-    private static void WriteInto(string dir, QwenImagePreset p, ulong seed, Action<string>? log)
+    private static void WriteInto(string dir, QwenImagePreset p, ulong seed, Action<string>? log, QuantMode quant)
     {
         foreach (var sub in new[] { "transformer", "text_encoder", "vae", "scheduler", "tokenizer" })
             Directory.CreateDirectory(Path.Combine(dir, sub));
@@ -94,41 +99,52 @@ public static class QwenImageRandomSnapshot
             Te: Config.Qwen3Config.LoadQwen25VLText(Path.Combine(dir, "text_encoder", "config.json")),
             V: QwenImageVaeConfig.Load(Path.Combine(dir, "vae", "config.json")));
         using var cpu = new CpuDevice(1);
-        var transformer = Record(load => new QwenImageTransformer(snapshotConfig.T, load), cpu);
-        var text = Record(load => new Qwen3.Qwen3TextEncoder(snapshotConfig.Te, load, [snapshotConfig.Te.NumHiddenLayers], finalNorm: true), cpu);
-        var vae = Record(load => new QwenImageVae(snapshotConfig.V, load, withEncoder: true), cpu);
+        var transformer = Record((load, q) => new QwenImageTransformer(snapshotConfig.T, load, q), cpu, quant);
+        var text = Record((load, q) => new Qwen3.Qwen3TextEncoder(snapshotConfig.Te, load, [snapshotConfig.Te.NumHiddenLayers], q, finalNorm: true), cpu, quant);
+        var vae = Record((load, _) => new QwenImageVae(snapshotConfig.V, load, withEncoder: true), cpu, QuantMode.None);
 
-        log?.Invoke("writing transformer (BF16)...");
-        var t = Fill(new RandomSnapshot.TensorList(seed), transformer);
-        if (p.Shards > 1) t.WriteSharded(Path.Combine(dir, "transformer"), "diffusion_pytorch_model", p.Shards);
-        else t.WriteSingle(Path.Combine(dir, "transformer", "diffusion_pytorch_model.safetensors"));
-        log?.Invoke("writing text_encoder (BF16)...");
-        var q = Fill(new RandomSnapshot.TensorList(seed + 1), text);
-        if (p.Shards > 1) q.WriteSharded(Path.Combine(dir, "text_encoder"), "model", 4);
-        else q.WriteSingle(Path.Combine(dir, "text_encoder", "model.safetensors"));
+        // Quantized components carry the metadata pureflux quantize writes (QuantizedSnapshot.StoredMode reads it).
+        var meta = quant == QuantMode.None ? null : new Dictionary<string, string> { [QuantizedSnapshot.MetadataKey] = quant.ToString().ToLowerInvariant() };
+        string kind = quant == QuantMode.None ? "BF16" : quant.ToString().ToLowerInvariant();
+        using var quantizer = quant == QuantMode.None ? null : new CpuDevice();
+        log?.Invoke($"writing transformer ({kind})...");
+        var t = Fill(new RandomSnapshot.TensorList(seed) { Quantizer = quantizer }, transformer, quant);
+        if (p.Shards > 1) t.WriteSharded(Path.Combine(dir, "transformer"), "diffusion_pytorch_model", p.Shards, meta);
+        else t.WriteSingle(Path.Combine(dir, "transformer", "diffusion_pytorch_model.safetensors"), meta);
+        log?.Invoke($"writing text_encoder ({kind})...");
+        var q = Fill(new RandomSnapshot.TensorList(seed + 1) { Quantizer = quantizer }, text, quant);
+        if (p.Shards > 1) q.WriteSharded(Path.Combine(dir, "text_encoder"), "model", 4, meta);
+        else q.WriteSingle(Path.Combine(dir, "text_encoder", "model.safetensors"), meta);
         log?.Invoke("writing vae...");
-        Fill(new RandomSnapshot.TensorList(seed + 2) { Storage = DType.F32 }, vae).WriteSingle(Path.Combine(dir, "vae", "diffusion_pytorch_model.safetensors"));
+        Fill(new RandomSnapshot.TensorList(seed + 2) { Storage = DType.F32 }, vae, QuantMode.None).WriteSingle(Path.Combine(dir, "vae", "diffusion_pytorch_model.safetensors"));
     }
 
-    /// <summary>Names and shapes the constructor loads; placeholders of full size (zeros) only for what it reads on the host (the VAE's 3D kernels).</summary>
-    private static List<(string Name, int[] Shape)> Record(Func<WeightLoader, IDisposable> build, CpuDevice cpu)
+    /// <summary>
+    /// Names and shapes the constructor loads, and which weights its Linears quantize under <paramref name="quant"/>;
+    /// placeholders of full size (zeros) only for what it reads on the host (the VAE's 3D kernels), matrices as one
+    /// [1, 128] row that the load-time quantizer accepts for every group size.
+    /// </summary>
+    private static (List<(string Name, int[] Shape)> Tensors, HashSet<string> Quantized) Record(Func<WeightLoader, QuantMode, IDisposable> build, CpuDevice cpu, QuantMode quant)
     {
         var names = new List<(string, int[])>();
         var seen = new HashSet<string>(StringComparer.Ordinal);
+        var quantized = new HashSet<string>(StringComparer.Ordinal);
         WeightLoader load = (name, shape) =>
         {
             if (seen.Add(name)) names.Add((name, shape));
-            return shape.Length == 5 ? Tensor.Zeros(cpu, DType.F32, new Shape(shape)) : Tensor.Empty(cpu, DType.F32, 1);
+            return shape.Length == 5 ? Tensor.Zeros(cpu, DType.F32, new Shape(shape)) : shape.Length == 2 ? Tensor.Zeros(cpu, DType.F32, new Shape(1, 128)) : Tensor.Empty(cpu, DType.F32, 1);
         };
-        build(load).Dispose();
-        return names;
+        using (Linear.RecordQuantized((prefix, _) => quantized.Add(prefix + ".weight")))
+            build(load, quant).Dispose();
+        return (names, quantized);
     }
 
-    private static RandomSnapshot.TensorList Fill(RandomSnapshot.TensorList list, List<(string Name, int[] Shape)> tensors)
+    private static RandomSnapshot.TensorList Fill(RandomSnapshot.TensorList list, (List<(string Name, int[] Shape)> Tensors, HashSet<string> Quantized) recorded, QuantMode quant)
     {
-        foreach (var (name, shape) in tensors)
+        foreach (var (name, shape) in recorded.Tensors)
         {
-            if (name.EndsWith(".gamma", StringComparison.Ordinal)) list.Ones(name, shape);
+            if (recorded.Quantized.Contains(name)) list.QuantizedMatrix(name, shape[0], shape[1], quant);
+            else if (name.EndsWith(".gamma", StringComparison.Ordinal)) list.Ones(name, shape);
             else if (shape.Length >= 3) list.Kernel(name, shape);
             else if (shape.Length == 2 && name.EndsWith("embed_tokens.weight", StringComparison.Ordinal)) list.Matrix(name, shape[0], shape[1], std: 1.0);
             else if (shape.Length == 2) list.Matrix(name, shape[0], shape[1]);

@@ -132,7 +132,8 @@ public sealed class QwenImageSnapshot : IDisposable
     /// </summary>
     public static WeightLoader TextEncoderLoader(WeightSource weights, Device device) => LanguageModelNames(weights, weights.Loader(device));
 
-    private static WeightLoader LanguageModelNames(WeightSource weights, WeightLoader load) => (name, shape) =>
+    /// <summary>Wraps a loader so that "model.*" names also find "model.language_model.*" tensors.</summary>
+    public static WeightLoader LanguageModelNames(WeightSource weights, WeightLoader load) => (name, shape) =>
         !weights.Contains(name) && name.StartsWith("model.", StringComparison.Ordinal) && weights.Contains("model.language_model." + name[6..])
             ? load("model.language_model." + name[6..], shape)
             : load(name, shape);

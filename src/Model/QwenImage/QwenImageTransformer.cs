@@ -155,8 +155,12 @@ public sealed class QwenImageTransformer : IDisposable
     private static Action<string, Tensor> Sub(Action<string, Tensor> trace, string prefix) => (n, t) => trace($"{prefix}.{n}", t);
 
     /// <summary>The RoPE tables for one (grid, text length) combination; kept while they repeat (every step of a job).</summary>
+    /// <summary>Keep the RoPE tables of the last size between calls (the default); false rebuilds them on every call (experiment switch rope-cache=off).</summary>
+    public bool CacheRope { get; set; } = true;
+
     private RopeSet Rope(Device dev, int rows, int cols, int textLength)
     {
+        if (!CacheRope) { _rope?.Dispose(); _rope = null; }
         string key = $"{rows}x{cols}:{textLength}";
         if (_rope is { } r && r.Key == key && r.Device == dev) return r;
         _rope?.Dispose();

@@ -129,8 +129,13 @@ public static class QuantizedSnapshot
         var build = component.Build;
         string fileName = component.FileName;
         var quantized = new Dictionary<string, QuantizedTensor>(StringComparer.Ordinal);
-        using var scope = Linear.RecordQuantized((prefix, q) => quantized[prefix + ".weight"] = q);
-        using var model = build(weights.Loader(cpu), weights);
+        // A family's loader may rename (Qwen2.5-VL's "model.language_model.*", Z-Image's optional "model."): a Linear reports
+        // right after loading its weight, so the name last read from the file is the one to replace.
+        string? lastRead = null;
+        WeightLoader fileLoader = weights.Loader(cpu);
+        WeightLoader load = (name, shape) => { lastRead = name; return fileLoader(name, shape); };
+        using var scope = Linear.RecordQuantized((prefix, q) => quantized[lastRead ?? prefix + ".weight"] = q);
+        using var model = build(load, weights);
         var entries = new List<SafetensorsWriteEntry>();
         foreach (var name in weights.Names.Order(StringComparer.Ordinal))
         {

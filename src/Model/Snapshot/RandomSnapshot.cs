@@ -307,6 +307,37 @@ public static class RandomSnapshot
             _entries.Add(new SafetensorsWriteEntry(n, storage, new Shape(outF, inF), st => WriteUniform(st, (long)outF * inF, a, s, storage)));
         }
 
+        /// <summary>CPU device that quantizes <see cref="QuantizedMatrix"/> entries as they are written (owned by the caller).</summary>
+        public Device? Quantizer { get; init; }
+
+        /// <summary>
+        /// The matrix <see cref="Matrix"/> would write (same BF16 values), stored as a load-time <c>--quant</c> Linear holds it —
+        /// "n" I8 / I4 [outF, inF] and "…weight_scale" F32 — so the file equals <c>pureflux quantize</c> of the BF16 one. Written
+        /// one tensor at a time: its BF16 values, then the integers; the scales are kept for the entry that follows.
+        /// </summary>
+        public void QuantizedMatrix(string n, int outF, int inF, QuantMode mode, double? std = null)
+        {
+            if (mode == QuantMode.None || !n.EndsWith(".weight", StringComparison.Ordinal)) throw new ArgumentException($"{n}: expected a .weight and int8 or int4");
+            float a = (float)(Math.Sqrt(3.0) * (std ?? 1.0 / Math.Sqrt(inF)));
+            ulong s = seed ^ Hash(n);
+            int group = mode == QuantMode.Int8 ? inF : Layers.Linear.Int4GroupSize(inF);
+            var device = Quantizer ?? throw new InvalidOperationException("TensorList.Quantizer is not set");
+            byte[]? scales = null;
+            _entries.Add(new SafetensorsWriteEntry(n, mode == QuantMode.Int8 ? DType.I8 : DType.I4, new Shape(outF, inF), st =>
+            {
+                var bf16 = new MemoryStream(checked(outF * inF * 2));
+                WriteUniform(bf16, (long)outF * inF, a, s);
+                using var w = Tensor.FromSpan<byte>(device, bf16.GetBuffer().AsSpan(0, (int)bf16.Length), new Shape(outF, inF), DType.BF16);
+                bf16 = null;
+                using var q = mode == QuantMode.Int8 ? Quantize.Int8(w) : Quantize.Int4(w, group);
+                st.Write(q.Data.AsSpan<byte>());
+                scales = q.Scales.AsSpan<byte>().ToArray();
+            }));
+            var scaleShape = mode == QuantMode.Int8 ? new Shape(outF) : new Shape(outF, inF / group);
+            _entries.Add(new SafetensorsWriteEntry(n[..^".weight".Length] + Layers.Linear.ScaleSuffix, DType.F32, scaleShape,
+                st => { st.Write(scales ?? throw new InvalidOperationException($"{n}: scales written before the weight")); scales = null; }));
+        }
+
         public void Conv(string name, int o, int i, int k)
         {
             float a = (float)(Math.Sqrt(3.0) / Math.Sqrt(i * k * k));
@@ -355,10 +386,10 @@ public static class RandomSnapshot
         public void Scalar64(string name) =>
             _entries.Add(new SafetensorsWriteEntry(name, DType.I64, new Shape(), st => st.Write(new byte[8])));
 
-        public void WriteSingle(string path) => SafetensorsWriter.Write(path, _entries);
+        public void WriteSingle(string path, IReadOnlyDictionary<string, string>? metadata = null) => SafetensorsWriter.Write(path, _entries, metadata);
 
         /// <summary>Splits tensors into roughly equal shards plus a weight_map index, as transformers saves them.</summary>
-        public void WriteSharded(string dir, string baseName, int shards)
+        public void WriteSharded(string dir, string baseName, int shards, IReadOnlyDictionary<string, string>? metadata = null)
         {
             long total = _entries.Sum(e => e.DType.ByteCount(e.Shape.Count));
             long per = (total + shards - 1) / shards;
@@ -375,7 +406,7 @@ public static class RandomSnapshot
             for (int i = 0; i < groups.Count; i++)
             {
                 string file = $"{baseName}-{i + 1:D5}-of-{groups.Count:D5}.safetensors";
-                SafetensorsWriter.Write(Path.Combine(dir, file), groups[i]);
+                SafetensorsWriter.Write(Path.Combine(dir, file), groups[i], metadata);
                 foreach (var e in groups[i]) map[e.Name] = file;
             }
             WriteJson(Path.Combine(dir, baseName + ".safetensors.index.json"), new Dictionary<string, object>
