@@ -50,6 +50,13 @@ internal static class QwenImageMemoryEstimate
         // 2. Denoising: the transformer, every block's modulation vectors, and one sample's block buffers.
         {
             double weights = Bytes(s.Transformer, _ => true, model.Quant);
+            if (model.StreamsTransformerWeights)
+            {
+                // Streamed: the weights outside the blocks plus the block in use and the one read ahead are resident.
+                double block0 = Bytes(s.Transformer, n => n.StartsWith("transformer_blocks.0.", StringComparison.Ordinal), model.Quant);
+                double inBlocks = Bytes(s.Transformer, n => n.StartsWith("transformer_blocks.", StringComparison.Ordinal), model.Quant);
+                weights = weights - inBlocks + 2 * block0;
+            }
             double d = tc.Dim, f = tc.MlpHidden, rows = batch * (cfg && job.CfgMode == CfgMode.Batched ? 2 : 1);
             double block = F32 * seq * (7 * d + f) + F32 * 2 * seq * tc.AttentionHeadDim * 3;
             double mods = F32 * rows * tc.NumLayers * 12 * d;

@@ -366,10 +366,20 @@ public sealed class QwenImageModel : IDiffusionModel, Bench.IStageFlopModel
             {
                 _transformerWeights = _snapshot.OpenWeights("transformer");
                 _transformer = new QwenImageTransformer(_snapshot.TransformerConfig, _transformerWeights.Loader(_device), _quant) { CacheRope = _ropeCache };
+                // As FLUX.1 does: weights used in place that exceed half the memory (the 20.4 GB int8 transformer of a
+                // quantized snapshot, the 40.9 GB BF16 one) stream block by block — next block read ahead, finished one
+                // dropped from the resident set.
+                var weights = _transformerWeights;
+                if (StreamsTransformerWeights)
+                    _transformer.Streaming = ((_, next) => weights.Prefetch(next), weights.DropResident);
             }
             return _transformer;
         }
     }
+
+    /// <summary>Whether the transformer streams its weights block by block: used in place on the CPU and more than half of this machine's memory.</summary>
+    internal bool StreamsTransformerWeights =>
+        _device is CpuDevice && _quant == QuantMode.None && _snapshot.Transformer.TotalBytes > GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 2;
 
     public IDenoiser PrepareDenoiser(LatentLayout layout, int textLength, IImageConditioning? images)
     {

@@ -130,11 +130,13 @@ public sealed class QwenImageTransformer : IDisposable
                 using (keyMask)
                     for (int i = 0; i < _blocks.Length; i++)
                     {
+                        Streaming?.Starting($"transformer_blocks.{i}.", $"transformer_blocks.{(i + 1) % _blocks.Length}.");
                         var (img, txt) = mods[i];
                         var bt = tr is null ? null : Sub(tr, $"block.{i}");
                         _blocks[i].Forward(x, tl, Sample(img, b), Sample(txt, b), rope.TxtCos, rope.TxtSin, rope.ImgCos, rope.ImgSin, keyMask, i == 0 ? bt : null);
                         bt?.Invoke("txt", x.Slice(0, tl));
                         bt?.Invoke("img", x.Slice(tl, s));
+                        Streaming?.Done($"transformer_blocks.{i}.");
                     }
 
                 var fm = final.Slice(b, 1).Reshape(2, d);
@@ -155,6 +157,13 @@ public sealed class QwenImageTransformer : IDisposable
     private static Action<string, Tensor> Sub(Action<string, Tensor> trace, string prefix) => (n, t) => trace($"{prefix}.{n}", t);
 
     /// <summary>The RoPE tables for one (grid, text length) combination; kept while they repeat (every step of a job).</summary>
+    /// <summary>
+    /// Weight streaming for weights larger than memory: <c>Starting(prefix, nextPrefix)</c> before a block runs (the model
+    /// reads the next block ahead), <c>Done(prefix)</c> after it (the model drops its pages from the resident set).
+    /// Prefixes are "transformer_blocks.{i}.". Blocks run per sample, so a batch re-reads them per sample.
+    /// </summary>
+    public (Action<string, string> Starting, Action<string> Done)? Streaming { get; set; }
+
     /// <summary>Keep the RoPE tables of the last size between calls (the default); false rebuilds them on every call (experiment switch rope-cache=off).</summary>
     public bool CacheRope { get; set; } = true;
 
