@@ -59,6 +59,10 @@ public sealed unsafe class SafetensorsFile : IDisposable
     /// <exception cref="SafetensorsException">Missing, truncated or corrupt file; the message says what is wrong.</exception>
     public static SafetensorsFile Open(string path)
     {
+        // A link flattened into a text file by a copy that kept no links is followed to the file it names.
+        string shown = path;
+        path = FlattenedLink.Resolve(path, out string? linkProblem);
+        if (linkProblem is not null) throw new SafetensorsException($"{shown}: {linkProblem}");
         // Sizes and types come from the final target of any symbolic link (a Hugging Face cache snapshot is all links),
         // checked before opening: a pipe would block the open, a device maps as an empty file.
         if (RegularFile.Problem(path, out _) is { } problem) throw new SafetensorsException($"{path}: {problem}");
