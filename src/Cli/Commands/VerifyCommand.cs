@@ -34,6 +34,9 @@ internal static class VerifyCommand
                 if (showAll || first || !r.Passed || r == rows[^1])
                     ctx.Out.WriteLine($"{r.Component,-22} {Trim(r.Tensor, nameWidth).PadRight(nameWidth)} {r.MaxAbs,10:0.00e+0} {r.Relative,10:0.00e+0} {r.Tolerance,8:0.0e+0}  {(r.Passed ? "ok" : "FAIL")}");
             }
+            // Why a file could not be verified rarely fits the tensor column: print those reasons whole.
+            foreach (var r in rows.Where(r => !r.Passed && r.Tensor.Length > nameWidth))
+                ctx.Out.WriteLine($"{r.Component}: {r.Tensor}");
             int failed = rows.Count(r => !r.Passed);
             foreach (var g in rows.GroupBy(r => r.Component))
                 ctx.Out.WriteLine($"{g.Key,-22} {g.Count(),4} tensors, worst rel {g.Max(r => r.Relative):0.00e+0}");
