@@ -476,9 +476,7 @@ public sealed class Flux1Model : IDiffusionModel, Bench.IStageFlopModel
                 // machine's memory (the BF16 dev/schnell/Kontext transformer is 23.8 GB) are streamed: the next block is
                 // read ahead while one computes, and each block's pages leave the resident set once it ran, so the peak
                 // RSS holds about one block, not whatever the kernel kept.
-                var weights = _transformerWeights;
-                if (StreamsTransformerWeights)
-                    _transformer.Streaming = ((_, next) => { if (next is not null) weights.Prefetch(next); }, weights.DropResident);
+                if (StreamsTransformerWeights) _transformer.Streaming = _transformerWeights.StreamingHooks;
             }
             return _transformer;
         }
@@ -486,7 +484,7 @@ public sealed class Flux1Model : IDiffusionModel, Bench.IStageFlopModel
 
     /// <summary>Whether the transformer streams its weights block by block (see <see cref="Transformer"/>): used in place on the CPU and more than half of this machine's memory.</summary>
     internal bool StreamsTransformerWeights =>
-        _device is CpuDevice && _quant == QuantMode.None && _snapshot.Transformer.TotalBytes > GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 2;
+        _snapshot.Transformer.StreamsOn(_device, _quant);
 
     public IDenoiser PrepareDenoiser(LatentLayout layout, int textLength, IImageConditioning? images) =>
         PrepareDenoiser(layout, textLength, images, Defaults.EmbeddedGuidance);

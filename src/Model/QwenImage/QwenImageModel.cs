@@ -369,9 +369,7 @@ public sealed class QwenImageModel : IDiffusionModel, Bench.IStageFlopModel
                 // As FLUX.1 does: weights used in place that exceed half the memory (the 20.4 GB int8 transformer of a
                 // quantized snapshot, the 40.9 GB BF16 one) stream block by block — next block read ahead, finished one
                 // dropped from the resident set.
-                var weights = _transformerWeights;
-                if (StreamsTransformerWeights)
-                    _transformer.Streaming = ((_, next) => weights.Prefetch(next), weights.DropResident);
+                if (StreamsTransformerWeights) _transformer.Streaming = _transformerWeights.StreamingHooks;
             }
             return _transformer;
         }
@@ -379,7 +377,7 @@ public sealed class QwenImageModel : IDiffusionModel, Bench.IStageFlopModel
 
     /// <summary>Whether the transformer streams its weights block by block: used in place on the CPU and more than half of this machine's memory.</summary>
     internal bool StreamsTransformerWeights =>
-        _device is CpuDevice && _quant == QuantMode.None && _snapshot.Transformer.TotalBytes > GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 2;
+        _snapshot.Transformer.StreamsOn(_device, _quant);
 
     public IDenoiser PrepareDenoiser(LatentLayout layout, int textLength, IImageConditioning? images)
     {

@@ -162,7 +162,7 @@ public sealed class QwenImageTransformer : IDisposable
     /// reads the next block ahead), <c>Done(prefix)</c> after it (the model drops its pages from the resident set).
     /// Prefixes are "transformer_blocks.{i}.". Blocks run per sample, so a batch re-reads them per sample.
     /// </summary>
-    public (Action<string, string> Starting, Action<string> Done)? Streaming { get; set; }
+    public (Action<string, string?> Starting, Action<string> Done)? Streaming { get; set; }
 
     /// <summary>Keep the RoPE tables of the last size between calls (the default); false rebuilds them on every call (experiment switch rope-cache=off).</summary>
     public bool CacheRope { get; set; } = true;

@@ -197,6 +197,17 @@ public sealed class WeightSource : IDisposable
                 ResidentPages.Drop(file.Pointer(name), file.Entry(name).Bytes);
     }
 
+    /// <summary>
+    /// Whether a transformer should stream these weights block by block (<see cref="Prefetch"/> / <see cref="DropResident"/>):
+    /// they are used in place from the mapping (CPU device, no load-time quantization) and exceed half of this machine's memory.
+    /// </summary>
+    public bool StreamsOn(Device device, Layers.QuantMode quant) =>
+        device is CpuDevice && quant == Layers.QuantMode.None && TotalBytes > GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 2;
+
+    /// <summary>The hooks a streaming transformer calls: read the next block ahead before a block runs, drop the finished one.</summary>
+    public (Action<string, string?> Starting, Action<string> Done) StreamingHooks =>
+        ((_, next) => { if (next is not null) Prefetch(next); }, DropResident);
+
     /// <summary>Starts reading in the mapped pages of every tensor whose name starts with <paramref name="prefix"/> (madvise WILLNEED), so the next block's weights arrive while this one computes.</summary>
     public void Prefetch(string prefix)
     {
