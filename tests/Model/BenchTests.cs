@@ -7,6 +7,18 @@ namespace PureFlux.Tests.Model;
 
 public class BenchTests
 {
+    [Fact]
+    public void Bench_peak_prints_the_fma_and_int8_peaks()
+    {
+        var (code, o, e) = Run("bench", "peak", "--seconds", "0.06");
+        Assert.True(code == 0, e);
+        Assert.Matches(@"FMA peak: \d+\.\d GFLOP/s", o);
+        Assert.Contains("int8 peak: ", o);
+        double? int8 = PeakFlops.MeasureInt8(0.03);
+        Assert.Equal(System.Runtime.Intrinsics.X86.AvxVnni.IsSupported, int8.HasValue);
+        if (int8 is { } g) Assert.True(g > 1 && double.IsFinite(g), $"int8 peak {g} GOP/s");
+    }
+
     // ---- FlopModel: every expected number below is worked out by hand in the comment next to it. ----
 
     [Fact]

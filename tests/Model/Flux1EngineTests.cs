@@ -138,6 +138,44 @@ public class Flux1EngineTests
     }
 
     [Fact]
+    public void Max_area_and_keep_ref_size_reach_Kontext_through_the_options_and_other_families_refuse_them()
+    {
+        using var cpu = new CpuDevice();
+        using var model = ModelFamilies.Open(Snapshots.Value.Kontext, cpu, new ModelOptions { MaxArea = 64 * 64, ReferenceAutoResize = false });
+        var kontext = Assert.IsType<Flux1Model>(model);
+        Assert.Equal((64L * 64, false), (kontext.KontextMaxArea, kontext.KontextAutoResize));
+        var r = GenerationEngine.Run(model, new GenerationJob { Prompts = ["make it red"], ReferenceImages = [Gradient(72, 40)], Width = 96, Height = 80, Steps = 1 });
+        Assert.Equal((64, 48), (r.Width, r.Height));
+        using (var defaults = ModelFamilies.Open(Snapshots.Value.Kontext, cpu))
+            Assert.Equal((1024L * 1024, true), (((Flux1Model)defaults).KontextMaxArea, ((Flux1Model)defaults).KontextAutoResize));
+
+        var tooSmall = Assert.Throws<ArgumentException>(() => ModelFamilies.Open(Snapshots.Value.Kontext, cpu, new ModelOptions { MaxArea = 10 }));
+        Assert.Contains("--max-area 10: expected a pixel count", tooSmall.Message);
+        var schnell = Assert.Throws<ArgumentException>(() => ModelFamilies.Open(Snapshots.Value.Schnell, cpu, new ModelOptions { MaxArea = 64 * 64 }));
+        Assert.Contains("--max-area applies to FLUX.1 Kontext", schnell.Message);
+        var klein = Assert.Throws<ArgumentException>(() => ModelFamilies.Open(TinyBaseSnapshot.Dir, cpu, new ModelOptions { ReferenceAutoResize = false }));
+        Assert.Contains("--keep-ref-size applies to FLUX.1 Kontext", klein.Message);
+    }
+
+    [Fact]
+    public void The_cli_takes_max_area_and_keep_ref_size_for_Kontext_and_refuses_them_elsewhere()
+    {
+        using var tmp = new ScratchDir();
+        var g = Gradient(96, 64); // the CLI takes references of at least 64 px a side
+        PngWriter.Save(tmp["ref.png"], g.Rgb, g.Width, g.Height);
+        var (code, _, e) = CliRunner.Run("generate", "--model", Snapshots.Value.Kontext, "-p", "make it red", "--ref-image", tmp["ref.png"],
+            "-W", "96", "-H", "80", "-s", "1", "--max-area", "4096", "--keep-ref-size", "--no-prompt-cache", "--device", "cpu", "--out", tmp["k.png"]);
+        Assert.True(code == 0, e);
+        var img = ImageFile.Load(tmp["k.png"]);
+        Assert.Equal((64, 48), (img.Width, img.Height));
+        var (code2, _, e2) = CliRunner.Run("generate", "-p", "x", "-W", "32", "-H", "32", "-s", "1", "--max-area", "4096", "--no-prompt-cache",
+            "--device", "cpu", "--out", tmp["klein.png"]);
+        Assert.Equal(2, code2);
+        Assert.Contains("--max-area applies to FLUX.1 Kontext", e2);
+        Assert.False(File.Exists(tmp["klein.png"]));
+    }
+
+    [Fact]
     public void A_guidance_config_that_contradicts_the_weights_is_one_line()
     {
         using var scratch = new ScratchDir(Snapshots.Value.Schnell);

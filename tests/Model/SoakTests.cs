@@ -45,8 +45,10 @@ public class SoakTests(ITestOutputHelper log)
     /// PUREFLUX_SOAK_MODEL=DIR runs PUREFLUX_SOAK images (default 10) of PUREFLUX_SOAK_SIZE² (default 256) in one process,
     /// one prompt with seeds 0..N-1 (the text encoder runs for the first image, later ones hit the prompt cache), and
     /// prints per image the seconds, the pool's live bytes and the RSS (also appended to PUREFLUX_SOAK_LOG when set).
-    /// Live bytes after every image must equal those after the first; RSS may drift by 64 MiB from the second image on
-    /// (the first maps and touches the weights). Skipped without PUREFLUX_SOAK_MODEL.
+    /// Live bytes after every image must equal those after the first; the anonymous RSS (heap, pool, native buffers: where
+    /// a leak shows) may drift by 64 MiB from the second image on (the first maps and touches the weights). The file-backed
+    /// part is the memory-mapped weights, which the kernel keeps or drops under pressure; it is logged, not asserted, and
+    /// bounded by the snapshot's size. Skipped without PUREFLUX_SOAK_MODEL.
     /// </summary>
     [Fact]
     public void Full_size_soak_benchmark()
@@ -65,8 +67,9 @@ public class SoakTests(ITestOutputHelper log)
         var open = System.Diagnostics.Stopwatch.StartNew();
         using var model = ModelFamilies.Open(dir, dev);
         Log($"soak: {dir}, {runs} images of {size}x{size}, opened in {open.Elapsed.TotalSeconds:0.0} s, RSS {StageTimer.CurrentRssBytes() >> 20} MiB");
-        long live0 = 0, rss1 = 0;
+        long live0 = 0, rss1 = 0, anon1 = 0;
         var rss = new List<long>();
+        var anon = new List<long>();
         for (int i = 0; i < runs; i++)
         {
             var sw = System.Diagnostics.Stopwatch.StartNew();
@@ -74,10 +77,11 @@ public class SoakTests(ITestOutputHelper log)
             var pool = dev.Pool.Snapshot();
             long now = StageTimer.CurrentRssBytes();
             rss.Add(now);
+            anon.Add(Status("RssAnon:"));
             Log($"image {i + 1}: {sw.Elapsed.TotalSeconds:0.0} s, {result.Steps} steps, pool live {pool.LiveBytes} B, pool reserved {pool.ReservedBytes >> 20} MiB, " +
                 $"RSS {now >> 20} MiB (anon {Status("RssAnon:") >> 20}, file {Status("RssFile:") >> 20}), managed heap {GC.GetGCMemoryInfo().HeapSizeBytes >> 20} MiB, peak RSS {StageTimer.PeakRssBytes() >> 20} MiB");
             if (i == 0) live0 = pool.LiveBytes;
-            if (i == 1) rss1 = now;
+            if (i == 1) { rss1 = now; anon1 = anon[^1]; }
         }
         long liveEnd = dev.Pool.Snapshot().LiveBytes;
 
@@ -89,9 +93,10 @@ public class SoakTests(ITestOutputHelper log)
                 if (line.StartsWith(key, StringComparison.Ordinal) && long.TryParse(line[key.Length..].Trim().Split(' ')[0], out long kb)) return kb << 10;
             return 0;
         }
-        Log($"soak: pool live bytes after image 1 {live0}, after image {runs} {liveEnd}; RSS after image 2 {rss1 >> 20} MiB, after image {runs} {rss[^1] >> 20} MiB (max {rss.Max() >> 20} MiB)");
+        Log($"soak: pool live bytes after image 1 {live0}, after image {runs} {liveEnd}; RSS after image 2 {rss1 >> 20} MiB, after image {runs} {rss[^1] >> 20} MiB (max {rss.Max() >> 20} MiB); " +
+            $"anonymous RSS after image 2 {anon1 >> 20} MiB, after image {runs} {anon[^1] >> 20} MiB (max {anon.Max() >> 20} MiB)");
         Assert.Equal(live0, liveEnd);
         if (OperatingSystem.IsLinux() && runs > 2)
-            Assert.True(rss[^1] - rss1 < 64L << 20, $"RSS grew from {rss1 >> 20} MiB to {rss[^1] >> 20} MiB over images 2..{runs}");
+            Assert.True(anon[^1] - anon1 < 64L << 20, $"anonymous RSS grew from {anon1 >> 20} MiB to {anon[^1] >> 20} MiB over images 2..{runs}");
     }
 }

@@ -24,12 +24,15 @@ internal static class BenchCommand
     private static Command Peak(CliContext ctx)
     {
         var seconds = new Option<double>("--seconds") { Description = "How long to run the FMA loop", DefaultValueFactory = _ => 0.3 };
-        var cmd = new Command("peak", "Measure the FMA peak (GFLOP/s) with a Vector512 FMA loop on all threads.") { seconds };
+        var cmd = new Command("peak", "Measure the FMA peak (GFLOP/s, Vector512 FMA loop) and the int8 peak (GOP/s, AVX-VNNI loop) on all threads.") { seconds };
         cmd.SetAction(parse =>
         {
             double s = parse.GetValue(seconds);
             if (!(s > 0 && s <= 60)) throw new ArgumentException($"--seconds {s}: expected 0 < seconds <= 60");
             ctx.Out.WriteLine($"FMA peak: {PeakFlops.Measure(s):0.0} GFLOP/s ({Environment.ProcessorCount} threads, {CpuDevice.SimdDescription()}, {s} s)");
+            ctx.Out.WriteLine(PeakFlops.MeasureInt8(s) is { } int8
+                ? $"int8 peak: {int8:0.0} GOP/s (AVX-VNNI vpdpbusd ymm, the quantized GEMM's instruction; 1 multiply-add = 2 ops)"
+                : "int8 peak: no AVX-VNNI here (the quantized GEMM runs vpmaddwd, about the FMA rate)");
             return Cli.Ok;
         });
         return cmd;

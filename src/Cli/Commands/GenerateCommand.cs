@@ -40,6 +40,8 @@ internal static class GenerateCommand
         var weightsBf16 = new Option<bool>("--weights-bf16") { Description = "Hold F32 transformer weights as BF16 (converted while loading; Z-Image does this by itself when F32 would not fit)" };
         var refImages = new Option<string[]>("--ref-image", "-r") { Description = "Reference image (PNG/JPEG) for editing; repeat for several, in order (FLUX.1 Kontext: one)" };
         var trueCfg = new Option<float?>("--true-cfg") { Description = "FLUX.1: classifier-free guidance scale u + s(c − u) with --negative-prompt (diffusers' true_cfg_scale; on above 1); --guidance is then the embedded guidance (default 3.5)" };
+        var maxArea = new Option<long?>("--max-area") { Description = "FLUX.1 Kontext: refit the output to this many pixels at the requested aspect ratio (diffusers' max_area; default 1048576 = 1024²)" };
+        var keepRefSize = new Option<bool>("--keep-ref-size") { Description = "FLUX.1 Kontext: keep the reference image's own size (rounded down to 16) instead of resizing it to the preferred ~1 MP resolution (diffusers' _auto_resize=False)" };
         var initImage = new Option<string?>("--init-image") { Description = "Image-to-image: start from this image (PNG/JPEG; the output size defaults to its size rounded down to 16)" };
         var strength = new Option<double>("--strength") { Description = "Image-to-image strength in (0, 1]: how much of the schedule runs (diffusers' strength)", DefaultValueFactory = _ => 0.6 };
         var batch = new Option<int>("--batch-size", "-b") { Description = "Images per prompt", DefaultValueFactory = _ => 1 };
@@ -58,7 +60,7 @@ internal static class GenerateCommand
         var cmd = new Command("generate", "Generate images from text prompts (and reference images) and write them as PNG.")
         {
             model, prompt, negative, width, height, steps, seed, output, quant, sampler, guidance, cfgMode, interval, rescale, truncation, normClip,
-            weightsBf16, refImages, trueCfg, initImage, strength, batch, textLayers, verbose, promptCache, noPromptCache, allowNonFinite, device,
+            weightsBf16, refImages, trueCfg, maxArea, keepRefSize, initImage, strength, batch, textLayers, verbose, promptCache, noPromptCache, allowNonFinite, device,
         };
         cmd.SetAction(parse =>
         {
@@ -110,6 +112,8 @@ internal static class GenerateCommand
                 Quant = mode,
                 TextLayers = layers,
                 WeightsBf16 = parse.GetValue(weightsBf16) ? true : null,
+                MaxArea = parse.GetValue(maxArea),
+                ReferenceAutoResize = parse.GetValue(keepRefSize) ? false : null,
                 PromptCache = parse.GetValue(noPromptCache) ? null
                     : new PromptCache(parse.GetValue(promptCache) ?? Path.Combine(BuiltInModel.CacheRoot, "prompts")),
             };

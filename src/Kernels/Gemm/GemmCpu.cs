@@ -52,8 +52,7 @@ internal static unsafe class GemmCpu
     /// <summary>Most columns of B packed at once: KC×NC floats (up to 3 MiB per thread) stay in L3.</summary>
     public const int NC = 3072;
 
-    [ThreadStatic] private static float* _packA, _packB;
-    [ThreadStatic] private static long _packACap, _packBCap;
+    [ThreadStatic] private static ThreadScratch? _packA, _packB;
 
     /// <summary>C = A·B (+ bias) using up to <paramref name="threads"/> threads.</summary>
     public static void Run(float* a, long lda, in BOperand b, float* bias, float* c, long ldc, int m, int n, int k, int threads)
@@ -201,8 +200,8 @@ internal static unsafe class GemmCpu
         int kcMax = Math.Min(KC, k);
         int ncMax = Math.Min(NC, RoundUp(nLen, NR));
         int mcMax = Math.Min(MC, RoundUp(mLen, MR));
-        float* packA = Buffer(ref _packA, ref _packACap, (long)mcMax * kcMax);
-        float* packB = Buffer(ref _packB, ref _packBCap, (long)ncMax * kcMax);
+        float* packA = (float*)(_packA ??= new()).Get((long)mcMax * kcMax * sizeof(float));
+        float* packB = (float*)(_packB ??= new()).Get((long)ncMax * kcMax * sizeof(float));
 
         for (int jc = n0; jc < n0 + nLen; jc += ncMax)
         {
@@ -383,17 +382,6 @@ internal static unsafe class GemmCpu
     internal static int RoundUp(int value, int multiple) => (value + multiple - 1) / multiple * multiple;
 
     /// <summary>A per-thread 64-byte aligned scratch buffer of at least <paramref name="floats"/> floats, kept for reuse.</summary>
-    private static float* Buffer(ref float* buffer, ref long capacity, long floats)
-    {
-        if (capacity < floats)
-        {
-            if (buffer != null) NativeMemory.AlignedFree(buffer);
-            buffer = (float*)NativeMemory.AlignedAlloc((nuint)(floats * sizeof(float)), 64);
-            capacity = floats;
-        }
-        return buffer;
-    }
-
     /// <summary>Stores one row of a register tile: full or masked to nr columns, with bias (first K block) or
     /// accumulating into C (later K blocks).</summary>
     private readonly ref struct TileStore

@@ -40,8 +40,7 @@ public static partial class QuantizedGemm
     /// KC 512, NC 3072: 213 / 214 / 205; KC 1024, NC 1536: 255 / 259 / 235; KC 2048, NC 1536: 284 / 279 / 262.</summary>
     private const int VMC = 144, VNC = 1536, VKC = 2048;
 
-    [ThreadStatic] private static nint _packCorr;
-    [ThreadStatic] private static long _packCorrCap;
+    [ThreadStatic] private static ThreadScratch? _packCorr;
 
     /// <summary>Whether the VNNI kernel can run here (AVX-VNNI for vpdpbusd, BMI2 for the int4 unpack, AVX-512 for the rest).</summary>
     public static bool VnniSupported => AvxVnni.IsSupported && Bmi2.IsSupported && Avx512BW.IsSupported;
@@ -99,10 +98,10 @@ public static partial class QuantizedGemm
         int ncMax = Math.Min(VNC, (nLen + VNR - 1) / VNR * VNR);
         int mcMax = Math.Min(VMC, (mLen + VMR - 1) / VMR * VMR);
         int groupsMax = (kcMax + groupK - 1) / groupK;
-        int* packA = (int*)Buffer(ref _packA, ref _packACap, (long)mcMax * kcMax);
-        int* packB = (int*)Buffer(ref _packB, ref _packBCap, (long)ncMax * kcMax);
-        float* packS = (float*)Buffer(ref _packScales, ref _packScalesCap, (long)ncMax * groupsMax * sizeof(float));
-        int* packC = (int*)Buffer(ref _packCorr, ref _packCorrCap, (long)ncMax * groupsMax * sizeof(int));
+        int* packA = (int*)Buffer(ref _packA, (long)mcMax * kcMax);
+        int* packB = (int*)Buffer(ref _packB, (long)ncMax * kcMax);
+        float* packS = (float*)Buffer(ref _packScales, (long)ncMax * groupsMax * sizeof(float));
+        int* packC = (int*)Buffer(ref _packCorr, (long)ncMax * groupsMax * sizeof(int));
         float* edge = stackalloc float[VMR * VNR];
         for (int jc = n0; jc < n0 + nLen; jc += ncMax)
         {

@@ -93,8 +93,7 @@ public static partial class QuantizedGemm
     private const int KC = 512;
     private const int MC = 144, NC = 3072;
 
-    [ThreadStatic] private static nint _packA, _packB, _packScales;
-    [ThreadStatic] private static long _packACap, _packBCap, _packScalesCap;
+    [ThreadStatic] private static ThreadScratch? _packA, _packB, _packScales;
 
     private static unsafe void LinearCpu(CpuDevice device, Tensor x, QuantizedTensor w, Tensor? bias, Tensor y, int m, int n, int k)
     {
@@ -196,9 +195,9 @@ public static partial class QuantizedGemm
         int groupK = w.Int4 ? w.GroupSize : kcMax;
         int ncMax = Math.Min(NC, (nLen + NR - 1) / NR * NR);
         int mcMax = Math.Min(MC, (mLen + MR - 1) / MR * MR);
-        int* packA = (int*)Buffer(ref _packA, ref _packACap, (long)mcMax * kcMax / 2 * sizeof(int));
-        int* packB = (int*)Buffer(ref _packB, ref _packBCap, (long)ncMax * kcMax / 2 * sizeof(int));
-        float* packS = (float*)Buffer(ref _packScales, ref _packScalesCap,
+        int* packA = (int*)Buffer(ref _packA, (long)mcMax * kcMax / 2 * sizeof(int));
+        int* packB = (int*)Buffer(ref _packB, (long)ncMax * kcMax / 2 * sizeof(int));
+        float* packS = (float*)Buffer(ref _packScales,
             (long)ncMax * (kcMax / groupK + 1) * sizeof(float));
         for (int jc = n0; jc < n0 + nLen; jc += ncMax)
         {
@@ -292,16 +291,8 @@ public static partial class QuantizedGemm
         }
     }
 
-    private static unsafe void* Buffer(ref nint buffer, ref long capacity, long bytes)
-    {
-        if (capacity < bytes)
-        {
-            if (buffer != 0) NativeMemory.AlignedFree((void*)buffer);
-            buffer = (nint)NativeMemory.AlignedAlloc((nuint)bytes, 64);
-            capacity = bytes;
-        }
-        return (void*)buffer;
-    }
+    /// <summary>This thread's scratch block of at least <paramref name="bytes"/> bytes (see <see cref="ThreadScratch"/>).</summary>
+    private static unsafe void* Buffer(ref ThreadScratch? scratch, long bytes) => (scratch ??= new()).Get(bytes);
 
     /// <summary>C row += (float)acc · weight scales · row scale, full or masked to nr columns.</summary>
     private readonly unsafe ref struct AccumulateStore

@@ -16,6 +16,19 @@ public sealed record ModelOptions
     public bool? WeightsBf16 { get; init; }
     /// <summary>RoPE tables built once per job and size (the engine's behaviour) or on every model call (the experiment switch <c>rope-cache=off</c>).</summary>
     public bool RopeCache { get; init; } = true;
+    /// <summary>FLUX.1 Kontext's max_area (pixels): the output size is refit to this area at the requested aspect ratio
+    /// (diffusers' <c>max_area</c>, default 1024²); null = the pipeline's default. Other families refuse it.</summary>
+    public long? MaxArea { get; init; }
+    /// <summary>FLUX.1 Kontext's <c>_auto_resize</c>: false keeps the reference image at its own size (rounded down to 16)
+    /// instead of the preferred ~1 MP resolution of nearest aspect ratio; null = the pipeline's default (true). Other families refuse it.</summary>
+    public bool? ReferenceAutoResize { get; init; }
+
+    /// <summary>One line for a family that has no Kontext-style refit, when <see cref="MaxArea"/> or <see cref="ReferenceAutoResize"/> is set.</summary>
+    public void RefuseKontextOptions(string family)
+    {
+        if (MaxArea is not null) throw new ArgumentException($"--max-area applies to FLUX.1 Kontext snapshots (its output-size refit); {family} generates at the requested size");
+        if (ReferenceAutoResize is not null) throw new ArgumentException($"--keep-ref-size applies to FLUX.1 Kontext snapshots (its reference resize); {family} has no such step");
+    }
 }
 
 /// <summary>

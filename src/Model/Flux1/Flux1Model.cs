@@ -97,6 +97,14 @@ public sealed class Flux1Model : IDiffusionModel, Bench.IStageFlopModel
             throw new ArgumentException("--text-layers applies to FLUX.2 klein; FLUX.1 conditions on T5's last hidden state and CLIP's pooled vector");
         if (options.GuidanceDistilled is not null)
             throw new ArgumentException("--guidance-distilled applies to FLUX.2 klein snapshots; FLUX.1 dev / Kontext embed the guidance scale (--guidance), schnell has none");
+        if (snapshot.Kind != Flux1Kind.Kontext) options.RefuseKontextOptions($"FLUX.1 {snapshot.Kind.ToString().ToLowerInvariant()}");
+        if (options.MaxArea is { } area)
+        {
+            // The refit output must stay a whole number of 16-pixel cells and within what the layout's int arithmetic holds.
+            if (area < 256 || area > 1L << 30) throw new ArgumentException($"--max-area {area}: expected a pixel count in 256..{1L << 30} (diffusers' default 1048576 = 1024²)");
+            KontextMaxArea = area;
+        }
+        if (options.ReferenceAutoResize is { } auto) KontextAutoResize = auto;
         bool schnell = snapshot.Kind == Flux1Kind.Schnell;
         Defaults = new ModelDefaults(Steps: schnell ? 4 : 28, Guidance: 1f, SamplerKind.Euler, GuidanceDistilled: true,
             TrueCfg: true, EmbeddedGuidance: snapshot.TransformerConfig.GuidanceEmbeds ? 3.5f : null);

@@ -56,6 +56,7 @@ public sealed class Flux2KleinModel : IDiffusionModel, Bench.IStageFlopModel
     public Flux2KleinModel(ModelSnapshot snapshot, Device device, ModelOptions? options = null, bool ownsSnapshot = false)
     {
         options ??= new ModelOptions();
+        options.RefuseKontextOptions("FLUX.2 klein");
         _snapshot = snapshot;
         _ownsSnapshot = ownsSnapshot;
         _device = device;

@@ -66,6 +66,7 @@ public sealed class QwenImageModel : IDiffusionModel, Bench.IStageFlopModel
     public QwenImageModel(QwenImageSnapshot snapshot, Device device, ModelOptions? options = null, bool ownsSnapshot = false)
     {
         options ??= new ModelOptions();
+        options.RefuseKontextOptions("Qwen-Image");
         _snapshot = snapshot;
         _ownsSnapshot = ownsSnapshot;
         _device = device;

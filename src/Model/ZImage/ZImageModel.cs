@@ -68,6 +68,7 @@ public sealed class ZImageModel : IDiffusionModel, Bench.IStageFlopModel
     public ZImageModel(ZImageSnapshot snapshot, Device device, ModelOptions? options = null, bool ownsSnapshot = false)
     {
         options ??= new ModelOptions();
+        options.RefuseKontextOptions("Z-Image");
         _snapshot = snapshot;
         _ownsSnapshot = ownsSnapshot;
         _device = device;
