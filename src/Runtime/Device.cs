@@ -64,6 +64,14 @@ public sealed class CpuDevice : Device
     /// <summary>Worker threads operators may use (PUREFLUX_THREADS, else the processor count).</summary>
     public int Threads { get; }
 
+    /// <summary>Which step of the GEMM kernel ladder <c>Gemm.Linear</c> runs on this device (the experiment switch
+    /// <c>gemm=LEVEL</c>); the default is the fastest, <see cref="CpuGemmLevel.Parallel"/>.</summary>
+    public CpuGemmLevel GemmLevel { get; set; } = CpuGemmLevel.Parallel;
+
+    /// <summary>How <c>Attention.Forward</c> computes when its options ask for the fast path (the experiment switch
+    /// <c>attention=flash|materialized</c>); the default is tiled flash attention.</summary>
+    public CpuAttentionKernel AttentionKernel { get; set; } = CpuAttentionKernel.Flash;
+
     public ParallelOptions ParallelOptions => new() { MaxDegreeOfParallelism = Threads };
 
     public override DeviceBuffer AllocateRaw(long bytes) => new CpuBuffer(this, bytes);
@@ -149,4 +157,24 @@ public sealed class IlgpuDevice : Device
         base.Dispose();
         Accelerator.Dispose();
     }
+}
+
+/// <summary>Steps of the CPU GEMM kernel ladder that run every weight type (F32, F16, BF16).</summary>
+public enum CpuGemmLevel
+{
+    /// <summary>Three scalar loops (ladder step 0): a reference, orders of magnitude slower.</summary>
+    Naive,
+    /// <summary>The packed, register-blocked AVX-512 kernel on one thread.</summary>
+    Packed,
+    /// <summary>The packed kernel across the device's threads (the default).</summary>
+    Parallel,
+}
+
+/// <summary>CPU attention implementations behind <c>Attention.Forward</c>'s fast path.</summary>
+public enum CpuAttentionKernel
+{
+    /// <summary>Tiled flash attention: online softmax, no S_q × S_k matrix (the default).</summary>
+    Flash,
+    /// <summary>The full score matrix per head, formed and multiplied with the packed GEMM (S_q·S_k floats per head).</summary>
+    Materialized,
 }

@@ -20,6 +20,7 @@ public class AttentionTests
         {
             data.Add(id, AttentionAlgorithm.Auto);
             data.Add(id, AttentionAlgorithm.Reference);
+            if (id == "cpu") data.Add(id, AttentionAlgorithm.Materialized); // the experiment switch attention=materialized
         }
         return data;
     }
@@ -36,6 +37,7 @@ public class AttentionTests
                 // The reference kernels are slow on the ILGPU CPU emulator: cover them on the smaller cases there.
                 if (id != "ilgpu-cpu" || !c.StartsWith("s333", StringComparison.Ordinal) && !c.StartsWith("s256", StringComparison.Ordinal))
                     data.Add(id, AttentionAlgorithm.Reference, c);
+                if (id == "cpu") data.Add(id, AttentionAlgorithm.Materialized, c);
             }
         return data;
     }

@@ -123,6 +123,8 @@ public class ExperimentTests
     [InlineData("guidance-interval=0.9..0.2", "guidance-interval=0.9..0.2")]
     [InlineData("tome=0.5", "switch 'tome' is not available in this build")]
     [InlineData("rope-cache=maybe", "rope-cache=maybe: expected on|off")]
+    [InlineData("attention=paged", "attention=paged: expected flash|materialized")]
+    [InlineData("gemm=blas", "gemm=blas: expected naive|packed|parallel")]
     public void Bad_switches_are_one_line_errors(string text, string expected)
     {
         var e = Assert.Throws<ArgumentException>(() => SwitchSet.Parse(text));
@@ -188,6 +190,34 @@ public class ExperimentTests
             Assert.Contains("experiment: rope-cache=off; steps=1 vs baseline", entry);
             Assert.Contains("- Command: `pureflux ", entry);
             Assert.Contains("- Verdict:", entry);
+        }
+        finally { Directory.Delete(dir, recursive: true); }
+    }
+
+    [Fact]
+    public void Kernel_switches_reach_the_device_change_no_result_beyond_rounding_and_need_the_cpu_device()
+    {
+        var applied = ExperimentSwitches.Apply(SwitchSet.Parse("attention=materialized,gemm=packed"), new RunSettings(new GenerationJob(), new ModelOptions()));
+        Assert.Equal((CpuGemmLevel.Packed, CpuAttentionKernel.Materialized), (applied.Kernels.Gemm, applied.Kernels.Attention));
+        using (var cpu = new CpuDevice())
+        {
+            applied.Kernels.ApplyTo(cpu);
+            Assert.Equal((CpuGemmLevel.Packed, CpuAttentionKernel.Materialized), (cpu.GemmLevel, cpu.AttentionKernel));
+        }
+        string dir = Path.Combine(Path.GetTempPath(), $"pureflux-exp-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(dir);
+        try
+        {
+            string json = Path.Combine(dir, "k.json");
+            var (code, _, err) = Run("experiment", "--model", TinySnapshot.Dir, "--size", "32", "--steps", "2", "--reps", "1",
+                "--variant", "mat:attention=materialized", "--variant", "one:gemm=packed", "--variant", "naive:gemm=naive", "--json", json);
+            Assert.True(code == 0, err);
+            var report = ExperimentReport.FromJson(File.ReadAllText(json));
+            // Same function, another summation order: the final latents agree to fp32 rounding.
+            Assert.All(report.Arms.Skip(1), a => Assert.InRange(a.Quality!.FinalLatents.RelativeRms, 0, 1e-4));
+            var (code2, _, err2) = Run("experiment", "--model", TinySnapshot.Dir, "--device", "ilgpu-cpu", "--variant", "attention=materialized");
+            Assert.Equal(2, code2);
+            Assert.Contains("switches gemm / attention choose among the cpu device's kernels", err2);
         }
         finally { Directory.Delete(dir, recursive: true); }
     }

@@ -81,8 +81,12 @@ public static partial class Attention
         {
             case CpuDevice cpu:
                 if (options.Algorithm == AttentionAlgorithm.Reference) ForwardCpuReference(q, k, v, o, options, dims);
+                else if (options.Algorithm == AttentionAlgorithm.Materialized || cpu.AttentionKernel == CpuAttentionKernel.Materialized)
+                    ForwardCpuMaterialized(cpu, q, k, v, o, options, dims);
                 else ForwardCpuFlash(cpu, q, k, v, o, options, dims);
                 break;
+            case IlgpuDevice when options.Algorithm == AttentionAlgorithm.Materialized:
+                throw new NotSupportedException($"{Op}: the materialised algorithm runs on the cpu device only (ILGPU devices run the tiled kernel)");
             case IlgpuDevice { Kind: DeviceKind.Cuda } when FlashAttentionMma.Enabled && FlashAttentionMma.Supports(q, k, v, options): FlashAttentionMma.Forward(q, k, v, o, scale); break; // opt-in tensor cores: PUREFLUX_CUDA_MMA=1
             case IlgpuDevice gpu:
                 ForwardIlgpu(gpu, q, k, v, o, options, dims);
@@ -147,6 +151,66 @@ public static partial class Attention
                 for (int c = 0; c < p.D; c++) oi[c] /= sum;
             }
         });
+    }
+
+    // ---------------------------------------------------------------- CPU materialised (the experiment baseline for flash)
+
+    /// <summary>
+    /// Per query head: S = Q_h K_hᵀ [S_q, S_k] with the packed GEMM (strided views, nothing copied), then per row scale,
+    /// bias, masks and softmax in place, then O_h = P V_h with the GEMM again. Holds one head's S_q·S_k floats at a time;
+    /// the GEMMs thread internally, the softmax rows are split over the device's threads. o may be q: head h's output
+    /// columns are written after its own queries were consumed, and other heads read other columns.
+    /// </summary>
+    private static unsafe void ForwardCpuMaterialized(CpuDevice device, Tensor q, Tensor k, Tensor v, Tensor o, AttentionOptions opt, Dims p)
+    {
+        long plane = (long)p.Sq * p.Sk;
+        float* s = (float*)NativeMemory.AlignedAlloc((nuint)(plane * sizeof(float)), 64);
+        try
+        {
+            float* qp = (float*)q.Pointer, kp = (float*)k.Pointer, vp = (float*)v.Pointer, op = (float*)o.Pointer;
+            nint keyMask = opt.KeyMask is { } km ? km.Pointer : 0, mask = opt.Mask is { } m ? m.Pointer : 0;
+            nint bias = opt.Bias is { } b ? b.Pointer : 0, ps = (nint)s;
+            long qStride = (long)p.Hq * p.D, kvStride = (long)p.Hkv * p.D;
+            bool causal = opt.Causal;
+            int threads = Math.Max(1, Math.Min(device.Threads, p.Sq));
+            for (int h = 0; h < p.Hq; h++)
+            {
+                int kvh = h / p.Group;
+                GemmCpu.Run(qp + (long)h * p.D, qStride, new BOperand(kp + (long)kvh * p.D, DType.F32, BLayout.NK, kvStride), null,
+                    s, p.Sk, p.Sq, p.Sk, p.D, device.Threads);
+                long biasOffset = h * p.BiasHeadStride;
+                Parallel.For(0, threads, device.ParallelOptions, t =>
+                {
+                    var (start, len) = Partition.Range(p.Sq, t, threads, 1);
+                    for (long i = start; i < start + len; i++)
+                        SoftmaxRow((float*)ps + i * p.Sk, (int)i, p, causal, (byte*)keyMask, (byte*)mask,
+                            bias == 0 ? null : (float*)bias + biasOffset + i * p.Sk);
+                });
+                GemmCpu.Run(s, p.Sk, new BOperand(vp + (long)kvh * p.D, DType.F32, BLayout.KN, kvStride), null,
+                    op + (long)h * p.D, qStride, p.Sq, p.D, p.Sk, device.Threads);
+            }
+        }
+        finally
+        {
+            NativeMemory.AlignedFree(s);
+        }
+    }
+
+    /// <summary>One row of logits → probabilities in place: scale, bias, masks (−∞), softmax; an all-masked row becomes zeros.</summary>
+    private static unsafe void SoftmaxRow(float* row, int i, in Dims p, bool causal, byte* keyMask, byte* mask, float* biasRow)
+    {
+        var r = new Span<float>(row, p.Sk);
+        System.Numerics.Tensors.TensorPrimitives.Multiply(r, p.Scale, r);
+        if (biasRow != null) System.Numerics.Tensors.TensorPrimitives.Add(r, new ReadOnlySpan<float>(biasRow, p.Sk), r);
+        if (causal || keyMask != null || mask != null)
+            for (int j = 0; j < p.Sk; j++)
+                if (!Allowed(i, j, p, causal, keyMask, mask)) r[j] = float.NegativeInfinity;
+        float max = System.Numerics.Tensors.TensorPrimitives.Max(r);
+        if (max == float.NegativeInfinity) { r.Clear(); return; }
+        System.Numerics.Tensors.TensorPrimitives.Subtract(r, max, r);
+        System.Numerics.Tensors.TensorPrimitives.Exp(r, r);
+        float sum = System.Numerics.Tensors.TensorPrimitives.Sum(r);
+        System.Numerics.Tensors.TensorPrimitives.Divide(r, sum, r);
     }
 
     private static unsafe bool Allowed(int i, int j, in Dims p, bool causal, byte* keyMask, byte* mask) =>

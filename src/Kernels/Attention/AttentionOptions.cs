@@ -8,6 +8,9 @@ public enum AttentionAlgorithm
     /// <summary>The straightforward reference (ladder step 0): one query row at a time, two passes over the keys.
     /// Slow; for tests and for checking the fast path.</summary>
     Reference,
+    /// <summary>The full S_q × S_k score matrix per head, formed and multiplied with the packed GEMM (CPU only; what
+    /// <see cref="CpuAttentionKernel.Materialized"/> selects for Auto on a device). The baseline flash attention is measured against.</summary>
+    Materialized,
 }
 
 /// <summary>

@@ -110,8 +110,40 @@ public static partial class Gemm
 
     private static unsafe void LinearCpu(CpuDevice device, Tensor x, Tensor weight, Tensor? bias, Tensor y, int m, int n, int k)
     {
+        if (device.GemmLevel == CpuGemmLevel.Naive)
+        {
+            NaiveCpu(x, weight, bias, y, m, n, k);
+            return;
+        }
         var b = new BOperand((void*)weight.Pointer, weight.DType, BLayout.NK, k);
-        GemmCpu.Run((float*)x.Pointer, k, b, bias is null ? null : (float*)bias.Pointer, (float*)y.Pointer, n, m, n, k, device.Threads);
+        int threads = device.GemmLevel == CpuGemmLevel.Packed ? 1 : device.Threads;
+        GemmCpu.Run((float*)x.Pointer, k, b, bias is null ? null : (float*)bias.Pointer, (float*)y.Pointer, n, m, n, k, threads);
+    }
+
+    /// <summary>Ladder step 0 for any weight type: three loops over rows, columns and K, the weight widened element by
+    /// element (x [M, K] F32, weight [N, K] F32/F16/BF16, y [M, N]).</summary>
+    private static unsafe void NaiveCpu(Tensor x, Tensor weight, Tensor? bias, Tensor y, int m, int n, int k)
+    {
+        float* px = (float*)x.Pointer, py = (float*)y.Pointer, pb = bias is null ? null : (float*)bias.Pointer;
+        var type = weight.DType;
+        nint pw = weight.Pointer;
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++)
+            {
+                float acc = 0f;
+                long row = (long)j * k;
+                for (int p = 0; p < k; p++)
+                {
+                    float w = type switch
+                    {
+                        DType.F32 => ((float*)pw)[row + p],
+                        DType.BF16 => BitConverter.Int32BitsToSingle(((ushort*)pw)[row + p] << 16),
+                        _ => (float)((Half*)pw)[row + p],
+                    };
+                    acc += px[(long)i * k + p] * w;
+                }
+                py[(long)i * n + j] = acc + (pb == null ? 0f : pb[j]);
+            }
     }
 
     private static unsafe void MatMulCpu(CpuDevice device, Tensor a, Tensor b, Tensor c, int m, int n, int k)

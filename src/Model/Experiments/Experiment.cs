@@ -39,7 +39,13 @@ public sealed record ExperimentPlan(GenerationJob Job, SwitchSet Baseline, IRead
             if (string.IsNullOrWhiteSpace(v.Name)) throw new ArgumentException("--variant: a variant has an empty name");
             if (!names.Add(v.Name)) throw new ArgumentException($"--variant: the name '{v.Name}' is used twice (or is 'baseline')");
         }
-        foreach (var arm in Arms) ExperimentSwitches.Apply(arm.Switches, new RunSettings(Job, Options)).Job.Validate();
+        foreach (var arm in Arms)
+        {
+            var s = ExperimentSwitches.Apply(arm.Switches, new RunSettings(Job, Options));
+            s.Job.Validate();
+            if (!s.Kernels.IsDefault && !DeviceSpec.StartsWith("cpu", StringComparison.OrdinalIgnoreCase))
+                throw new ArgumentException($"variant '{arm.Name}': switches gemm / attention choose among the cpu device's kernels; --device {DeviceSpec} has one of each");
+        }
     }
 }
 
@@ -177,6 +183,7 @@ public static class Experiment
             bool perRun = E2eBench.ResetPeakRss();
             var wall = System.Diagnostics.Stopwatch.StartNew();
             using var dev = Devices.Open(plan.DeviceSpec);
+            s.Kernels.ApplyTo(dev);
             (deviceId, deviceName) = (dev.Id, dev.Name);
             var timer = new StageTimer(dev);
             var steps = new List<float[]>();

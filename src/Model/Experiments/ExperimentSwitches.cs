@@ -5,8 +5,30 @@ using PureFlux.Model.Scheduler;
 
 namespace PureFlux.Model.Experiments;
 
-/// <summary>What one run of an experiment asks for: the generation and the options the model loads with.</summary>
-public sealed record RunSettings(GenerationJob Job, ModelOptions Options);
+/// <summary>What one run of an experiment asks for: the generation, the options the model loads with, and the device's kernel choices.</summary>
+public sealed record RunSettings(GenerationJob Job, ModelOptions Options)
+{
+    public KernelChoices Kernels { get; init; } = new();
+}
+
+/// <summary>
+/// Kernel choices of the engine-wide switches <c>gemm</c> and <c>attention</c>: every family's linears and attention go
+/// through <c>Gemm.Linear</c> and <c>Attention.Forward</c>, which read them from the CPU device.
+/// </summary>
+public sealed record KernelChoices
+{
+    public CpuGemmLevel Gemm { get; init; } = CpuGemmLevel.Parallel;
+    public CpuAttentionKernel Attention { get; init; } = CpuAttentionKernel.Flash;
+    public bool IsDefault => Gemm == CpuGemmLevel.Parallel && Attention == CpuAttentionKernel.Flash;
+
+    /// <summary>Sets the choices on a freshly opened device; the ILGPU devices have one GEMM and one attention kernel, so a non-default choice there is an error.</summary>
+    public void ApplyTo(Device device)
+    {
+        if (device is CpuDevice cpu) (cpu.GemmLevel, cpu.AttentionKernel) = (Gemm, Attention);
+        else if (!IsDefault)
+            throw new ArgumentException($"switches gemm / attention choose among the cpu device's kernels; {device.Id} has one of each (run the experiment with --device cpu)");
+    }
+}
 
 /// <summary>
 /// An ordered set of switch values, written <c>name=value,name=value</c> (a bare name means <c>on</c>). Names are the
@@ -98,8 +120,12 @@ public static class ExperimentSwitches
         Pending("fused-qkv", "on|off", "one GEMM for Q, K, V (and the single-stream MLP input)"),
         Pending("sync-per-block", "on|off", "one host synchronisation per block instead of per step (ILGPU devices)"),
         Pending("tome", "a ratio in [0, 1)", "token merging on the image tokens"),
-        Pending("attention", "flash|materialized", "tiled flash attention or the materialised score matrix"),
-        Pending("gemm", "a kernel-ladder level", "the CPU GEMM kernel ladder step"),
+        new("attention", "flash|materialized", "tiled flash attention (the engine's) or the full score matrix per head through the GEMM (cpu device)", SwitchScope.Engine,
+            v => v is "flash" or "materialized",
+            (s, v) => s with { Kernels = s.Kernels with { Attention = v == "materialized" ? CpuAttentionKernel.Materialized : CpuAttentionKernel.Flash } }),
+        new("gemm", "naive|packed|parallel", "the CPU GEMM kernel-ladder step: scalar loops, the packed AVX-512 kernel on one thread, or on all (the engine's)", SwitchScope.Engine,
+            v => v is "naive" or "packed" or "parallel",
+            (s, v) => s with { Kernels = s.Kernels with { Gemm = v switch { "naive" => CpuGemmLevel.Naive, "packed" => CpuGemmLevel.Packed, _ => CpuGemmLevel.Parallel } } }),
     ];
 
     private static Definition Pending(string name, string values, string what) =>
