@@ -19,6 +19,7 @@ public abstract class Device : IDisposable
 {
     protected Device(string id, string name, DeviceKind kind)
     {
+        NativeHeap.Configure();
         Id = id;
         Name = name;
         Kind = kind;

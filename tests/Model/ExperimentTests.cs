@@ -223,6 +223,23 @@ public class ExperimentTests
     }
 
     [Fact]
+    public void Sync_per_block_changes_no_value_on_an_ilgpu_device_and_is_refused_on_cpu()
+    {
+        var job = new GenerationJob { Prompts = ["a red fox"], Width = 32, Height = 32, Steps = 1, Seed = 5 };
+        float[] Generate(bool sync)
+        {
+            using var dev = Devices.Open("ilgpu-cpu");
+            using var model = ModelFamilies.Open(TinySnapshot.Dir, dev, new ModelOptions { SyncPerBlock = sync });
+            Assert.Contains("sync-per-block", model.HonouredSwitches);
+            return GenerationEngine.Run(model, job).Decoded;
+        }
+        Assert.Equal(Generate(false), Generate(true));
+        var (code, _, err) = Run("experiment", "--model", TinySnapshot.Dir, "--variant", "sync-per-block");
+        Assert.Equal(2, code);
+        Assert.Contains("sync-per-block applies to ILGPU devices", err);
+    }
+
+    [Fact]
     public void Experiment_command_refuses_bad_plans_before_any_run()
     {
         var (code, _, err) = Run("experiment", "--model", TinySnapshot.Dir, "--variant", "fast:fused-qkv");

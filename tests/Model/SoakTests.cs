@@ -79,7 +79,7 @@ public class SoakTests(ITestOutputHelper log)
             rss.Add(now);
             anon.Add(Status("RssAnon:"));
             Log($"image {i + 1}: {sw.Elapsed.TotalSeconds:0.0} s, {result.Steps} steps, pool live {pool.LiveBytes} B, pool reserved {pool.ReservedBytes >> 20} MiB, " +
-                $"RSS {now >> 20} MiB (anon {Status("RssAnon:") >> 20}, file {Status("RssFile:") >> 20}), managed heap {GC.GetGCMemoryInfo().HeapSizeBytes >> 20} MiB, peak RSS {StageTimer.PeakRssBytes() >> 20} MiB");
+                $"RSS {now >> 20} MiB (anon {Status("RssAnon:") >> 20}, file {Status("RssFile:") >> 20}), managed heap {GC.GetGCMemoryInfo().HeapSizeBytes >> 20} MiB (committed {GC.GetGCMemoryInfo().TotalCommittedBytes >> 20}), peak RSS {StageTimer.PeakRssBytes() >> 20} MiB");
             if (i == 0) live0 = pool.LiveBytes;
             if (i == 1) { rss1 = now; anon1 = anon[^1]; }
         }

@@ -16,6 +16,9 @@ public sealed record ModelOptions
     public bool? WeightsBf16 { get; init; }
     /// <summary>RoPE tables built once per job and size (the engine's behaviour) or on every model call (the experiment switch <c>rope-cache=off</c>).</summary>
     public bool RopeCache { get; init; } = true;
+    /// <summary>The experiment switch <c>sync-per-block</c>: the transformer waits for the device after every block (a host
+    /// synchronisation per block) instead of only where the step reads results back. ILGPU devices; a no-op on the cpu device.</summary>
+    public bool SyncPerBlock { get; init; }
     /// <summary>FLUX.1 Kontext's max_area (pixels): the output size is refit to this area at the requested aspect ratio
     /// (diffusers' <c>max_area</c>, default 1024²); null = the pipeline's default. Other families refuse it.</summary>
     public long? MaxArea { get; init; }

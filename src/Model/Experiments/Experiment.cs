@@ -43,6 +43,8 @@ public sealed record ExperimentPlan(GenerationJob Job, SwitchSet Baseline, IRead
         {
             var s = ExperimentSwitches.Apply(arm.Switches, new RunSettings(Job, Options));
             s.Job.Validate();
+            if (s.Options.SyncPerBlock && DeviceSpec.StartsWith("cpu", StringComparison.OrdinalIgnoreCase))
+                throw new ArgumentException($"variant '{arm.Name}': sync-per-block applies to ILGPU devices; the cpu device's operators finish before they return (use --device ilgpu-cpu, opencl or cuda)");
             if (!s.Kernels.IsDefault && !DeviceSpec.StartsWith("cpu", StringComparison.OrdinalIgnoreCase))
                 throw new ArgumentException($"variant '{arm.Name}': switches gemm / attention choose among the cpu device's kernels; --device {DeviceSpec} has one of each");
         }

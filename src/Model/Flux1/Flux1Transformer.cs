@@ -99,6 +99,8 @@ public sealed class Flux1Transformer : IDisposable
     /// blocks' weight names with a trailing dot ("transformer_blocks.3.").
     /// </summary>
     public (Action<string, string?> Starting, Action<string> Done)? Streaming { get; set; }
+    /// <summary>Wait for the device after every block (the experiment switch <c>sync-per-block</c>; ModelOptions.SyncPerBlock).</summary>
+    public bool SyncPerBlock { get; set; }
 
     private string BlockPrefix(int i) => i < _double.Length ? $"transformer_blocks.{i}." : $"single_transformer_blocks.{i - _double.Length}.";
     // After the last block comes the first one of the next model call.
@@ -165,6 +167,7 @@ public sealed class Flux1Transformer : IDisposable
                 trace($"double.{block}.txt", x.Reshape(s, d).Slice(0, textLen));
                 trace($"double.{block}.img", x.Reshape(s, d).Slice(textLen, imgLen));
             }
+            if (SyncPerBlock) x.Device.Synchronize();
             Streaming?.Done(BlockPrefix(i));
         }
         for (int i = 0; i < _single.Length; i++)
@@ -177,6 +180,7 @@ public sealed class Flux1Transformer : IDisposable
                 trace($"single.{block}.txt", x.Reshape(s, d).Slice(0, textLen));
                 trace($"single.{block}.img", x.Reshape(s, d).Slice(textLen, imgLen));
             }
+            if (SyncPerBlock) x.Device.Synchronize();
             Streaming?.Done(BlockPrefix(_double.Length + i));
         }
 

@@ -11,6 +11,8 @@ namespace PureFlux.Model.Flux2;
 public sealed class Flux2Transformer : IDisposable
 {
     private readonly Linear _timeLinear1, _timeLinear2, _modImg, _modTxt, _modSingle, _normOut, _xEmbed, _ctxEmbed, _projOut;
+    /// <summary>Wait for the device after every block (the experiment switch <c>sync-per-block</c>; ModelOptions.SyncPerBlock).</summary>
+    public bool SyncPerBlock { get; set; }
     private readonly Flux2DoubleBlock[] _double;
     private readonly Flux2SingleBlock[] _single;
 
@@ -123,11 +125,13 @@ public sealed class Flux2Transformer : IDisposable
             int block = i;
             for (int b = 0; b < batch; b++)
                 _double[i].Forward(x.Slice(b, 1).Reshape(s, d), textLen, mod.Sample(b), cos, sin, trace is null ? null : (n, t) => trace($"double.{block}.{n}", t));
+            if (SyncPerBlock) x.Device.Synchronize();
         }
         for (int i = 0; i < _single.Length; i++)
         {
             int block = i;
             _single[i].Forward(x, mod, cos, sin, trace is null ? null : (n, t) => trace($"single.{block}.{n}", t));
+            if (SyncPerBlock) x.Device.Synchronize();
             trace?.Invoke($"single.{block}", x.Reshape(s, d));
         }
 

@@ -134,6 +134,7 @@ public sealed class QwenImageTransformer : IDisposable
                         var (img, txt) = mods[i];
                         var bt = tr is null ? null : Sub(tr, $"block.{i}");
                         _blocks[i].Forward(x, tl, Sample(img, b), Sample(txt, b), rope.TxtCos, rope.TxtSin, rope.ImgCos, rope.ImgSin, keyMask, i == 0 ? bt : null);
+                        if (SyncPerBlock) x.Device.Synchronize();
                         bt?.Invoke("txt", x.Slice(0, tl));
                         bt?.Invoke("img", x.Slice(tl, s));
                         Streaming?.Done($"transformer_blocks.{i}.");
@@ -163,6 +164,8 @@ public sealed class QwenImageTransformer : IDisposable
     /// Prefixes are "transformer_blocks.{i}.". Blocks run per sample, so a batch re-reads them per sample.
     /// </summary>
     public (Action<string, string?> Starting, Action<string> Done)? Streaming { get; set; }
+    /// <summary>Wait for the device after every block (the experiment switch <c>sync-per-block</c>; ModelOptions.SyncPerBlock).</summary>
+    public bool SyncPerBlock { get; set; }
 
     /// <summary>Keep the RoPE tables of the last size between calls (the default); false rebuilds them on every call (experiment switch rope-cache=off).</summary>
     public bool CacheRope { get; set; } = true;

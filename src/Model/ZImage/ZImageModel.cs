@@ -57,6 +57,7 @@ public sealed class ZImageModel : IDiffusionModel, Bench.IStageFlopModel
     private readonly Device _device;
     private readonly QuantMode _quant;
     private readonly bool _ropeCache;
+    private readonly bool _syncPerBlock;
     private readonly bool _bf16Transformer;
     private readonly Dictionary<string, float[]> _promptCache = new();
     private ZImageTransformer? _transformer;
@@ -74,6 +75,7 @@ public sealed class ZImageModel : IDiffusionModel, Bench.IStageFlopModel
         _device = device;
         _quant = options.Quant;
         _ropeCache = options.RopeCache;
+        _syncPerBlock = options.SyncPerBlock;
         DiskCache = options.PromptCache;
         if (options.TextLayers is { } layers && !(layers.Length == 1 && layers[0] == snapshot.TextLayer))
             throw new ArgumentException($"--text-layers {string.Join(',', layers)}: Z-Image conditions on one hidden state, hidden_states[-2] = layer {snapshot.TextLayer} of this encoder");
@@ -248,7 +250,7 @@ public sealed class ZImageModel : IDiffusionModel, Bench.IStageFlopModel
                 _transformerWeights = _snapshot.OpenWeights("transformer");
                 var load = _transformerWeights.Loader(_device);
                 if (_bf16Transformer) load = load.ConvertingF32MatricesToBf16(_device);
-                _transformer = new ZImageTransformer(_snapshot.TransformerConfig, load, _device, _quant) { CacheRope = _ropeCache };
+                _transformer = new ZImageTransformer(_snapshot.TransformerConfig, load, _device, _quant) { CacheRope = _ropeCache, SyncPerBlock = _syncPerBlock };
             }
             return _transformer;
         }
@@ -261,7 +263,7 @@ public sealed class ZImageModel : IDiffusionModel, Bench.IStageFlopModel
     }
 
     /// <summary>The transformer with the pipeline's conventions: t = (1000 − timestep)/1000 and the output negated.</summary>
-    public IReadOnlySet<string> HonouredSwitches { get; } = new HashSet<string> { "rope-cache" };
+    public IReadOnlySet<string> HonouredSwitches { get; } = new HashSet<string> { "rope-cache", "sync-per-block" };
 
     private sealed class ZImageDenoiser(ZImageTransformer model, LatentLayout layout) : IDenoiser
     {

@@ -15,6 +15,8 @@ public sealed class ZImageTransformer : IDisposable
     private const float FinalEps = 1e-6f;
     private readonly Linear _t1, _t2, _xEmbed, _capEmbed, _finalAdaLn, _finalLinear;
     private readonly Tensor _capNorm, _xPad, _capPad, _zeros;
+    /// <summary>Wait for the device after every block (the experiment switch <c>sync-per-block</c>; ModelOptions.SyncPerBlock).</summary>
+    public bool SyncPerBlock { get; set; }
     private readonly ZImageBlock[] _noiseRefiner, _contextRefiner, _layers;
     private RopeSet? _rope;
 
@@ -156,11 +158,13 @@ public sealed class ZImageTransformer : IDisposable
         {
             using var mod = _noiseRefiner[i].Modulation(adaln);
             _noiseRefiner[i].Forward(img, imageSegments, mod, rope.ImageCos, rope.ImageSin, Sub(trace, $"noise_refiner.{i}"));
+            if (SyncPerBlock) dev.Synchronize();
             trace?.Invoke($"noise_refiner.{i}", img);
         }
         for (int i = 0; i < _contextRefiner.Length; i++)
         {
             _contextRefiner[i].Forward(cap, rope.Captions, null, rope.CaptionCos, rope.CaptionSin, Sub(trace, $"context_refiner.{i}"));
+            if (SyncPerBlock) dev.Synchronize();
             trace?.Invoke($"context_refiner.{i}", cap);
         }
 
@@ -178,6 +182,7 @@ public sealed class ZImageTransformer : IDisposable
             var tr = Sub(trace, $"layers.{i}");
             using var mod = _layers[i].Modulation(adaln, tr);
             _layers[i].Forward(x, rope.Unified, mod, rope.UnifiedCos, rope.UnifiedSin, tr);
+            if (SyncPerBlock) dev.Synchronize();
             trace?.Invoke($"layers.{i}", x);
         }
 
