@@ -15,7 +15,7 @@ internal static class QuantizeCommand
 {
     public static Command Create(CliContext ctx)
     {
-        var model = new Option<string>("--model", "-m") { Description = "FLUX.2 [klein] or Z-Image snapshot directory (as released: BF16, or FP32 for Z-Image's transformer)", Required = true };
+        var model = new Option<string>("--model", "-m") { Description = "FLUX.2 [klein], Z-Image, FLUX.1 or Qwen-Image snapshot directory (as released: BF16, or FP32 for Z-Image's transformer)", Required = true };
         var quant = new Option<string>("--quant", "-q") { Description = "int8 (per output channel) or int4 (groups of 128/64/32)", Required = true };
         var output = new Option<string>("--out", "-o") { Description = "Directory to create (absent or empty)", Required = true };
         var cmd = new Command("quantize", "Write a copy of a snapshot with int8/int4 linear weights, loaded without re-quantizing.") { model, quant, output };
