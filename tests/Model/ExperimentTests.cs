@@ -145,6 +145,17 @@ public class ExperimentTests
             return GenerationEngine.Run(model, job).Decoded;
         }
         Assert.Equal(Generate(TinySnapshot.Dir, true), Generate(TinySnapshot.Dir, false));
+        // timestep-freq-cache=off recomputes the same float32 table: identical too.
+        var first = TimestepEmbedding.Frequencies(128);
+        Assert.Same(first, TimestepEmbedding.Frequencies(128));
+        TimestepEmbedding.CacheFrequencies = false;
+        try
+        {
+            var fresh = TimestepEmbedding.Frequencies(128);
+            Assert.NotSame(first, fresh);
+            Assert.Equal(first, fresh);
+        }
+        finally { TimestepEmbedding.CacheFrequencies = true; }
         string z = ZImageTinyDir.Value;
         Assert.Equal(Generate(z, true), Generate(z, false));
         string f1 = Path.Combine(Path.GetTempPath(), $"pureflux-tests-exp-flux1-{Environment.ProcessId}");
@@ -210,11 +221,14 @@ public class ExperimentTests
         {
             string json = Path.Combine(dir, "k.json");
             var (code, _, err) = Run("experiment", "--model", TinySnapshot.Dir, "--size", "32", "--steps", "2", "--reps", "1",
-                "--variant", "mat:attention=materialized", "--variant", "one:gemm=packed", "--variant", "naive:gemm=naive", "--json", json);
+                "--variant", "mat:attention=materialized", "--variant", "one:gemm=packed", "--variant", "naive:gemm=naive",
+                "--variant", "tfreq:timestep-freq-cache=off", "--json", json);
             Assert.True(code == 0, err);
             var report = ExperimentReport.FromJson(File.ReadAllText(json));
             // Same function, another summation order: the final latents agree to fp32 rounding.
             Assert.All(report.Arms.Skip(1), a => Assert.InRange(a.Quality!.FinalLatents.RelativeRms, 0, 1e-4));
+            Assert.Equal(0, report.Arms.Single(a => a.Name == "tfreq").Quality!.FinalLatents.RelativeRms); // same table, same values
+            Assert.True(TimestepEmbedding.CacheFrequencies); // the harness restores the process-wide default
             var (code2, _, err2) = Run("experiment", "--model", TinySnapshot.Dir, "--device", "ilgpu-cpu", "--variant", "attention=materialized");
             Assert.Equal(2, code2);
             Assert.Contains("switches gemm / attention choose among the cpu device's kernels", err2);

@@ -11,6 +11,14 @@ public static partial class TimestepEmbedding
 {
     private static readonly ConcurrentDictionary<int, float[]> FrequencyTables = new();
 
+    /// <summary>
+    /// The experiment switch <c>timestep-freq-cache</c>: true (the engine's behaviour) computes each frequency table once
+    /// per process; false recomputes it on every call, as implementations without the cache do. Process-wide, because
+    /// every family's timestep embedding (device kernel or host sinusoid) reads <see cref="Frequencies"/>; the values are
+    /// identical either way.
+    /// </summary>
+    public static bool CacheFrequencies { get; set; } = true;
+
     public static void Forward(Tensor t, Tensor y)
     {
         const string op = nameof(TimestepEmbedding);
@@ -36,17 +44,19 @@ public static partial class TimestepEmbedding
     /// exp. Arguments reach 1000 rad, so one ulp in a frequency moves the output by ~6e-5: matching PyTorch's
     /// float32 steps matters more than a more exact frequency.
     /// </summary>
-    public static float[] Frequencies(int half) => FrequencyTables.GetOrAdd(half, static h =>
+    public static float[] Frequencies(int half) => CacheFrequencies ? FrequencyTables.GetOrAdd(half, ComputeFrequencies) : ComputeFrequencies(half);
+
+    private static float[] ComputeFrequencies(int half)
     {
-        var f = new float[h];
+        var f = new float[half];
         float negLogPeriod = (float)-Math.Log(10000.0);
-        for (int i = 0; i < h; i++)
+        for (int i = 0; i < half; i++)
         {
-            float exponent = negLogPeriod * i / h;
+            float exponent = negLogPeriod * i / half;
             f[i] = (float)Math.Exp(exponent);
         }
         return f;
-    });
+    }
 
     private static void ForwardCpu(Tensor t, Tensor y, float[] freqs)
     {

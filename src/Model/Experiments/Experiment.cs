@@ -45,7 +45,7 @@ public sealed record ExperimentPlan(GenerationJob Job, SwitchSet Baseline, IRead
             s.Job.Validate();
             if (s.Options.SyncPerBlock && DeviceSpec.StartsWith("cpu", StringComparison.OrdinalIgnoreCase))
                 throw new ArgumentException($"variant '{arm.Name}': sync-per-block applies to ILGPU devices; the cpu device's operators finish before they return (use --device ilgpu-cpu, opencl or cuda)");
-            if (!s.Kernels.IsDefault && !DeviceSpec.StartsWith("cpu", StringComparison.OrdinalIgnoreCase))
+            if (!s.Kernels.CpuKernelsDefault && !DeviceSpec.StartsWith("cpu", StringComparison.OrdinalIgnoreCase))
                 throw new ArgumentException($"variant '{arm.Name}': switches gemm / attention choose among the cpu device's kernels; --device {DeviceSpec} has one of each");
         }
     }
@@ -203,10 +203,16 @@ public static class Experiment
                 capture ? steps : null, capture ? result.Decoded : null, capture ? result.Image(0).Rgb : null);
         }
 
-        var (runs, arms) = Measure(plan,
-            (arm, s, capture) => RunOne(arm, s, capture, s.Job),
-            (arm, s) => RunOne(arm, s, false, s.Job with { Width = 64, Height = 64, Steps = Math.Min(s.Job.Steps ?? 1, 2) }),
-            log);
+        ExperimentRun[] runs;
+        ArmSummary[] arms;
+        try
+        {
+            (runs, arms) = Measure(plan,
+                (arm, s, capture) => RunOne(arm, s, capture, s.Job),
+                (arm, s) => RunOne(arm, s, false, s.Job with { Width = 64, Height = 64, Steps = Math.Min(s.Job.Steps ?? 1, 2) }),
+                log);
+        }
+        finally { PureFlux.Kernels.TimestepEmbedding.CacheFrequencies = true; } // process-wide: back to the engine's behaviour
         var j = plan.Job;
         return new ExperimentReport(Path.GetFullPath(modelDir), family, deviceId, deviceName, MachineDescription(), command, DateTimeOffset.Now,
             j.Width ?? 0, j.Height ?? 0, j.Seed, j.Prompts.FirstOrDefault() ?? "", plan.Repetitions, "alternated (A B … per repetition), one process", runs, arms);

@@ -19,13 +19,16 @@ public sealed record KernelChoices
 {
     public CpuGemmLevel Gemm { get; init; } = CpuGemmLevel.Parallel;
     public CpuAttentionKernel Attention { get; init; } = CpuAttentionKernel.Flash;
-    public bool IsDefault => Gemm == CpuGemmLevel.Parallel && Attention == CpuAttentionKernel.Flash;
+    /// <summary>The switch <c>timestep-freq-cache</c> (process-wide: <see cref="TimestepEmbedding.CacheFrequencies"/>; any device).</summary>
+    public bool TimestepFrequencyCache { get; init; } = true;
+    public bool CpuKernelsDefault => Gemm == CpuGemmLevel.Parallel && Attention == CpuAttentionKernel.Flash;
 
     /// <summary>Sets the choices on a freshly opened device; the ILGPU devices have one GEMM and one attention kernel, so a non-default choice there is an error.</summary>
     public void ApplyTo(Device device)
     {
+        TimestepEmbedding.CacheFrequencies = TimestepFrequencyCache;
         if (device is CpuDevice cpu) (cpu.GemmLevel, cpu.AttentionKernel) = (Gemm, Attention);
-        else if (!IsDefault)
+        else if (!CpuKernelsDefault)
             throw new ArgumentException($"switches gemm / attention choose among the cpu device's kernels; {device.Id} has one of each (run the experiment with --device cpu)");
     }
 }
@@ -114,7 +117,8 @@ public static class ExperimentSwitches
             (s, v) => s with { Options = s.Options with { Quant = v switch { "int8" => QuantMode.Int8, "int4" => QuantMode.Int4, _ => QuantMode.None } } }),
         new("rope-cache", "on|off", "RoPE tables computed once per job (on, the engine's behaviour) or on every model call (off)", SwitchScope.Family,
             OnOff, (s, v) => s with { Options = s.Options with { RopeCache = IsOn(v) } }),
-        Pending("timestep-freq-cache", "on|off", "cache the sinusoidal timestep-embedding frequencies"),
+        new("timestep-freq-cache", "on|off", "the sinusoidal timestep-embedding frequencies computed once per process (on, the engine's behaviour) or on every call", SwitchScope.Engine,
+            OnOff, (s, v) => s with { Kernels = s.Kernels with { TimestepFrequencyCache = IsOn(v) } }),
         Pending("fused-modulate", "on|off", "LayerNorm + (1 + scale)·x + shift as one kernel or three"),
         Pending("fused-swiglu", "on|off", "SiLU(gate)·up as one kernel or two"),
         Pending("fused-qkv", "on|off", "one GEMM for Q, K, V (and the single-stream MLP input)"),
