@@ -151,6 +151,7 @@ public class BenchTests
             foreach (var mode in new[] { "none", "int8", "int4" }) Assert.Contains($"quant {mode}:", o);
             Assert.Contains("quality vs none", o);
             Assert.Matches(@"step 2\s+\d+\.\d{3}\s+\d", o);
+            Assert.Contains("pool live after the run 0 B (nothing leaked)", o);
 
             var r = E2eBenchReport.FromJson(File.ReadAllText(json));
             Assert.Equal(["none", "int8", "int4"], r.Modes.Select(m => m.Mode));
@@ -163,6 +164,7 @@ public class BenchTests
                 Assert.Equal(r.StepGFlop, m.Stages.Single(s => s.Stage == "step 2").GFlop);
                 Assert.Equal(r.TextEncoderGFlop + 2 * r.StepGFlop + r.VaeGFlop, m.ComputeGFlop, 9);
                 Assert.True(m.PoolPeakBytes > 0);
+                Assert.Equal(0, m.PoolLiveBytesAfter); // the leak counter: every rented tensor is back once the model is released
                 Assert.True(m.PeakRssBytes > 0 || !OperatingSystem.IsLinux());
             }
             Assert.Equal(["int8", "int4"], r.Quality.Select(q => q.Mode));

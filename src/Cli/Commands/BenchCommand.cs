@@ -195,7 +195,8 @@ internal static class BenchCommand
                     : $"  {s.Stage,-18} {s.Seconds,9:0.000} {"-",9} {"-",9} {"-",7}");
             w.WriteLine($"  {"compute",-18} {m.ComputeSeconds,9:0.000} {m.ComputeGFlop,9:0.###} {m.ComputeGFlopPerSecond,9:0.0} {100 * m.ComputeGFlopPerSecond / r.PeakGFlops,6:0.0}%");
             w.WriteLine($"  {"total",-18} {m.TotalSeconds,9:0.000}");
-            w.WriteLine($"  peak RSS {CommonOptions.FormatBytes(m.PeakRssBytes)}{(m.PeakRssPerMode ? "" : " (whole process)")}, pool peak {CommonOptions.FormatBytes(m.PoolPeakBytes)}");
+            w.WriteLine($"  peak RSS {CommonOptions.FormatBytes(m.PeakRssBytes)}{(m.PeakRssPerMode ? "" : " (whole process)")}, pool peak {CommonOptions.FormatBytes(m.PoolPeakBytes)}, " +
+                $"pool live after the run {m.PoolLiveBytesAfter} B{(m.PoolLiveBytesAfter == 0 ? " (nothing leaked)" : " (LEAK: tensors not returned)")}");
             PrintOps(w, m);
         }
         if (r.Quality.Length == 0) return;

@@ -15,12 +15,16 @@ public sealed record StageResult(string Stage, double Seconds, double GFlop, dou
 /// One quant mode's run. <see cref="PeakRssBytes"/> is VmHWM after the run; it covers this mode alone when
 /// <see cref="PeakRssPerMode"/> (the kernel let us reset it), else the whole process so far.
 /// <see cref="PoolPeakBytes"/> is the activation pool's peak reservation on a device opened for this mode.
+/// <see cref="PoolLiveBytesAfter"/> is what the pool still has rented out once the run is over and the model released:
+/// every tensor the loop, samplers, guidance and model rented should be back, so anything but 0 is a leak.
 /// </summary>
 public sealed record ModeResult(string Mode, StageResult[] Stages, double TotalSeconds, double ComputeSeconds, double ComputeGFlop,
     double ComputeGFlopPerSecond, long PeakRssBytes, bool PeakRssPerMode, long PoolPeakBytes)
 {
     /// <summary>Per operator and shape, most time first (empty unless <see cref="E2eBenchOptions.Profile"/>).</summary>
     public OpRecord[] Ops { get; init; } = [];
+    /// <summary>Bytes still rented from the device's pool after the run, the model released (0 = nothing leaked).</summary>
+    public long PoolLiveBytesAfter { get; init; }
 }
 
 /// <summary>Everything <c>pureflux bench e2e</c> measured; written as JSON by <c>--json</c> for the notebooks.</summary>
@@ -177,7 +181,7 @@ public static class E2eBench
             var compute = stages.Where(s => s.GFlop > 0).ToArray();
             double cSec = compute.Sum(s => s.Seconds), cGflop = compute.Sum(s => s.GFlop);
             results.Add(new ModeResult(Name(mode), stages, stages.Sum(s => s.Seconds), cSec, cGflop, cSec > 0 ? cGflop / cSec : 0,
-                StageTimer.PeakRssBytes(), perMode, dev.Pool.Snapshot().PeakReservedBytes) { Ops = ops });
+                StageTimer.PeakRssBytes(), perMode, dev.Pool.Snapshot().PeakReservedBytes) { Ops = ops, PoolLiveBytesAfter = dev.Pool.Snapshot().LiveBytes });
         }
 
         var quality = new List<QualityResult>();
