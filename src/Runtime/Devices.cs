@@ -13,14 +13,17 @@ namespace PureFlux.Runtime;
 public sealed record DeviceInfo(string Id, DeviceKind Kind, string Name, long MemoryBytes);
 
 /// <summary>
-/// Finds and opens devices by their <c>--device</c> id: auto, cpu, cuda[:N], opencl[:N], ilgpu-cpu.
+/// Finds and opens devices by their <c>--device</c> id: auto, cpu, cuda[:N], opencl[:N], ilgpu-cpu[:WxN].
 /// </summary>
 public static class Devices
 {
     private static readonly Lazy<Context> SharedContext = new(CreateContext);
     private static int _resolverInstalled;
 
-    public const string Usage = "auto, cpu, cuda[:N], opencl[:N] or ilgpu-cpu";
+    public const string Usage = "auto, cpu, cuda[:N], opencl[:N] or ilgpu-cpu[:WxN]";
+
+    /// <summary>ILGPU's default CPU accelerator shape: warps of 4 threads, 4 warps per group (16 threads).</summary>
+    public const string EmulatorDefaultShape = "4x4";
 
     /// <summary>The process-wide ILGPU context (all accelerator kinds).</summary>
     public static Context Context => SharedContext.Value;
@@ -47,7 +50,7 @@ public static class Devices
     public static Device Open(string spec)
     {
         spec = (spec ?? "auto").Trim().ToLowerInvariant();
-        var (kind, index) = Parse(spec);
+        var (kind, index, shape) = Parse(spec);
         if (spec == "auto")
         {
             var cudaDevs = Context.GetCudaDevices();
@@ -58,7 +61,12 @@ public static class Devices
             case DeviceKind.Cpu:
                 return new CpuDevice();
             case DeviceKind.IlgpuCpu:
-                return OpenIlgpu(Context.GetCPUDevice(0), "ilgpu-cpu", DeviceKind.IlgpuCpu);
+                // The default shape is ILGPU's own CPU device; another shape is a device of its own (the emulator runs
+                // each group's threads as OS threads, so its speed on a small machine depends on W×N; see EmulatorShape).
+                return shape == (4, 4)
+                    ? OpenIlgpu(Context.GetCPUDevice(0), "ilgpu-cpu", DeviceKind.IlgpuCpu)
+                    : new IlgpuDevice($"ilgpu-cpu:{shape.Warp}x{shape.Warps}", DeviceKind.IlgpuCpu,
+                        new CPUDevice(shape.Warp, shape.Warps, 1).CreateCPUAccelerator(Context, CPUAcceleratorMode.Parallel));
             case DeviceKind.Cuda:
             {
                 var devs = Context.GetCudaDevices();
@@ -96,22 +104,39 @@ public static class Devices
         }
     }
 
-    private static (DeviceKind kind, int index) Parse(string spec)
+    private static (DeviceKind kind, int index, (int Warp, int Warps) shape) Parse(string spec)
     {
-        if (spec == "auto") return (DeviceKind.Cpu, 0);
+        var noShape = (0, 0);
+        if (spec == "auto") return (DeviceKind.Cpu, 0, noShape);
         string name = spec, idx = "0";
         int colon = spec.IndexOf(':');
         if (colon >= 0) { name = spec[..colon]; idx = spec[(colon + 1)..]; }
+        if (name == "ilgpu-cpu")
+            return (DeviceKind.IlgpuCpu, 0, EmulatorShape(spec, colon < 0 ? EmulatorDefaultShape : idx));
         if (!int.TryParse(idx, out int index) || index < 0)
             throw new ArgumentException($"device '{spec}': bad device index '{idx}'; expected {Usage}");
         return name switch
         {
-            "cpu" when colon < 0 => (DeviceKind.Cpu, 0),
-            "ilgpu-cpu" when colon < 0 => (DeviceKind.IlgpuCpu, 0),
-            "cuda" => (DeviceKind.Cuda, index),
-            "opencl" => (DeviceKind.OpenCL, index),
+            "cpu" when colon < 0 => (DeviceKind.Cpu, 0, noShape),
+            "cuda" => (DeviceKind.Cuda, index, noShape),
+            "opencl" => (DeviceKind.OpenCL, index, noShape),
             _ => throw new ArgumentException($"unknown device '{spec}'; expected {Usage}"),
         };
+    }
+
+    /// <summary>
+    /// The ILGPU CPU accelerator's group shape "WxN": warps of W ≥ 2 threads (ILGPU's minimum), N warps per group (powers of two, W×N ≤ 1024).
+    /// The accelerator runs every thread of a group as an OS thread and meets at each barrier, so on a 2-core machine
+    /// a smaller group is many times faster (FLUX.1's 64² pipeline golden: 175 s at 4x4, 50 s at 2x2) while the kernels
+    /// still run with several warps, shared memory and barriers. The default is ILGPU's own, 4x4.
+    /// </summary>
+    private static (int Warp, int Warps) EmulatorShape(string spec, string text)
+    {
+        var parts = text.Split('x');
+        if (parts.Length == 2 && int.TryParse(parts[0], out int w) && int.TryParse(parts[1], out int n)
+            && w >= 2 && n >= 1 && (w & (w - 1)) == 0 && (n & (n - 1)) == 0 && (long)w * n <= 1024)
+            return (w, n);
+        throw new ArgumentException($"device '{spec}': bad ILGPU CPU group shape '{text}'; expected WxN, warps of W ≥ 2 threads and N warps per group, powers of two with W×N ≤ 1024 (default {EmulatorDefaultShape})");
     }
 
     private static IlgpuDevice OpenIlgpu(ILGPU.Runtime.Device device, string id, DeviceKind kind) =>

@@ -9,13 +9,14 @@ namespace PureFlux.Tests.Model;
 /// `pureflux verify` runs — per backend: scheduler, Kontext sizes and token / position ids exactly, operators ≤ 1e-5,
 /// forwards ≤ 2e-4 and pipelines ≤ 1e-3 relative to each tensor's max magnitude, 8-bit images within one level.
 /// Every file runs on every backend, the seven pipelines included (issue 12: all public goldens pass in CI on cpu and
-/// ilgpu-cpu). On ilgpu-cpu the README's test command runs two representative pipelines (true CFG: guidance embedding +
-/// two passes per step; Kontext: reference tokens) and CI's serial emulator pass the other five (<see cref="EmulatorPipelines"/>).
+/// ilgpu-cpu). On ilgpu-cpu the seven pipelines run in CI's serial emulator pass, on the accelerator shaped 2x2
+/// (<see cref="EmulatorPipelines"/>): 512 T5 tokens go through every step, and under the parallel main pass at ILGPU's
+/// default 4x4 one pipeline took minutes (the true-CFG one 88 s alone at 2x2).
 /// </summary>
 public class Flux1GoldenTests
 {
     private static string Dir => Path.Combine(Golden.Dir, "flux1");
-    private static readonly string[] EmulatorPipelines = ["pipeline_truecfg_h48_w64.safetensors", "pipeline_kontext_h80_w96.safetensors"];
+    private static readonly string[] EmulatorPipelines = [];
 
     public static TheoryData<string, string> Cases()
     {

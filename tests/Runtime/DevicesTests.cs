@@ -6,7 +6,7 @@ public class DevicesTests
     [InlineData("tpu")]
     [InlineData("gpu:0")]
     [InlineData("cpu:1")]
-    [InlineData("ilgpu-cpu:0")]
+    [InlineData("ilgpu")]
     [InlineData("")]
     public void Unknown_id_says_what_is_accepted(string id)
     {
@@ -25,6 +25,34 @@ public class DevicesTests
         var e = Assert.Throws<ArgumentException>(() => Devices.Open(id));
         Assert.Contains("bad device index", e.Message);
         Assert.Contains(Devices.Usage, e.Message);
+    }
+
+    [Theory]
+    [InlineData("ilgpu-cpu:0")]
+    [InlineData("ilgpu-cpu:1x8")]
+    [InlineData("ilgpu-cpu:3x4")]
+    [InlineData("ilgpu-cpu:2x")]
+    [InlineData("ilgpu-cpu:64x32")]
+    [InlineData("ilgpu-cpu:")]
+    public void Bad_emulator_shape_says_what_is_accepted(string id)
+    {
+        var e = Assert.Throws<ArgumentException>(() => Devices.Open(id));
+        Assert.Contains($"device '{id}': bad ILGPU CPU group shape", e.Message);
+        Assert.Contains("expected WxN", e.Message);
+    }
+
+    [Theory]
+    [InlineData("ilgpu-cpu:2x2", "ilgpu-cpu:2x2", 2, 4)]
+    [InlineData("ilgpu-cpu:8x1", "ilgpu-cpu:8x1", 8, 8)]
+    [InlineData("ilgpu-cpu:4x4", "ilgpu-cpu", 4, 16)] // the default shape is ILGPU's own device
+    [InlineData("ilgpu-cpu", "ilgpu-cpu", 4, 16)]
+    public void Emulator_shape_sets_the_warp_and_group_size(string spec, string id, int warp, int group)
+    {
+        using var dev = (IlgpuDevice)Devices.Open(spec);
+        Assert.Equal(DeviceKind.IlgpuCpu, dev.Kind);
+        Assert.Equal(id, dev.Id);
+        Assert.Equal(warp, dev.Accelerator.WarpSize);
+        Assert.Equal(group, dev.Accelerator.MaxNumThreadsPerGroup);
     }
 
     [Fact]

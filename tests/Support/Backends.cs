@@ -6,6 +6,8 @@ namespace PureFlux.Tests.Support;
 /// The backends every operator test runs on. Managed CPU and ILGPU's CPU accelerator are always present;
 /// CUDA and OpenCL rows run when such a device exists and otherwise skip, saying why.
 /// PUREFLUX_TEST_BACKENDS (comma list, e.g. "opencl") restricts the rows that run, for CI's PoCL pass.
+/// PUREFLUX_TEST_ILGPU_CPU=WxN runs the ilgpu-cpu rows on the accelerator with that group shape (<c>--device
+/// ilgpu-cpu:WxN</c>; CI's serial emulator pass uses 2x2, several times faster than ILGPU's default 4x4 on 2 cores).
 /// </summary>
 public static class Backends
 {
@@ -32,6 +34,7 @@ public static class Backends
         };
         if (!Devices.IsAvailable(kind, out var reason))
             Assert.Skip($"skipped: {reason}");
-        return Opened.GetOrAdd(id, Devices.Open);
+        var shape = Environment.GetEnvironmentVariable("PUREFLUX_TEST_ILGPU_CPU");
+        return Opened.GetOrAdd(id, i => Devices.Open(i == "ilgpu-cpu" && !string.IsNullOrWhiteSpace(shape) ? $"ilgpu-cpu:{shape.Trim()}" : i));
     }
 }

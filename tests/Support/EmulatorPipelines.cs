@@ -4,10 +4,11 @@ namespace PureFlux.Tests.Support;
 /// Which golden pipeline files run on the ILGPU CPU emulator. Under the parallel test run the emulator's worker threads
 /// compete with every other test class, and its pipelines slow down many times over (the main CI pass went past its
 /// 1650 s limit with all of them). So the README's test command runs a representative subset there, and the rest run
-/// with <c>PUREFLUX_EMULATOR_PIPELINES=extra</c> in a serial pass of their own. CI's pass takes the Qwen-Image class
-/// (one extra pipeline, 25 s alone); FLUX.1's five extra pipelines take about 160 s each alone on this emulator
-/// (512 T5 tokens through every step), more than CI's 30-minute budget on 2 cores leaves, so they run by hand:
-/// <c>PUREFLUX_EMULATOR_PIPELINES=extra PUREFLUX_TEST_BACKENDS=ilgpu-cpu dotnet test -c Release --parallel none --filter FullyQualifiedName~Flux1GoldenTests</c>.
+/// with <c>PUREFLUX_EMULATOR_PIPELINES=extra</c> in a serial pass of their own, which CI runs for the Qwen-Image and
+/// FLUX.1 classes on the accelerator with 2-thread warps, 2 warps per group (<c>PUREFLUX_TEST_ILGPU_CPU=2x2</c>):
+/// the emulator runs every thread of a group as an OS thread that meets the others at each barrier, and FLUX.1's 64²
+/// dev pipeline (528 tokens: 512 T5 + 16 image) took 175 s at ILGPU's default 4x4 and 50–62 s at 2x2 on 2 cores.
+/// By hand: <c>PUREFLUX_EMULATOR_PIPELINES=extra PUREFLUX_TEST_BACKENDS=ilgpu-cpu PUREFLUX_TEST_ILGPU_CPU=2x2 dotnet test -c Release --parallel none --filter "FullyQualifiedName~Flux1GoldenTests"</c>.
 /// </summary>
 public static class EmulatorPipelines
 {
