@@ -39,6 +39,15 @@ public abstract class Device : IDisposable
     /// <summary>Waits until all queued work on this device is done.</summary>
     public abstract void Synchronize();
 
+    /// <summary>The experiment switch <c>fused-modulate</c>: true (the default) runs the modulated norms
+    /// (<c>LayerNormModulate</c>, <c>RmsNorm</c> with a scale) as one kernel; false runs the norm, then the modulation as
+    /// a separate pass over the activations, as an unfused PyTorch graph does.</summary>
+    public bool FuseModulate { get; set; } = true;
+
+    /// <summary>The experiment switch <c>fused-swiglu</c>: true (the default) runs SiLU(gate)·up as one kernel; false
+    /// runs SiLU, then the product, as two.</summary>
+    public bool FuseSwiGlu { get; set; } = true;
+
     public override string ToString() => $"{Id} ({Name})";
 
     public virtual void Dispose()

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using PureFlux.Model.Engine;
 using PureFlux.Model.Experiments;
+using PureFlux.Model.Layers;
 using PureFlux.Tests.Support;
 using static PureFlux.Tests.Support.CliRunner;
 
@@ -222,7 +223,7 @@ public class ExperimentTests
             string json = Path.Combine(dir, "k.json");
             var (code, _, err) = Run("experiment", "--model", TinySnapshot.Dir, "--size", "32", "--steps", "2", "--reps", "1",
                 "--variant", "mat:attention=materialized", "--variant", "one:gemm=packed", "--variant", "naive:gemm=naive",
-                "--variant", "tfreq:timestep-freq-cache=off", "--json", json);
+                "--variant", "tfreq:timestep-freq-cache=off", "--variant", "fmod:fused-modulate=off", "--variant", "fswi:fused-swiglu=off", "--variant", "fqkv:fused-qkv", "--json", json);
             Assert.True(code == 0, err);
             var report = ExperimentReport.FromJson(File.ReadAllText(json));
             // Same function, another summation order: the final latents agree to fp32 rounding.
@@ -253,12 +254,42 @@ public class ExperimentTests
         Assert.Contains("sync-per-block applies to ILGPU devices", err);
     }
 
+    [Theory]
+    [InlineData(QuantMode.None)]
+    [InlineData(QuantMode.Int8)]
+    [InlineData(QuantMode.Int4)]
+    public void Fused_qkv_stacks_the_projections_and_gives_the_same_image(QuantMode quant)
+    {
+        var job = new GenerationJob { Prompts = ["a red fox"], Width = 32, Height = 32, Steps = 2, Seed = 5 };
+        float[] Generate(bool fused)
+        {
+            using var dev = new CpuDevice(2);
+            using var model = ModelFamilies.Open(TinySnapshot.Dir, dev, new ModelOptions { FusedQkv = fused, Quant = quant });
+            Assert.Contains("fused-qkv", model.HonouredSwitches);
+            return GenerationEngine.Run(model, job).Decoded;
+        }
+        // Each output column is the same dot product either way (the rows of Q, K, V are stacked, quantized per row).
+        Compare.Close(Generate(false), Generate(true), 1e-5f, 1e-5f, $"fused-qkv, quant {quant}");
+    }
+
+    [Theory]
+    [InlineData("FLUX.1-dev", "fused-swiglu")] // FLUX.1's MLPs are GELU
+    [InlineData("FLUX.1-dev", "fused-qkv")]
+    public void Family_switches_a_family_does_not_honour_are_refused_by_name(string repo, string name)
+    {
+        using var cpu = new CpuDevice();
+        using var model = ModelFamilies.Open(Path.Combine(Golden.Dir, "flux1", "model", repo), cpu, new ModelOptions());
+        var e = Assert.Throws<ArgumentException>(() => ExperimentSwitches.CheckApplicable(SwitchSet.Parse(name), model, "variant 'x'"));
+        Assert.Contains($"switch '{name}' does not apply to the", e.Message);
+        Assert.DoesNotContain(name, model.HonouredSwitches);
+    }
+
     [Fact]
     public void Experiment_command_refuses_bad_plans_before_any_run()
     {
-        var (code, _, err) = Run("experiment", "--model", TinySnapshot.Dir, "--variant", "fast:fused-qkv");
+        var (code, _, err) = Run("experiment", "--model", TinySnapshot.Dir, "--variant", "fast:tome=0.3");
         Assert.Equal(2, code);
-        Assert.Contains("switch 'fused-qkv' is not available in this build", err);
+        Assert.Contains("switch 'tome' is not available in this build", err);
 
         (code, _, err) = Run("experiment", "--model", TinySnapshot.Dir, "--size", "32");
         Assert.Equal(2, code);

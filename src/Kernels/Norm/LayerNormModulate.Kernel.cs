@@ -18,6 +18,21 @@ public static partial class LayerNormModulate
         k(config, xv, shift?.AsView<float>() ?? xv, scale?.AsView<float>() ?? xv, y.AsView<float>(), d, eps, shift is null ? 0 : 1);
     }
 
+    private static void ModulateIlgpu(IlgpuDevice device, Tensor x, Tensor shift, Tensor scale, Tensor y)
+    {
+        Check.That(x.Count <= int.MaxValue, nameof(LayerNormModulate), $"x has {x.Count} elements; at most {int.MaxValue} per launch");
+        var k = device.Kernel(static a => a.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int>(ModulateKernel));
+        k((int)x.Count, x.AsView<float>(), shift.AsView<float>(), scale.AsView<float>(), y.AsView<float>(), x.Shape.Last);
+    }
+
+    /// <summary>One thread per element: y = (1 + scale[j]) · x + shift[j], j the column.</summary>
+    [IlgpuKernel]
+    private static void ModulateKernel(Index1D i, ArrayView<float> x, ArrayView<float> shift, ArrayView<float> scale, ArrayView<float> y, int d)
+    {
+        int j = i % d;
+        y[i] = x[i] * (1f + scale[j]) + shift[j];
+    }
+
     /// <summary>One group per row: mean, then centred variance (two reductions; the row is re-read from cache),
     /// then the normalised, optionally modulated write.</summary>
     [IlgpuKernel(explicitlyGrouped: true)]

@@ -3,7 +3,9 @@ namespace PureFlux.Kernels;
 /// <summary>
 /// FLUX.2 adaptive LayerNorm: y = (1 + scale) · LayerNorm(x) + shift, LayerNorm without affine parameters and with
 /// the biased variance. x, y: F32 [S, D] (y may alias x); shift, scale: F32 with D elements ([D], [1, D], [1, 1, D]:
-/// usually views into a modulation vector made with Tensor.Slice / Reshape).
+/// usually views into a modulation vector made with Tensor.Slice / Reshape). One kernel, or with
+/// <see cref="Device.FuseModulate"/> off (the experiment switch <c>fused-modulate=off</c>) the norm and then
+/// <see cref="Modulate"/> as a second pass.
 /// </summary>
 public static partial class LayerNormModulate
 {
@@ -17,12 +19,53 @@ public static partial class LayerNormModulate
         Check.Count(op, "shift", shift, d);
         Check.Count(op, "scale", scale, d);
         if (x.Count == 0) return;
+        var device = Check.SameDevice(op, x, shift, scale, y);
+        if (!device.FuseModulate)
+        {
+            // fused-modulate=off: the norm, then the modulation as a second pass over the activations.
+            LayerNorm(x, y, eps);
+            Modulate(y, shift, scale, y);
+            return;
+        }
         using var profile = OpProfile.Start(op, x);
-        switch (Check.SameDevice(op, x, shift, scale, y))
+        switch (device)
         {
             case CpuDevice cpu: ForwardCpu(cpu, x, shift, scale, y, eps); break;
             case IlgpuDevice gpu: ForwardIlgpu(gpu, x, shift, scale, y, eps); break;
         }
+    }
+
+    /// <summary>The modulation alone, y = (1 + scale) · x + shift per row (the second kernel of the unfused path).
+    /// x, y: F32 [..., D], y may alias x; shift, scale: F32 with D elements.</summary>
+    public static void Modulate(Tensor x, Tensor shift, Tensor scale, Tensor y)
+    {
+        const string op = nameof(LayerNormModulate) + "." + nameof(Modulate);
+        CheckCommon(op, x, y, 0f);
+        int d = x.Shape.Last;
+        Check.DType(op, "shift", shift, DType.F32);
+        Check.DType(op, "scale", scale, DType.F32);
+        Check.Count(op, "shift", shift, d);
+        Check.Count(op, "scale", scale, d);
+        if (x.Count == 0) return;
+        using var profile = OpProfile.Start(op, x);
+        switch (Check.SameDevice(op, x, shift, scale, y))
+        {
+            case CpuDevice cpu: ModulateCpu(cpu, x, shift, scale, y); break;
+            case IlgpuDevice gpu: ModulateIlgpu(gpu, x, shift, scale, y); break;
+        }
+    }
+
+    private static unsafe void ModulateCpu(CpuDevice device, Tensor x, Tensor shift, Tensor scale, Tensor y)
+    {
+        int d = x.Shape.Last;
+        float[] onePlusScale = scale.ToArray<float>(), shiftValues = shift.ToArray<float>();
+        TensorPrimitives.Add(onePlusScale, 1f, onePlusScale);
+        float* px = (float*)x.Pointer, py = (float*)y.Pointer;
+        RowParallel.For(device, x.Count / d, d, (first, count) =>
+        {
+            for (long r = first; r < first + count; r++)
+                TensorPrimitives.FusedMultiplyAdd(new ReadOnlySpan<float>(px + r * d, d), onePlusScale, shiftValues, new Span<float>(py + r * d, d));
+        });
     }
 
     /// <summary>Plain LayerNorm over the last axis (no affine, biased variance): y = (x − mean) / sqrt(var + eps).

@@ -4,7 +4,8 @@ namespace PureFlux.Kernels;
 /// RMSNorm over the last axis: y = x · rsqrt(mean(x²) + eps) · weight.
 /// x, y: F32 [..., D] (same shape; y may alias x). weight: F32 or BF16 [D]. Per-head QK-norm is x [S, H, D] with
 /// weight [D]. With <c>scale</c> (F32 [D], a view into a modulation vector) the row is then multiplied by (1 + scale):
-/// y = ((x · rsqrt(mean(x²) + eps)) · weight) · (1 + scale), PyTorch's order for Z-Image's modulated norms.
+/// y = ((x · rsqrt(mean(x²) + eps)) · weight) · (1 + scale), PyTorch's order for Z-Image's modulated norms; one
+/// kernel, or two with <see cref="Device.FuseModulate"/> off (the experiment switch <c>fused-modulate=off</c>).
 /// </summary>
 public static partial class RmsNorm
 {
@@ -25,8 +26,16 @@ public static partial class RmsNorm
             Check.Count(op, "scale", scale, d);
         }
         if (x.Count == 0) return;
+        var device = scale is null ? Check.SameDevice(op, x, weight, y) : Check.SameDevice(op, x, weight, y, scale);
+        if (scale is not null && !device.FuseModulate)
+        {
+            // fused-modulate=off: the norm, then y += scale · y (= (1 + scale) · y) as a second pass.
+            Forward(x, weight, y, eps);
+            GatedResidual.Forward(y, scale, y);
+            return;
+        }
         using var profile = OpProfile.Start(op, x);
-        switch (scale is null ? Check.SameDevice(op, x, weight, y) : Check.SameDevice(op, x, weight, y, scale))
+        switch (device)
         {
             case CpuDevice cpu: ForwardCpu(cpu, x, weight, y, eps, scale); break;
             case IlgpuDevice gpu: ForwardIlgpu(gpu, x, weight, y, eps, scale); break;

@@ -19,6 +19,9 @@ public sealed record ModelOptions
     /// <summary>The experiment switch <c>sync-per-block</c>: the transformer waits for the device after every block (a host
     /// synchronisation per block) instead of only where the step reads results back. ILGPU devices; a no-op on the cpu device.</summary>
     public bool SyncPerBlock { get; init; }
+    /// <summary>The experiment switch <c>fused-qkv</c>: a block's Q, K and V projections loaded as one stacked matrix and
+    /// computed by one GEMM (FLUX.2 klein's double blocks; its single blocks' weights come fused already).</summary>
+    public bool FusedQkv { get; init; }
     /// <summary>FLUX.1 Kontext's max_area (pixels): the output size is refit to this area at the requested aspect ratio
     /// (diffusers' <c>max_area</c>, default 1024²); null = the pipeline's default. Other families refuse it.</summary>
     public long? MaxArea { get; init; }

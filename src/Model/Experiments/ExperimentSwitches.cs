@@ -21,12 +21,17 @@ public sealed record KernelChoices
     public CpuAttentionKernel Attention { get; init; } = CpuAttentionKernel.Flash;
     /// <summary>The switch <c>timestep-freq-cache</c> (process-wide: <see cref="TimestepEmbedding.CacheFrequencies"/>; any device).</summary>
     public bool TimestepFrequencyCache { get; init; } = true;
+    /// <summary>The switches <c>fused-modulate</c> / <c>fused-swiglu</c> (<see cref="Device.FuseModulate"/>, <see cref="Device.FuseSwiGlu"/>; any device).</summary>
+    public bool FusedModulate { get; init; } = true;
+    public bool FusedSwiGlu { get; init; } = true;
     public bool CpuKernelsDefault => Gemm == CpuGemmLevel.Parallel && Attention == CpuAttentionKernel.Flash;
 
     /// <summary>Sets the choices on a freshly opened device; the ILGPU devices have one GEMM and one attention kernel, so a non-default choice there is an error.</summary>
     public void ApplyTo(Device device)
     {
         TimestepEmbedding.CacheFrequencies = TimestepFrequencyCache;
+        device.FuseModulate = FusedModulate;
+        device.FuseSwiGlu = FusedSwiGlu;
         if (device is CpuDevice cpu) (cpu.GemmLevel, cpu.AttentionKernel) = (Gemm, Attention);
         else if (!CpuKernelsDefault)
             throw new ArgumentException($"switches gemm / attention choose among the cpu device's kernels; {device.Id} has one of each (run the experiment with --device cpu)");
@@ -119,9 +124,12 @@ public static class ExperimentSwitches
             OnOff, (s, v) => s with { Options = s.Options with { RopeCache = IsOn(v) } }),
         new("timestep-freq-cache", "on|off", "the sinusoidal timestep-embedding frequencies computed once per process (on, the engine's behaviour) or on every call", SwitchScope.Engine,
             OnOff, (s, v) => s with { Kernels = s.Kernels with { TimestepFrequencyCache = IsOn(v) } }),
-        Pending("fused-modulate", "on|off", "LayerNorm + (1 + scale)·x + shift as one kernel or three"),
-        Pending("fused-swiglu", "on|off", "SiLU(gate)·up as one kernel or two"),
-        Pending("fused-qkv", "on|off", "one GEMM for Q, K, V (and the single-stream MLP input)"),
+        new("fused-modulate", "on|off", "the modulated norms (LayerNorm, then (1 + scale)·x + shift; Z-Image's RMSNorm · (1 + scale)) as one kernel (on, the engine's) or the norm and a second pass", SwitchScope.Engine,
+            OnOff, (s, v) => s with { Kernels = s.Kernels with { FusedModulate = IsOn(v) } }),
+        new("fused-swiglu", "on|off", "SiLU(gate)·up as one kernel (on, the engine's) or SiLU and the product as two (the Qwen3 text encoder's too)", SwitchScope.Family,
+            OnOff, (s, v) => s with { Kernels = s.Kernels with { FusedSwiGlu = IsOn(v) } }),
+        new("fused-qkv", "on|off", "one GEMM for a block's Q, K and V (klein's double blocks; its single blocks' Q, K, V and MLP input come as one matrix already) instead of three", SwitchScope.Family,
+            OnOff, (s, v) => s with { Options = s.Options with { FusedQkv = IsOn(v) } }),
         new("sync-per-block", "on|off", "a host synchronisation after every transformer block instead of only where a step reads back (ILGPU devices)", SwitchScope.Family,
             OnOff, (s, v) => s with { Options = s.Options with { SyncPerBlock = IsOn(v) } }),
         Pending("tome", "a ratio in [0, 1)", "token merging on the image tokens"),

@@ -11,19 +11,34 @@ public sealed class Flux2DoubleBlock : IDisposable
 {
     private readonly int _dim, _heads, _headDim, _mlp;
     private readonly float _eps;
-    private readonly Linear _toQ, _toK, _toV, _addQ, _addK, _addV, _toOut, _toAddOut;
+    private readonly Linear? _toQ, _toK, _toV, _addQ, _addK, _addV;
+    private readonly Linear? _toQkv, _addQkv; // fused-qkv: Q, K, V of a stream as one [3D, D] projection
+    private readonly Linear _toOut, _toAddOut;
     private readonly Linear _ffIn, _ffOut, _ffCtxIn, _ffCtxOut;
     private readonly Tensor _normQ, _normK, _normAddedQ, _normAddedK;
 
-    public Flux2DoubleBlock(WeightLoader load, string p, int dim, int heads, int headDim, int mlpHidden, float eps, QuantMode quant)
+    /// <param name="fusedQkv">The experiment switch <c>fused-qkv</c>: each stream's Q, K and V projections stacked into one
+    /// [3D, D] matrix at load, one GEMM per stream instead of three (the single blocks' weights come fused already).</param>
+    public Flux2DoubleBlock(WeightLoader load, string p, int dim, int heads, int headDim, int mlpHidden, float eps, QuantMode quant,
+        Device? device = null, bool fusedQkv = false)
     {
         _dim = dim; _heads = heads; _headDim = headDim; _mlp = mlpHidden; _eps = eps;
-        _toQ = new Linear(load, p + ".attn.to_q", dim, dim, quant: quant);
-        _toK = new Linear(load, p + ".attn.to_k", dim, dim, quant: quant);
-        _toV = new Linear(load, p + ".attn.to_v", dim, dim, quant: quant);
-        _addQ = new Linear(load, p + ".attn.add_q_proj", dim, dim, quant: quant);
-        _addK = new Linear(load, p + ".attn.add_k_proj", dim, dim, quant: quant);
-        _addV = new Linear(load, p + ".attn.add_v_proj", dim, dim, quant: quant);
+        if (fusedQkv)
+        {
+            ArgumentNullException.ThrowIfNull(device);
+            string a = p + ".attn.";
+            _toQkv = new Linear(load.StackingRows(device, a + "to_qkv", a + "to_q", a + "to_k", a + "to_v"), a + "to_qkv", dim, 3 * dim, quant: quant);
+            _addQkv = new Linear(load.StackingRows(device, a + "add_qkv_proj", a + "add_q_proj", a + "add_k_proj", a + "add_v_proj"), a + "add_qkv_proj", dim, 3 * dim, quant: quant);
+        }
+        else
+        {
+            _toQ = new Linear(load, p + ".attn.to_q", dim, dim, quant: quant);
+            _toK = new Linear(load, p + ".attn.to_k", dim, dim, quant: quant);
+            _toV = new Linear(load, p + ".attn.to_v", dim, dim, quant: quant);
+            _addQ = new Linear(load, p + ".attn.add_q_proj", dim, dim, quant: quant);
+            _addK = new Linear(load, p + ".attn.add_k_proj", dim, dim, quant: quant);
+            _addV = new Linear(load, p + ".attn.add_v_proj", dim, dim, quant: quant);
+        }
         _toOut = new Linear(load, p + ".attn.to_out.0", dim, dim, quant: quant);
         _toAddOut = new Linear(load, p + ".attn.to_add_out", dim, dim, quant: quant);
         _normQ = load(p + ".attn.norm_q.weight", headDim);
@@ -65,12 +80,27 @@ public sealed class Flux2DoubleBlock : IDisposable
         using var q = Tensor.Empty(dev, DType.F32, s, _dim);
         using var k = Tensor.Empty(dev, DType.F32, s, _dim);
         using var v = Tensor.Empty(dev, DType.F32, s, _dim);
-        _addQ.Forward(normTxt, q.Slice(0, textLen));
-        _addK.Forward(normTxt, k.Slice(0, textLen));
-        _addV.Forward(normTxt, v.Slice(0, textLen));
-        _toQ.Forward(normImg, q.Slice(textLen, imgLen));
-        _toK.Forward(normImg, k.Slice(textLen, imgLen));
-        _toV.Forward(normImg, v.Slice(textLen, imgLen));
+        if (_toQkv is not null)
+        {
+            // One GEMM per stream, then its [rows, 3D] output split into the Q, K, V rows attention reads.
+            foreach (var (proj, input, start, rows) in new[] { (_addQkv!, normTxt, 0, textLen), (_toQkv, normImg, textLen, imgLen) })
+            {
+                using var qkv = Tensor.Empty(dev, DType.F32, rows, 3 * _dim);
+                proj.Forward(input, qkv);
+                Elementwise.CopyColumns(qkv, 0, q.Slice(start, rows));
+                Elementwise.CopyColumns(qkv, _dim, k.Slice(start, rows));
+                Elementwise.CopyColumns(qkv, 2 * _dim, v.Slice(start, rows));
+            }
+        }
+        else
+        {
+            _addQ!.Forward(normTxt, q.Slice(0, textLen));
+            _addK!.Forward(normTxt, k.Slice(0, textLen));
+            _addV!.Forward(normTxt, v.Slice(0, textLen));
+            _toQ!.Forward(normImg, q.Slice(textLen, imgLen));
+            _toK!.Forward(normImg, k.Slice(textLen, imgLen));
+            _toV!.Forward(normImg, v.Slice(textLen, imgLen));
+        }
 
         // Per-head QK RMSNorm (text rows with the added-stream weights), RoPE and attention: the core FLUX.1 shares.
         using var o = Tensor.Empty(dev, DType.F32, s, _heads, _headDim);
@@ -112,7 +142,7 @@ public sealed class Flux2DoubleBlock : IDisposable
 
     public void Dispose()
     {
-        foreach (var l in new[] { _toQ, _toK, _toV, _addQ, _addK, _addV, _toOut, _toAddOut, _ffIn, _ffOut, _ffCtxIn, _ffCtxOut }) l.Dispose();
+        foreach (var l in new[] { _toQ, _toK, _toV, _addQ, _addK, _addV, _toQkv, _addQkv, _toOut, _toAddOut, _ffIn, _ffOut, _ffCtxIn, _ffCtxOut }) l?.Dispose();
         foreach (var t in new[] { _normQ, _normK, _normAddedQ, _normAddedK }) t.Dispose();
     }
 }

@@ -47,6 +47,7 @@ public sealed class Flux2KleinModel : IDiffusionModel, Bench.IStageFlopModel
     private readonly QuantMode _quant;
     private readonly bool _ropeCache;
     private readonly bool _syncPerBlock;
+    private readonly bool _fusedQkv;
     private readonly Dictionary<string, float[]> _promptCache = new();
     private Flux2Transformer? _transformer;
     private WeightSource? _transformerWeights;
@@ -64,6 +65,7 @@ public sealed class Flux2KleinModel : IDiffusionModel, Bench.IStageFlopModel
         _quant = options.Quant;
         _ropeCache = options.RopeCache;
         _syncPerBlock = options.SyncPerBlock;
+        _fusedQkv = options.FusedQkv;
         DiskCache = options.PromptCache;
         var stored = QuantizedSnapshot.StoredMode(snapshot);
         if (stored != QuantMode.None && _quant != QuantMode.None && _quant != stored)
@@ -288,13 +290,13 @@ public sealed class Flux2KleinModel : IDiffusionModel, Bench.IStageFlopModel
             if (_transformer is null)
             {
                 _transformerWeights = _snapshot.OpenWeights("transformer");
-                _transformer = new Flux2Transformer(_snapshot.TransformerConfig, _transformerWeights.Loader(_device), _quant) { SyncPerBlock = _syncPerBlock };
+                _transformer = new Flux2Transformer(_snapshot.TransformerConfig, _transformerWeights.Loader(_device), _quant, _fusedQkv ? _device : null) { SyncPerBlock = _syncPerBlock };
             }
             return _transformer;
         }
     }
 
-    public IReadOnlySet<string> HonouredSwitches { get; } = new HashSet<string> { "rope-cache", "sync-per-block" };
+    public IReadOnlySet<string> HonouredSwitches { get; } = new HashSet<string> { "rope-cache", "sync-per-block", "fused-swiglu", "fused-qkv" };
 
     public IDenoiser PrepareDenoiser(LatentLayout layout, int textLength, IImageConditioning? images)
     {

@@ -56,6 +56,33 @@ public static class WeightLoaderAdapters
         }
     };
 
+    /// <summary>
+    /// The weights of <paramref name="fused"/> (<c>.weight</c>, and <c>.weight_scale</c> of pre-quantized layers) are the
+    /// rows of <paramref name="parts"/>' stacked in order: Q, K, V projections loaded as one [3D, D] matrix, so one GEMM
+    /// computes all three (the experiment switch <c>fused-qkv</c>). Stored dtype kept (BF16, or the int8 / int4 rows
+    /// with their per-row scales); the parts' mapped pages are copied once into device memory. Other names pass through.
+    /// </summary>
+    public static WeightLoader StackingRows(this WeightLoader load, Device device, string fused, params string[] parts) => (name, shape) =>
+    {
+        if (!name.StartsWith(fused + ".", StringComparison.Ordinal) || shape.Length == 0 || shape[0] % parts.Length != 0)
+            return load(name, shape);
+        string suffix = name[fused.Length..];
+        var partShape = shape.ToArray();
+        partShape[0] /= parts.Length;
+        Tensor? stacked = null;
+        try
+        {
+            for (int i = 0; i < parts.Length; i++)
+            {
+                using var part = load(parts[i] + suffix, partShape);
+                stacked ??= Tensor.Empty(device, part.DType, new Shape(shape), name);
+                part.CopyTo(stacked.Slice(i * partShape[0], partShape[0]));
+            }
+            return stacked!;
+        }
+        catch { stacked?.Dispose(); throw; }
+    };
+
     private static void Bf16Convert(ReadOnlySpan<float> src, Span<ushort> dst)
     {
         for (int i = 0; i < src.Length; i++) dst[i] = Bf16.FromFloat(src[i]);

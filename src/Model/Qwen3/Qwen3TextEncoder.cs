@@ -155,8 +155,7 @@ public sealed class Qwen3TextEncoder : IDisposable
             using var up = Tensor.Empty(dev, DType.F32, s, _d.IntermediateSize);
             _gate.Forward(h, gate);
             _up.Forward(h, up);
-            Silu.Forward(gate, gate);
-            Elementwise.Multiply(gate, up, gate);
+            SwiGlu.Forward(gate, up, gate);
             _down.Forward(gate, h);
             trace?.Invoke("layer.0.mlp", h);
             Elementwise.Add(x, h, x);

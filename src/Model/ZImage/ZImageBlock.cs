@@ -121,8 +121,7 @@ public sealed class ZImageBlock : IDisposable
             _w3.Forward(h, b);
             trace?.Invoke("ffn.w1", a);
             trace?.Invoke("ffn.w3", b);
-            Silu.Forward(a, a);
-            Elementwise.Multiply(a, b, a);
+            SwiGlu.Forward(a, b, a);
             _w2.Forward(a, h);
         }
         trace?.Invoke("ffn.out", h);

@@ -263,7 +263,7 @@ public sealed class ZImageModel : IDiffusionModel, Bench.IStageFlopModel
     }
 
     /// <summary>The transformer with the pipeline's conventions: t = (1000 − timestep)/1000 and the output negated.</summary>
-    public IReadOnlySet<string> HonouredSwitches { get; } = new HashSet<string> { "rope-cache", "sync-per-block" };
+    public IReadOnlySet<string> HonouredSwitches { get; } = new HashSet<string> { "rope-cache", "sync-per-block", "fused-swiglu" };
 
     private sealed class ZImageDenoiser(ZImageTransformer model, LatentLayout layout) : IDenoiser
     {
