@@ -13,11 +13,7 @@ public static partial class LayerNormModulate
     {
         const string op = nameof(LayerNormModulate);
         CheckCommon(op, x, y, eps);
-        int d = x.Shape.Last;
-        Check.DType(op, "shift", shift, DType.F32);
-        Check.DType(op, "scale", scale, DType.F32);
-        Check.Count(op, "shift", shift, d);
-        Check.Count(op, "scale", scale, d);
+        CheckModulation(op, x, shift, scale);
         if (x.Count == 0) return;
         var device = Check.SameDevice(op, x, shift, scale, y);
         if (!device.FuseModulate)
@@ -41,11 +37,7 @@ public static partial class LayerNormModulate
     {
         const string op = nameof(LayerNormModulate) + "." + nameof(Modulate);
         CheckCommon(op, x, y, 0f);
-        int d = x.Shape.Last;
-        Check.DType(op, "shift", shift, DType.F32);
-        Check.DType(op, "scale", scale, DType.F32);
-        Check.Count(op, "shift", shift, d);
-        Check.Count(op, "scale", scale, d);
+        CheckModulation(op, x, shift, scale);
         if (x.Count == 0) return;
         using var profile = OpProfile.Start(op, x);
         switch (Check.SameDevice(op, x, shift, scale, y))
@@ -58,8 +50,7 @@ public static partial class LayerNormModulate
     private static unsafe void ModulateCpu(CpuDevice device, Tensor x, Tensor shift, Tensor scale, Tensor y)
     {
         int d = x.Shape.Last;
-        float[] onePlusScale = scale.ToArray<float>(), shiftValues = shift.ToArray<float>();
-        TensorPrimitives.Add(onePlusScale, 1f, onePlusScale);
+        var (onePlusScale, shiftValues) = HostModulation(shift, scale);
         float* px = (float*)x.Pointer, py = (float*)y.Pointer;
         RowParallel.For(device, x.Count / d, d, (first, count) =>
         {
@@ -83,6 +74,24 @@ public static partial class LayerNormModulate
         }
     }
 
+    /// <summary>shift and scale: F32 with D elements, D the last dimension of x.</summary>
+    private static void CheckModulation(string op, Tensor x, Tensor shift, Tensor scale)
+    {
+        int d = x.Shape.Last;
+        Check.DType(op, "shift", shift, DType.F32);
+        Check.DType(op, "scale", scale, DType.F32);
+        Check.Count(op, "shift", shift, d);
+        Check.Count(op, "scale", scale, d);
+    }
+
+    /// <summary>(1 + scale, shift) as host arrays for the CPU row loops.</summary>
+    private static (float[] OnePlusScale, float[] Shift) HostModulation(Tensor shift, Tensor scale)
+    {
+        var onePlusScale = scale.ToArray<float>();
+        TensorPrimitives.Add(onePlusScale, 1f, onePlusScale);
+        return (onePlusScale, shift.ToArray<float>());
+    }
+
     private static void CheckCommon(string op, Tensor x, Tensor y, float eps)
     {
         Check.DType(op, "x", x, DType.F32);
@@ -101,12 +110,7 @@ public static partial class LayerNormModulate
         int d = x.Shape.Last;
         long rows = x.Count / d;
         float[]? onePlusScale = null, shiftValues = null;
-        if (scale is not null && shift is not null)
-        {
-            onePlusScale = scale.ToArray<float>();
-            TensorPrimitives.Add(onePlusScale, 1f, onePlusScale);
-            shiftValues = shift.ToArray<float>();
-        }
+        if (scale is not null && shift is not null) (onePlusScale, shiftValues) = HostModulation(shift, scale);
         float* px = (float*)x.Pointer, py = (float*)y.Pointer;
         RowParallel.For(device, rows, d, (first, count) =>
         {

@@ -20,15 +20,14 @@ public sealed class Flux2DoubleBlock : IDisposable
     /// <param name="fusedQkv">The experiment switch <c>fused-qkv</c>: each stream's Q, K and V projections stacked into one
     /// [3D, D] matrix at load, one GEMM per stream instead of three (the single blocks' weights come fused already).</param>
     public Flux2DoubleBlock(WeightLoader load, string p, int dim, int heads, int headDim, int mlpHidden, float eps, QuantMode quant,
-        Device? device = null, bool fusedQkv = false)
+        bool fusedQkv = false)
     {
         _dim = dim; _heads = heads; _headDim = headDim; _mlp = mlpHidden; _eps = eps;
         if (fusedQkv)
         {
-            ArgumentNullException.ThrowIfNull(device);
             string a = p + ".attn.";
-            _toQkv = new Linear(load.StackingRows(device, a + "to_qkv", a + "to_q", a + "to_k", a + "to_v"), a + "to_qkv", dim, 3 * dim, quant: quant);
-            _addQkv = new Linear(load.StackingRows(device, a + "add_qkv_proj", a + "add_q_proj", a + "add_k_proj", a + "add_v_proj"), a + "add_qkv_proj", dim, 3 * dim, quant: quant);
+            _toQkv = new Linear(load.StackingRows(a + "to_qkv", a + "to_q", a + "to_k", a + "to_v"), a + "to_qkv", dim, 3 * dim, quant: quant);
+            _addQkv = new Linear(load.StackingRows(a + "add_qkv_proj", a + "add_q_proj", a + "add_k_proj", a + "add_v_proj"), a + "add_qkv_proj", dim, 3 * dim, quant: quant);
         }
         else
         {

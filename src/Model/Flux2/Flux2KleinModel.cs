@@ -290,7 +290,7 @@ public sealed class Flux2KleinModel : IDiffusionModel, Bench.IStageFlopModel
             if (_transformer is null)
             {
                 _transformerWeights = _snapshot.OpenWeights("transformer");
-                _transformer = new Flux2Transformer(_snapshot.TransformerConfig, _transformerWeights.Loader(_device), _quant, _fusedQkv ? _device : null) { SyncPerBlock = _syncPerBlock };
+                _transformer = new Flux2Transformer(_snapshot.TransformerConfig, _transformerWeights.Loader(_device), _quant, _fusedQkv) { SyncPerBlock = _syncPerBlock };
             }
             return _transformer;
         }

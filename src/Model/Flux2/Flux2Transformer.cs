@@ -16,9 +16,9 @@ public sealed class Flux2Transformer : IDisposable
     private readonly Flux2DoubleBlock[] _double;
     private readonly Flux2SingleBlock[] _single;
 
-    /// <param name="fusedQkvDevice">Non-null: the experiment switch <c>fused-qkv</c>, the double blocks' Q, K, V
-    /// projections stacked on this device into one GEMM per stream.</param>
-    public Flux2Transformer(Flux2TransformerConfig config, WeightLoader load, QuantMode quant = QuantMode.None, Device? fusedQkvDevice = null)
+    /// <param name="fusedQkv">The experiment switch <c>fused-qkv</c>: the double blocks' Q, K, V projections stacked at
+    /// load into one GEMM per stream.</param>
+    public Flux2Transformer(Flux2TransformerConfig config, WeightLoader load, QuantMode quant = QuantMode.None, bool fusedQkv = false)
     {
         // Unsupported values in the snapshot's config are bad data (exit 1), not a bad command line.
         if (config.PatchSize != 1)
@@ -39,7 +39,7 @@ public sealed class Flux2Transformer : IDisposable
         _ctxEmbed = new Linear(load, "context_embedder", dims.JointAttentionDim, d, quant: quant);
         _projOut = new Linear(load, "proj_out", d, dims.OutputChannels, quant: quant);
         _double = Enumerable.Range(0, dims.NumLayers)
-            .Select(i => new Flux2DoubleBlock(load, $"transformer_blocks.{i}", d, dims.NumAttentionHeads, dims.AttentionHeadDim, dims.MlpHiddenDim, eps, quant, fusedQkvDevice, fusedQkvDevice is not null)).ToArray();
+            .Select(i => new Flux2DoubleBlock(load, $"transformer_blocks.{i}", d, dims.NumAttentionHeads, dims.AttentionHeadDim, dims.MlpHiddenDim, eps, quant, fusedQkv)).ToArray();
         _single = Enumerable.Range(0, dims.NumSingleLayers)
             .Select(i => new Flux2SingleBlock(load, $"single_transformer_blocks.{i}", d, dims.NumAttentionHeads, dims.AttentionHeadDim, dims.MlpHiddenDim, eps, quant)).ToArray();
     }

@@ -60,9 +60,9 @@ public static class WeightLoaderAdapters
     /// The weights of <paramref name="fused"/> (<c>.weight</c>, and <c>.weight_scale</c> of pre-quantized layers) are the
     /// rows of <paramref name="parts"/>' stacked in order: Q, K, V projections loaded as one [3D, D] matrix, so one GEMM
     /// computes all three (the experiment switch <c>fused-qkv</c>). Stored dtype kept (BF16, or the int8 / int4 rows
-    /// with their per-row scales); the parts' mapped pages are copied once into device memory. Other names pass through.
+    /// with their per-row scales), on the parts' device; their mapped pages are copied once into device memory. Other names pass through.
     /// </summary>
-    public static WeightLoader StackingRows(this WeightLoader load, Device device, string fused, params string[] parts) => (name, shape) =>
+    public static WeightLoader StackingRows(this WeightLoader load, string fused, params string[] parts) => (name, shape) =>
     {
         if (!name.StartsWith(fused + ".", StringComparison.Ordinal) || shape.Length == 0 || shape[0] % parts.Length != 0)
             return load(name, shape);
@@ -75,7 +75,7 @@ public static class WeightLoaderAdapters
             for (int i = 0; i < parts.Length; i++)
             {
                 using var part = load(parts[i] + suffix, partShape);
-                stacked ??= Tensor.Empty(device, part.DType, new Shape(shape), name);
+                stacked ??= Tensor.Empty(part.Device, part.DType, new Shape(shape), name);
                 part.CopyTo(stacked.Slice(i * partShape[0], partShape[0]));
             }
             return stacked!;
