@@ -149,10 +149,10 @@ internal static unsafe class GemmCpu
             if (tail > 0)
             {
                 var w = LoadRow16(b, rowOffset + full, tail);
-                s0 = Vector512.FusedMultiplyAdd(Avx512F.MaskLoad(a + full, tailMask, Vector512<float>.Zero), w, s0);
-                if (m > 1) s1 = Vector512.FusedMultiplyAdd(Avx512F.MaskLoad(a + lda + full, tailMask, Vector512<float>.Zero), w, s1);
-                if (m > 2) s2 = Vector512.FusedMultiplyAdd(Avx512F.MaskLoad(a + 2 * lda + full, tailMask, Vector512<float>.Zero), w, s2);
-                if (m > 3) s3 = Vector512.FusedMultiplyAdd(Avx512F.MaskLoad(a + 3 * lda + full, tailMask, Vector512<float>.Zero), w, s3);
+                s0 = Vector512.FusedMultiplyAdd(Simd512.MaskLoad(a + full, tailMask), w, s0);
+                if (m > 1) s1 = Vector512.FusedMultiplyAdd(Simd512.MaskLoad(a + lda + full, tailMask), w, s1);
+                if (m > 2) s2 = Vector512.FusedMultiplyAdd(Simd512.MaskLoad(a + 2 * lda + full, tailMask), w, s2);
+                if (m > 3) s3 = Vector512.FusedMultiplyAdd(Simd512.MaskLoad(a + 3 * lda + full, tailMask), w, s3);
             }
             float add = bias == null ? 0f : bias[j];
             c[j] = Vector512.Sum(s0) + add;
@@ -249,10 +249,10 @@ internal static unsafe class GemmCpu
                 for (int i = 0; i < 16; i++)
                     block[i] = i >= mr ? Vector512<float>.Zero
                         : kn == 16 ? Vector512.Load(rows + i * lda + kk)
-                        : Avx512F.MaskLoad(rows + i * lda + kk, kMask, Vector512<float>.Zero);
-                Transpose16x16(block, block + 16);
+                        : Simd512.MaskLoad(rows + i * lda + kk, kMask);
+                Simd512.Transpose16x16(block, block + 16);
                 for (int q = 0; q < kn; q++)
-                    Avx512F.MaskStore(panel + (kk + q) * MR, panelMask, block[q]);
+                    Simd512.MaskStore(panel + (kk + q) * MR, panelMask, block[q]);
             }
         }
     }
@@ -277,7 +277,7 @@ internal static unsafe class GemmCpu
                     float* src = (float*)b.Data + (k0 + kk) * b.Stride + n0 + jp;
                     Vector512<float> lo, hi;
                     if (nr == NR) { lo = Vector512.Load(src); hi = Vector512.Load(src + 16); }
-                    else { lo = Avx512F.MaskLoad(src, m0, Vector512<float>.Zero); hi = Avx512F.MaskLoad(src + 16, m1, Vector512<float>.Zero); }
+                    else { lo = Simd512.MaskLoad(src, m0); hi = Simd512.MaskLoad(src + 16, m1); }
                     Vector512.Store(lo, panel + kk * NR);
                     Vector512.Store(hi, panel + kk * NR + 16);
                 }
@@ -295,7 +295,7 @@ internal static unsafe class GemmCpu
                         long offset = (n0 + jp + half + i) * b.Stride + k0 + kk;
                         block[i] = half + i < nr ? LoadRow16(b, offset, kn) : Vector512<float>.Zero;
                     }
-                    Transpose16x16(block, block + 16);
+                    Simd512.Transpose16x16(block, block + 16);
                     for (int q = 0; q < kn; q++)
                         Vector512.Store(block[q], panel + (kk + q) * NR + half);
                 }
@@ -310,42 +310,11 @@ internal static unsafe class GemmCpu
         if (b.Type == DType.F32)
         {
             float* src = (float*)b.Data + offset;
-            return count == 16 ? Vector512.Load(src) : Avx512F.MaskLoad(src, TailMask(count), Vector512<float>.Zero);
+            return count == 16 ? Vector512.Load(src) : Simd512.MaskLoad(src, TailMask(count));
         }
         ushort* bits = (ushort*)b.Data + offset;
-        var h = count == 16 ? Vector256.Load(bits)
-            : Avx512BW.VL.MaskLoad(bits, Vector256.LessThan(Vector256<ushort>.Indices, Vector256.Create((ushort)count)), Vector256<ushort>.Zero);
+        var h = count == 16 ? Vector256.Load(bits) : Simd512.LoadUShorts(bits, count);
         return b.Type == DType.BF16 ? Bf16ToSingle(h) : HalfToSingle(h);
-    }
-
-    /// <summary>In-place 16×16 float transpose: unpack pairs, 64-bit pairs, then two rounds of 128-bit lane shuffles.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Transpose16x16(Vector512<float>* r, Vector512<float>* t)
-    {
-        for (int i = 0; i < 16; i += 2)
-        {
-            t[i] = Avx512F.UnpackLow(r[i], r[i + 1]);
-            t[i + 1] = Avx512F.UnpackHigh(r[i], r[i + 1]);
-        }
-        for (int i = 0; i < 16; i += 4)
-        {
-            r[i] = Avx512F.Shuffle(t[i], t[i + 2], 0x44);
-            r[i + 1] = Avx512F.Shuffle(t[i], t[i + 2], 0xEE);
-            r[i + 2] = Avx512F.Shuffle(t[i + 1], t[i + 3], 0x44);
-            r[i + 3] = Avx512F.Shuffle(t[i + 1], t[i + 3], 0xEE);
-        }
-        for (int i = 0; i < 4; i++)
-        {
-            t[i] = Avx512F.Shuffle4x128(r[i], r[i + 4], 0x88);
-            t[i + 4] = Avx512F.Shuffle4x128(r[i], r[i + 4], 0xDD);
-            t[i + 8] = Avx512F.Shuffle4x128(r[i + 8], r[i + 12], 0x88);
-            t[i + 12] = Avx512F.Shuffle4x128(r[i + 8], r[i + 12], 0xDD);
-        }
-        for (int i = 0; i < 8; i++)
-        {
-            r[i] = Avx512F.Shuffle4x128(t[i], t[i + 8], 0x88);
-            r[i + 8] = Avx512F.Shuffle4x128(t[i], t[i + 8], 0xDD);
-        }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -354,14 +323,14 @@ internal static unsafe class GemmCpu
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static Vector512<float> Bf16ToSingle(Vector256<ushort> bits) =>
-        (Avx512F.ConvertToVector512UInt32(bits) << 16).AsSingle();
+        (Simd512.WidenToUInt32(bits) << 16).AsSingle();
 
     /// <summary>IEEE half bits → float: exponent rebias by a multiply with 2^112 (exact, handles subnormals),
     /// Inf/NaN patched in by a select.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static Vector512<float> HalfToSingle(Vector256<ushort> bits)
     {
-        var h = Avx512F.ConvertToVector512UInt32(bits);
+        var h = Simd512.WidenToUInt32(bits);
         var magnitude = (h & Vector512.Create(0x7FFFu)) << 13;
         var sign = (h & Vector512.Create(0x8000u)) << 16;
         var value = (magnitude.AsSingle() * Vector512.Create(5.192296858534828e33f)).AsUInt32(); // 2^112
@@ -397,8 +366,8 @@ internal static unsafe class GemmCpu
             (_mask0, _mask1) = ColumnMasks(nr);
             if (!accumulate && bias != null)
             {
-                _add0 = Avx512F.MaskLoad(bias, _mask0, Vector512<float>.Zero);
-                _add1 = Avx512F.MaskLoad(bias + 16, _mask1, Vector512<float>.Zero);
+                _add0 = Simd512.MaskLoad(bias, _mask0);
+                _add1 = Simd512.MaskLoad(bias + 16, _mask1);
             }
         }
 
@@ -416,12 +385,12 @@ internal static unsafe class GemmCpu
             {
                 if (_accumulate)
                 {
-                    v0 += Avx512F.MaskLoad(c, _mask0, Vector512<float>.Zero);
-                    v1 += Avx512F.MaskLoad(c + 16, _mask1, Vector512<float>.Zero);
+                    v0 += Simd512.MaskLoad(c, _mask0);
+                    v1 += Simd512.MaskLoad(c + 16, _mask1);
                 }
                 else { v0 += _add0; v1 += _add1; }
-                Avx512F.MaskStore(c, _mask0, v0);
-                Avx512F.MaskStore(c + 16, _mask1, v1);
+                Simd512.MaskStore(c, _mask0, v0);
+                Simd512.MaskStore(c + 16, _mask1, v1);
             }
         }
     }

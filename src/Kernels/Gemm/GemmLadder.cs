@@ -73,11 +73,11 @@ public static unsafe class GemmLadder
         if (p < k)
         {
             var mask = TailMask(k - p);
-            var xv = Avx512F.MaskLoad(x + p, mask, Vector512<float>.Zero);
-            s0 = Vector512.FusedMultiplyAdd(xv, Avx512F.MaskLoad(w + p, mask, Vector512<float>.Zero), s0);
-            s1 = Vector512.FusedMultiplyAdd(xv, Avx512F.MaskLoad(w + k + p, mask, Vector512<float>.Zero), s1);
-            s2 = Vector512.FusedMultiplyAdd(xv, Avx512F.MaskLoad(w + 2L * k + p, mask, Vector512<float>.Zero), s2);
-            s3 = Vector512.FusedMultiplyAdd(xv, Avx512F.MaskLoad(w + 3L * k + p, mask, Vector512<float>.Zero), s3);
+            var xv = Simd512.MaskLoad(x + p, mask);
+            s0 = Vector512.FusedMultiplyAdd(xv, Simd512.MaskLoad(w + p, mask), s0);
+            s1 = Vector512.FusedMultiplyAdd(xv, Simd512.MaskLoad(w + k + p, mask), s1);
+            s2 = Vector512.FusedMultiplyAdd(xv, Simd512.MaskLoad(w + 2L * k + p, mask), s2);
+            s3 = Vector512.FusedMultiplyAdd(xv, Simd512.MaskLoad(w + 3L * k + p, mask), s3);
         }
         y[0] = Vector512.Sum(s0);
         y[1] = Vector512.Sum(s1);
@@ -94,7 +94,7 @@ public static unsafe class GemmLadder
         if (p < k)
         {
             var mask = TailMask(k - p);
-            s = Vector512.FusedMultiplyAdd(Avx512F.MaskLoad(x + p, mask, Vector512<float>.Zero), Avx512F.MaskLoad(w + p, mask, Vector512<float>.Zero), s);
+            s = Vector512.FusedMultiplyAdd(Simd512.MaskLoad(x + p, mask), Simd512.MaskLoad(w + p, mask), s);
         }
         return Vector512.Sum(s);
     }

@@ -116,7 +116,7 @@ public static unsafe class Quantize
         var vinv = Vector512.Create(inv);
         int i = 0;
         for (; i + 16 <= k; i += 16)
-            Avx512F.ConvertToVector128SByteWithSaturation(QuantizeVector(TRow.Load16(src, i), vinv, 127f)).Store(dst + i);
+            Simd512.NarrowToSByteSaturate(QuantizeVector(TRow.Load16(src, i), vinv, 127f)).Store(dst + i);
         for (; i < k; i++) dst[i] = (sbyte)Math.Clamp(MathF.Round(TRow.Load1(src, i) * inv), -127f, 127f);
         return max / 127f;
     }
@@ -131,8 +131,8 @@ public static unsafe class Quantize
         for (int i = 0; i < g; i += 32)
         {
             // 16-bit lane = (element 2j) | (element 2j+1) << 8 → low byte (lo & 0xF) | (hi & 0xF) << 4.
-            var u0 = Avx512F.ConvertToVector128SByteWithSaturation(QuantizeVector(TRow.Load16(src, k0 + i), vinv, 7f)).AsUInt16();
-            var u1 = Avx512F.ConvertToVector128SByteWithSaturation(QuantizeVector(TRow.Load16(src, k0 + i + 16), vinv, 7f)).AsUInt16();
+            var u0 = Simd512.NarrowToSByteSaturate(QuantizeVector(TRow.Load16(src, k0 + i), vinv, 7f)).AsUInt16();
+            var u1 = Simd512.NarrowToSByteSaturate(QuantizeVector(TRow.Load16(src, k0 + i + 16), vinv, 7f)).AsUInt16();
             var p0 = (u0 & nibble) | (Vector128.ShiftRightLogical(u0, 4) & Vector128.Create((ushort)0xF0));
             var p1 = (u1 & nibble) | (Vector128.ShiftRightLogical(u1, 4) & Vector128.Create((ushort)0xF0));
             Vector128.Narrow(p0, p1).Store(dst + i / 2);

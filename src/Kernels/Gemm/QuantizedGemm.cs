@@ -182,7 +182,7 @@ public static partial class QuantizedGemm
         for (; i + 16 <= k; i += 16)
         {
             var q = Vector512.ConvertToInt32(Vector512.Round(Vector512.Load(src + i) * vinv));
-            Avx512F.ConvertToVector256Int16(q).Store(dst + i);
+            Simd512.NarrowToInt16(q).Store(dst + i);
         }
         for (; i < k; i++) dst[i] = (short)MathF.Round(src[i] * inv);
     }
@@ -320,8 +320,8 @@ public static partial class QuantizedGemm
             }
             else
             {
-                Avx512F.MaskStore(c, _mask0, Vector512.FusedMultiplyAdd(v0, sw0 * s, Avx512F.MaskLoad(c, _mask0, Vector512<float>.Zero)));
-                Avx512F.MaskStore(c + 16, _mask1, Vector512.FusedMultiplyAdd(v1, sw1 * s, Avx512F.MaskLoad(c + 16, _mask1, Vector512<float>.Zero)));
+                Simd512.MaskStore(c, _mask0, Vector512.FusedMultiplyAdd(v0, sw0 * s, Simd512.MaskLoad(c, _mask0)));
+                Simd512.MaskStore(c + 16, _mask1, Vector512.FusedMultiplyAdd(v1, sw1 * s, Simd512.MaskLoad(c + 16, _mask1)));
             }
         }
     }
@@ -345,18 +345,18 @@ public static partial class QuantizedGemm
             {
                 var b0 = Vector512.Load((short*)b);
                 var b1 = Vector512.Load((short*)(b + 16));
-                var a0 = Vector512.Create(a[0]).AsInt16(); c00 += Avx512BW.MultiplyAddAdjacent(a0, b0); c01 += Avx512BW.MultiplyAddAdjacent(a0, b1);
-                var a1 = Vector512.Create(a[1]).AsInt16(); c10 += Avx512BW.MultiplyAddAdjacent(a1, b0); c11 += Avx512BW.MultiplyAddAdjacent(a1, b1);
-                var a2 = Vector512.Create(a[2]).AsInt16(); c20 += Avx512BW.MultiplyAddAdjacent(a2, b0); c21 += Avx512BW.MultiplyAddAdjacent(a2, b1);
-                var a3 = Vector512.Create(a[3]).AsInt16(); c30 += Avx512BW.MultiplyAddAdjacent(a3, b0); c31 += Avx512BW.MultiplyAddAdjacent(a3, b1);
-                var a4 = Vector512.Create(a[4]).AsInt16(); c40 += Avx512BW.MultiplyAddAdjacent(a4, b0); c41 += Avx512BW.MultiplyAddAdjacent(a4, b1);
-                var a5 = Vector512.Create(a[5]).AsInt16(); c50 += Avx512BW.MultiplyAddAdjacent(a5, b0); c51 += Avx512BW.MultiplyAddAdjacent(a5, b1);
-                var a6 = Vector512.Create(a[6]).AsInt16(); c60 += Avx512BW.MultiplyAddAdjacent(a6, b0); c61 += Avx512BW.MultiplyAddAdjacent(a6, b1);
-                var a7 = Vector512.Create(a[7]).AsInt16(); c70 += Avx512BW.MultiplyAddAdjacent(a7, b0); c71 += Avx512BW.MultiplyAddAdjacent(a7, b1);
-                var a8 = Vector512.Create(a[8]).AsInt16(); c80 += Avx512BW.MultiplyAddAdjacent(a8, b0); c81 += Avx512BW.MultiplyAddAdjacent(a8, b1);
-                var a9 = Vector512.Create(a[9]).AsInt16(); c90 += Avx512BW.MultiplyAddAdjacent(a9, b0); c91 += Avx512BW.MultiplyAddAdjacent(a9, b1);
-                var a10 = Vector512.Create(a[10]).AsInt16(); c100 += Avx512BW.MultiplyAddAdjacent(a10, b0); c101 += Avx512BW.MultiplyAddAdjacent(a10, b1);
-                var a11 = Vector512.Create(a[11]).AsInt16(); c110 += Avx512BW.MultiplyAddAdjacent(a11, b0); c111 += Avx512BW.MultiplyAddAdjacent(a11, b1);
+                var a0 = Vector512.Create(a[0]).AsInt16(); c00 += Simd512.MultiplyAddAdjacent(a0, b0); c01 += Simd512.MultiplyAddAdjacent(a0, b1);
+                var a1 = Vector512.Create(a[1]).AsInt16(); c10 += Simd512.MultiplyAddAdjacent(a1, b0); c11 += Simd512.MultiplyAddAdjacent(a1, b1);
+                var a2 = Vector512.Create(a[2]).AsInt16(); c20 += Simd512.MultiplyAddAdjacent(a2, b0); c21 += Simd512.MultiplyAddAdjacent(a2, b1);
+                var a3 = Vector512.Create(a[3]).AsInt16(); c30 += Simd512.MultiplyAddAdjacent(a3, b0); c31 += Simd512.MultiplyAddAdjacent(a3, b1);
+                var a4 = Vector512.Create(a[4]).AsInt16(); c40 += Simd512.MultiplyAddAdjacent(a4, b0); c41 += Simd512.MultiplyAddAdjacent(a4, b1);
+                var a5 = Vector512.Create(a[5]).AsInt16(); c50 += Simd512.MultiplyAddAdjacent(a5, b0); c51 += Simd512.MultiplyAddAdjacent(a5, b1);
+                var a6 = Vector512.Create(a[6]).AsInt16(); c60 += Simd512.MultiplyAddAdjacent(a6, b0); c61 += Simd512.MultiplyAddAdjacent(a6, b1);
+                var a7 = Vector512.Create(a[7]).AsInt16(); c70 += Simd512.MultiplyAddAdjacent(a7, b0); c71 += Simd512.MultiplyAddAdjacent(a7, b1);
+                var a8 = Vector512.Create(a[8]).AsInt16(); c80 += Simd512.MultiplyAddAdjacent(a8, b0); c81 += Simd512.MultiplyAddAdjacent(a8, b1);
+                var a9 = Vector512.Create(a[9]).AsInt16(); c90 += Simd512.MultiplyAddAdjacent(a9, b0); c91 += Simd512.MultiplyAddAdjacent(a9, b1);
+                var a10 = Vector512.Create(a[10]).AsInt16(); c100 += Simd512.MultiplyAddAdjacent(a10, b0); c101 += Simd512.MultiplyAddAdjacent(a10, b1);
+                var a11 = Vector512.Create(a[11]).AsInt16(); c110 += Simd512.MultiplyAddAdjacent(a11, b0); c111 += Simd512.MultiplyAddAdjacent(a11, b1);
                 a += 12;
                 b += 32;
             }
