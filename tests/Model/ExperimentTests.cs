@@ -122,7 +122,7 @@ public class ExperimentTests
     [InlineData("steps=0", "steps=0: expected an integer 1..1000")]
     [InlineData("quant=int8,quant=int4", "switch 'quant' is given twice")]
     [InlineData("guidance-interval=0.9..0.2", "guidance-interval=0.9..0.2")]
-    [InlineData("tome=0.5", "switch 'tome' is not available in this build")]
+    [InlineData("tome=1", "tome=1: expected a ratio in [0, 1) or off")]
     [InlineData("rope-cache=maybe", "rope-cache=maybe: expected on|off")]
     [InlineData("attention=paged", "attention=paged: expected flash|materialized")]
     [InlineData("gemm=blas", "gemm=blas: expected naive|packed|parallel")]
@@ -275,6 +275,7 @@ public class ExperimentTests
     [Theory]
     [InlineData("FLUX.1-dev", "fused-swiglu")] // FLUX.1's MLPs are GELU
     [InlineData("FLUX.1-dev", "fused-qkv")]
+    [InlineData("FLUX.1-dev", "tome")]
     public void Family_switches_a_family_does_not_honour_are_refused_by_name(string repo, string name)
     {
         using var cpu = new CpuDevice();
@@ -287,9 +288,9 @@ public class ExperimentTests
     [Fact]
     public void Experiment_command_refuses_bad_plans_before_any_run()
     {
-        var (code, _, err) = Run("experiment", "--model", TinySnapshot.Dir, "--variant", "fast:tome=0.3");
+        var (code, _, err) = Run("experiment", "--model", TinySnapshot.Dir, "--variant", "fast:tome=-0.3");
         Assert.Equal(2, code);
-        Assert.Contains("switch 'tome' is not available in this build", err);
+        Assert.Contains("tome=-0.3: expected a ratio in [0, 1) or off", err);
 
         (code, _, err) = Run("experiment", "--model", TinySnapshot.Dir, "--size", "32");
         Assert.Equal(2, code);

@@ -22,6 +22,9 @@ public sealed record ModelOptions
     /// <summary>The experiment switch <c>fused-qkv</c>: a block's Q, K and V projections loaded as one stacked matrix and
     /// computed by one GEMM (FLUX.2 klein's double blocks; its single blocks' weights come fused already).</summary>
     public bool FusedQkv { get; init; }
+    /// <summary>The experiment switch <c>tome RATIO</c>: token merging of that share of the generated image tokens in the
+    /// blocks the family chooses (FLUX.2 klein: the single-stream blocks); null = off. 0 runs the merge path with nothing merged.</summary>
+    public double? TokenMergeRatio { get; init; }
     /// <summary>FLUX.1 Kontext's max_area (pixels): the output size is refit to this area at the requested aspect ratio
     /// (diffusers' <c>max_area</c>, default 1024²); null = the pipeline's default. Other families refuse it.</summary>
     public long? MaxArea { get; init; }

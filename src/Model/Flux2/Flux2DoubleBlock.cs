@@ -53,8 +53,10 @@ public sealed class Flux2DoubleBlock : IDisposable
     /// <summary>
     /// Updates the joint stream x [S_txt + S_img, D] in place. cos/sin [S, head_dim] are the RoPE tables
     /// for [text; image]. <paramref name="trace"/> (optional) receives named intermediates for golden checks.
+    /// <paramref name="imageKeys"/> (optional, [N, D]) receives the key projections of the first N image rows, before
+    /// their norm and RoPE: token merging's similarity metric.
     /// </summary>
-    internal void Forward(Tensor x, int textLen, Flux2Modulation mod, Tensor cos, Tensor sin, Action<string, Tensor>? trace = null)
+    internal void Forward(Tensor x, int textLen, Flux2Modulation mod, Tensor cos, Tensor sin, Action<string, Tensor>? trace = null, Tensor? imageKeys = null)
     {
         var dev = x.Device;
         int s = x.Shape[0], imgLen = s - textLen;
@@ -100,6 +102,8 @@ public sealed class Flux2DoubleBlock : IDisposable
             _toK!.Forward(normImg, k.Slice(textLen, imgLen));
             _toV!.Forward(normImg, v.Slice(textLen, imgLen));
         }
+
+        if (imageKeys is not null) k.Slice(textLen, imageKeys.Shape[0]).CopyTo(imageKeys);
 
         // Per-head QK RMSNorm (text rows with the added-stream weights), RoPE and attention: the core FLUX.1 shares.
         using var o = Tensor.Empty(dev, DType.F32, s, _heads, _headDim);

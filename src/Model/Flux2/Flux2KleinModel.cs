@@ -48,6 +48,7 @@ public sealed class Flux2KleinModel : IDiffusionModel, Bench.IStageFlopModel
     private readonly bool _ropeCache;
     private readonly bool _syncPerBlock;
     private readonly bool _fusedQkv;
+    private readonly double? _tokenMergeRatio;
     private readonly Dictionary<string, float[]> _promptCache = new();
     private Flux2Transformer? _transformer;
     private WeightSource? _transformerWeights;
@@ -66,6 +67,7 @@ public sealed class Flux2KleinModel : IDiffusionModel, Bench.IStageFlopModel
         _ropeCache = options.RopeCache;
         _syncPerBlock = options.SyncPerBlock;
         _fusedQkv = options.FusedQkv;
+        _tokenMergeRatio = options.TokenMergeRatio;
         DiskCache = options.PromptCache;
         var stored = QuantizedSnapshot.StoredMode(snapshot);
         if (stored != QuantMode.None && _quant != QuantMode.None && _quant != stored)
@@ -290,13 +292,13 @@ public sealed class Flux2KleinModel : IDiffusionModel, Bench.IStageFlopModel
             if (_transformer is null)
             {
                 _transformerWeights = _snapshot.OpenWeights("transformer");
-                _transformer = new Flux2Transformer(_snapshot.TransformerConfig, _transformerWeights.Loader(_device), _quant, _fusedQkv) { SyncPerBlock = _syncPerBlock };
+                _transformer = new Flux2Transformer(_snapshot.TransformerConfig, _transformerWeights.Loader(_device), _quant, _fusedQkv) { SyncPerBlock = _syncPerBlock, TokenMergeRatio = _tokenMergeRatio };
             }
             return _transformer;
         }
     }
 
-    public IReadOnlySet<string> HonouredSwitches { get; } = new HashSet<string> { "rope-cache", "sync-per-block", "fused-swiglu", "fused-qkv" };
+    public IReadOnlySet<string> HonouredSwitches { get; } = new HashSet<string> { "rope-cache", "sync-per-block", "fused-swiglu", "fused-qkv", "tome" };
 
     public IDenoiser PrepareDenoiser(LatentLayout layout, int textLength, IImageConditioning? images)
     {
@@ -349,7 +351,7 @@ public sealed class Flux2KleinModel : IDiffusionModel, Bench.IStageFlopModel
             t.Fill(modelTimestep);
             if (_refs is null)
             {
-                _model.Forward(latents, text.Embeds, t, _cos, _sin, output, trace);
+                _model.Forward(latents, text.Embeds, t, _cos, _sin, output, trace, (_layout.Rows, _layout.Cols));
                 return;
             }
             // [noisy tokens; reference tokens] per sample, at the same timestep; only the noisy tokens' outputs are kept.
@@ -361,7 +363,7 @@ public sealed class Flux2KleinModel : IDiffusionModel, Bench.IStageFlopModel
                 latents.Slice(b, 1).CopyTo(row.Slice(0, s));
                 _refs.CopyTo(row.Slice(s, r));
             }
-            _model.Forward(hidden, text.Embeds, t, _cos, _sin, output, trace);
+            _model.Forward(hidden, text.Embeds, t, _cos, _sin, output, trace, (_layout.Rows, _layout.Cols));
         }
 
         public void Dispose()

@@ -26,20 +26,35 @@ public sealed class Flux2SingleBlock : IDisposable
     /// <summary>
     /// Updates the joint stream x [B, S, D] in place (each sample's modulation rows from <paramref name="mod"/>). The
     /// projections run on all B·S rows at once; modulation, RoPE and attention per sample.
+    /// With <paramref name="merge"/> (token merging, B = 1) the block's branch — projections, attention, MLP — runs on the
+    /// plan's S' merged rows, and its output is copied back to all S rows before the gated residual, so the residual
+    /// stream itself keeps every token (as ToMe for Stable Diffusion merges inside each block and unmerges after it).
     /// </summary>
-    internal void Forward(Tensor x, Flux2Modulation mod, Tensor cos, Tensor sin, Action<string, Tensor>? trace = null)
+    internal void Forward(Tensor x, Flux2Modulation mod, Tensor cos, Tensor sin, Action<string, Tensor>? trace = null, TokenMergePlan? merge = null)
     {
         var dev = x.Device;
-        int batch = x.Shape[0], s = x.Shape[1], rows = batch * s;
-        using var norm = Tensor.Empty(dev, DType.F32, batch, s, _dim);
+        int batch = x.Shape[0], fullRows = x.Shape[1];
+        if (merge is not null && (batch != 1 || merge.Rows != fullRows))
+            throw new ArgumentException($"Flux2SingleBlock: a token-merge plan for {merge.Rows} rows of one sample, but x is {x.Shape}");
+        using var norm = Tensor.Empty(dev, DType.F32, batch, fullRows, _dim);
         for (int b = 0; b < batch; b++)
         {
             var m = mod.Sample(b).Single;
             LayerNormModulate.Forward(x.Slice(b, 1), Flux2Modulation.Row(m, 0), Flux2Modulation.Row(m, 1), norm.Slice(b, 1), _eps);
         }
+        Tensor? merged = null;
+        if (merge is not null)
+        {
+            merged = Tensor.Empty(dev, DType.F32, 1, merge.MergedRows, _dim);
+            RowGroups.Mean(norm.Reshape(fullRows, _dim), merge.Merge, merged.Reshape(merge.MergedRows, _dim));
+            (cos, sin) = (merge.Cos, merge.Sin);
+        }
+        using var mergedOwner = merged;
+        var branchIn = merged ?? norm;
+        int s = branchIn.Shape[1], rows = batch * s;
 
         using var proj = Tensor.Empty(dev, DType.F32, rows, 3 * _dim + 2 * _mlp);
-        _qkvMlp.Forward(norm.Reshape(rows, _dim), proj);
+        _qkvMlp.Forward(branchIn.Reshape(rows, _dim), proj);
         trace?.Invoke("attn.to_qkv_mlp_proj", proj);
 
         using var q = Tensor.Empty(dev, DType.F32, batch, s, _heads, _headDim);
@@ -63,9 +78,17 @@ public sealed class Flux2SingleBlock : IDisposable
             SwiGlu.Forward(mlpIn, mlpOut);
             Elementwise.WriteColumns(mlpOut, cat, _dim);
         }
-        using var output = Tensor.Empty(dev, DType.F32, batch, s, _dim);
-        _out.Forward(cat, output.Reshape(rows, _dim));
-        trace?.Invoke("attn", output.Reshape(s, _dim));
+        using var branchOut = Tensor.Empty(dev, DType.F32, batch, s, _dim);
+        _out.Forward(cat, branchOut.Reshape(rows, _dim));
+        Tensor? unmerged = null;
+        if (merge is not null)
+        {
+            unmerged = Tensor.Empty(dev, DType.F32, 1, fullRows, _dim);
+            RowGroups.Mean(branchOut.Reshape(s, _dim), merge.Unmerge, unmerged.Reshape(fullRows, _dim));
+        }
+        using var unmergedOwner = unmerged;
+        var output = unmerged ?? branchOut;
+        trace?.Invoke("attn", output.Reshape(fullRows, _dim));
         for (int b = 0; b < batch; b++)
             GatedResidual.Forward(x.Slice(b, 1), Flux2Modulation.Row(mod.Sample(b).Single, 2), output.Slice(b, 1));
     }

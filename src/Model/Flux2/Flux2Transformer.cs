@@ -13,6 +13,15 @@ public sealed class Flux2Transformer : IDisposable
     private readonly Linear _timeLinear1, _timeLinear2, _modImg, _modTxt, _modSingle, _normOut, _xEmbed, _ctxEmbed, _projOut;
     /// <summary>Wait for the device after every block (the experiment switch <c>sync-per-block</c>; ModelOptions.SyncPerBlock).</summary>
     public bool SyncPerBlock { get; set; }
+    /// <summary>
+    /// The experiment switch <c>tome RATIO</c> (ModelOptions.TokenMergeRatio; null = off): the single-stream blocks run
+    /// their branch on the joint sequence with ⌊ratio · N⌋ of the N generated image tokens merged
+    /// (<see cref="TokenMerging"/>), matched by the keys of the last double block, one plan per sample and forward.
+    /// Why those blocks: they hold most of the work (20 of klein 4B's 25 blocks), their one stream means merging image rows
+    /// leaves the text untouched, and the double blocks before them run at full resolution, so the image is embedded and
+    /// has met the text before any token is merged; the last of them gives the keys at no extra GEMM.
+    /// </summary>
+    public double? TokenMergeRatio { get; init; }
     private readonly Flux2DoubleBlock[] _double;
     private readonly Flux2SingleBlock[] _single;
 
@@ -90,7 +99,9 @@ public sealed class Flux2Transformer : IDisposable
     /// tokens (reference tokens are attended to but their outputs are not computed). <paramref name="trace"/> is only
     /// called for B = 1 (the golden sets' intermediates are per sample).
     /// </summary>
-    public void Forward(Tensor hidden, Tensor text, ReadOnlySpan<float> timesteps, Tensor cos, Tensor sin, Tensor output, Action<string, Tensor>? trace = null)
+    /// <paramref name="tokenGrid"/> is the generated image's token grid (rows · cols = S_out), which token merging needs.
+    public void Forward(Tensor hidden, Tensor text, ReadOnlySpan<float> timesteps, Tensor cos, Tensor sin, Tensor output, Action<string, Tensor>? trace = null,
+        (int Rows, int Cols)? tokenGrid = null)
     {
         const string op = nameof(Flux2Transformer);
         var dev = hidden.Device;
@@ -107,6 +118,13 @@ public sealed class Flux2Transformer : IDisposable
         Check.That(output.Shape[0] == batch && outLen <= imgLen && output.Shape[2] == Config.OutputChannels, op,
             $"output has shape {output.Shape}; expected [{batch}, ≤{imgLen}, {Config.OutputChannels}]");
         if (batch != 1) trace = null;
+        (int Rows, int Cols) grid = default;
+        if (TokenMergeRatio is not null)
+        {
+            grid = tokenGrid ?? throw new ArgumentException($"{op}: token merging needs the image token grid (rows, cols) of the {outLen} generated tokens");
+            Check.That(grid.Rows * grid.Cols == outLen, op, $"token grid {grid.Rows}×{grid.Cols} does not hold the {outLen} generated image tokens");
+            Check.That(_double.Length > 0, op, "token merging takes its keys from the last double-stream block; this model has none");
+        }
 
         using var mod = Modulation(dev, timesteps, trace);
 
@@ -122,20 +140,38 @@ public sealed class Flux2Transformer : IDisposable
 
         // Double-stream blocks keep two weight sets for the text and image rows of each sample, so they run per
         // sample; the single-stream blocks (most of the model) take the whole batch in each GEMM.
+        using var keys = TokenMergeRatio is null ? null : Tensor.Empty(dev, DType.F32, batch, outLen, d);
         for (int i = 0; i < _double.Length; i++)
         {
             int block = i;
             for (int b = 0; b < batch; b++)
-                _double[i].Forward(x.Slice(b, 1).Reshape(s, d), textLen, mod.Sample(b), cos, sin, trace is null ? null : (n, t) => trace($"double.{block}.{n}", t));
+                _double[i].Forward(x.Slice(b, 1).Reshape(s, d), textLen, mod.Sample(b), cos, sin, trace is null ? null : (n, t) => trace($"double.{block}.{n}", t),
+                    i == _double.Length - 1 ? keys?.Slice(b, 1).Reshape(outLen, d) : null);
             if (SyncPerBlock) x.Device.Synchronize();
         }
-        for (int i = 0; i < _single.Length; i++)
-        {
-            int block = i;
-            _single[i].Forward(x, mod, cos, sin, trace is null ? null : (n, t) => trace($"single.{block}.{n}", t));
-            if (SyncPerBlock) x.Device.Synchronize();
-            trace?.Invoke($"single.{block}", x.Reshape(s, d));
-        }
+        if (keys is null)
+            for (int i = 0; i < _single.Length; i++)
+            {
+                int block = i;
+                _single[i].Forward(x, mod, cos, sin, trace is null ? null : (n, t) => trace($"single.{block}.{n}", t));
+                if (SyncPerBlock) x.Device.Synchronize();
+                trace?.Invoke($"single.{block}", x.Reshape(s, d));
+            }
+        else
+            // Token merging: each sample has its own plan (its own keys), so the single blocks run per sample.
+            for (int b = 0; b < batch; b++)
+            {
+                using var plan = TokenMerging.Plan(keys.Slice(b, 1).Reshape(outLen, d), grid.Rows, grid.Cols, TokenMergeRatio!.Value, textLen, s, cos, sin);
+                var xb = x.Slice(b, 1);
+                var mb = mod.Sample(b);
+                for (int i = 0; i < _single.Length; i++)
+                {
+                    int block = i;
+                    _single[i].Forward(xb, mb, cos, sin, trace is null ? null : (n, t) => trace($"single.{block}.{n}", t), plan);
+                    if (SyncPerBlock) x.Device.Synchronize();
+                    trace?.Invoke($"single.{block}", x.Reshape(s, d));
+                }
+            }
 
         using var norm = Tensor.Empty(dev, DType.F32, batch, outLen, d);
         for (int b = 0; b < batch; b++)
