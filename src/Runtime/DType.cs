@@ -13,6 +13,10 @@ public enum DType
     U8,
     I32,
     I64,
+    /// <summary>8-bit float, OCP E4M3 (PyTorch float8_e4m3fn; safetensors "F8_E4M3"): bias 7, no inf, max 448 — see <see cref="Fp8"/>.</summary>
+    F8E4M3,
+    /// <summary>8-bit float, OCP E5M2 (PyTorch float8_e5m2; safetensors "F8_E5M2"): bias 15, inf/NaN, max 57344 — see <see cref="Fp8"/>.</summary>
+    F8E5M2,
 }
 
 public static class DTypeInfo
@@ -22,7 +26,7 @@ public static class DTypeInfo
     {
         DType.F32 or DType.I32 => count * 4,
         DType.F16 or DType.BF16 => count * 2,
-        DType.I8 or DType.U8 => count,
+        DType.I8 or DType.U8 or DType.F8E4M3 or DType.F8E5M2 => count,
         DType.I4 => (count + 1) / 2,
         DType.I64 => count * 8,
         _ => throw new ArgumentOutOfRangeException(nameof(dtype), dtype, "unknown dtype"),
@@ -33,6 +37,7 @@ public static class DTypeInfo
     {
         DType.F32 => "F32", DType.F16 => "F16", DType.BF16 => "BF16", DType.I8 => "I8",
         DType.U8 => "U8", DType.I32 => "I32", DType.I64 => "I64", DType.I4 => "I4",
+        DType.F8E4M3 => "F8_E4M3", DType.F8E5M2 => "F8_E5M2",
         _ => throw new ArgumentOutOfRangeException(nameof(dtype)),
     };
 
@@ -49,6 +54,8 @@ public static class DTypeInfo
             case "I32": dtype = DType.I32; return true;
             case "I64": dtype = DType.I64; return true;
             case "I4": dtype = DType.I4; return true;
+            case "F8_E4M3": dtype = DType.F8E4M3; return true;
+            case "F8_E5M2": dtype = DType.F8E5M2; return true;
             default: dtype = default; return false;
         }
     }

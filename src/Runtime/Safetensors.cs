@@ -239,6 +239,7 @@ public sealed unsafe class SafetensorsFile : IDisposable
             DType.I32 => Array.ConvertAll(System.Runtime.InteropServices.MemoryMarshal.Cast<byte, int>(bytes).ToArray(), x => (float)x),
             DType.U8 => Array.ConvertAll(bytes.ToArray(), x => (float)x),
             DType.I8 => Array.ConvertAll(System.Runtime.InteropServices.MemoryMarshal.Cast<byte, sbyte>(bytes).ToArray(), x => (float)x),
+            DType.F8E4M3 or DType.F8E5M2 => Array.ConvertAll(bytes.ToArray(), x => Fp8.Decode(x, Fp8.FormatOf(e.DType)!.Value)),
             _ => throw new SafetensorsException($"{Path}: tensor '{name}': cannot read {e.DType} as float"),
         };
     }

@@ -179,6 +179,8 @@ public sealed unsafe class Tensor : IDisposable
             case DType.F16: return Array.ConvertAll(ToArray<System.Half>(), h => (float)h);
             case DType.I8: return Array.ConvertAll(ToArray<sbyte>(), v => (float)v);
             case DType.U8: return Array.ConvertAll(ToArray<byte>(), v => (float)v);
+            case DType.F8E4M3: return Array.ConvertAll(ToArray<byte>(), v => Fp8.Decode(v, Fp8Format.E4M3));
+            case DType.F8E5M2: return Array.ConvertAll(ToArray<byte>(), v => Fp8.Decode(v, Fp8Format.E5M2));
             case DType.I32: return Array.ConvertAll(ToArray<int>(), v => (float)v);
             case DType.I64: return Array.ConvertAll(ToArray<long>(), v => (float)v);
             default: throw new InvalidOperationException($"tensor '{Name ?? "?"}': ToFloatArray does not unpack {DType}");

@@ -148,13 +148,13 @@ public class BenchTests
             var (code, o, e) = Run("bench", "e2e", "--quant", "all", "--size", "32", "--steps", "2",
                 "--peak-gflops", "100", "--warmup", "false", "--json", json);
             Assert.True(code == 0, $"exit {code}: {e}");
-            foreach (var mode in new[] { "none", "int8", "int4" }) Assert.Contains($"quant {mode}:", o);
+            foreach (var mode in new[] { "none", "int8", "int4", "fp8-e4m3", "fp8-e5m2" }) Assert.Contains($"quant {mode}:", o);
             Assert.Contains("quality vs none", o);
             Assert.Matches(@"step 2\s+\d+\.\d{3}\s+\d", o);
             Assert.Contains("pool live after the run 0 B (nothing leaked)", o);
 
             var r = E2eBenchReport.FromJson(File.ReadAllText(json));
-            Assert.Equal(["none", "int8", "int4"], r.Modes.Select(m => m.Mode));
+            Assert.Equal(["none", "int8", "int4", "fp8-e4m3", "fp8-e5m2"], r.Modes.Select(m => m.Mode));
             Assert.Equal(100, r.PeakGFlops);
             Assert.Equal(4, r.ImageTokens); // 32/16 × 32/16 packed latent tokens
             foreach (var m in r.Modes)
@@ -167,7 +167,7 @@ public class BenchTests
                 Assert.Equal(0, m.PoolLiveBytesAfter); // the leak counter: every rented tensor is back once the model is released
                 Assert.True(m.PeakRssBytes > 0 || !OperatingSystem.IsLinux());
             }
-            Assert.Equal(["int8", "int4"], r.Quality.Select(q => q.Mode));
+            Assert.Equal(["int8", "int4", "fp8-e4m3", "fp8-e5m2"], r.Quality.Select(q => q.Mode));
             var int8 = r.Quality[0];
             var int4 = r.Quality[1];
             Assert.Equal(2, int8.Steps.Length);

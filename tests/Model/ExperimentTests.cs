@@ -112,13 +112,15 @@ public class ExperimentTests
         Assert.Equal(8, applied.Job.Steps);
         Assert.Equal((0.2f, 0.9f), applied.Job.GuidanceInterval);
         Assert.False(ExperimentSwitches.Apply(SwitchSet.Parse("rope-cache=off"), applied).Options.RopeCache);
+        Assert.Equal(PureFlux.Model.Layers.QuantMode.Fp8E4M3, ExperimentSwitches.Apply(SwitchSet.Parse("quant=fp8-e4m3"), applied).Options.Quant);
+        Assert.Equal(PureFlux.Model.Layers.QuantMode.Fp8E5M2, ExperimentSwitches.Apply(SwitchSet.Parse("quant=FP8-E5M2"), applied).Options.Quant);
         Assert.Equal(PureFlux.Model.Scheduler.SamplerKind.UniPC,
             ExperimentSwitches.Apply(SwitchSet.Parse("sampler=unipc"), applied).Job.Sampler);
     }
 
     [Theory]
     [InlineData("warp=on", "unknown switch 'warp'")]
-    [InlineData("quant=int3", "quant=int3: expected none|int8|int4")]
+    [InlineData("quant=int3", "quant=int3: expected none|int8|int4|fp8-e4m3|fp8-e5m2")]
     [InlineData("steps=0", "steps=0: expected an integer 1..1000")]
     [InlineData("quant=int8,quant=int4", "switch 'quant' is given twice")]
     [InlineData("guidance-interval=0.9..0.2", "guidance-interval=0.9..0.2")]
@@ -258,6 +260,7 @@ public class ExperimentTests
     [InlineData(QuantMode.None)]
     [InlineData(QuantMode.Int8)]
     [InlineData(QuantMode.Int4)]
+    [InlineData(QuantMode.Fp8E4M3)]
     public void Fused_qkv_stacks_the_projections_and_gives_the_same_image(QuantMode quant)
     {
         var job = new GenerationJob { Prompts = ["a red fox"], Width = 32, Height = 32, Steps = 2, Seed = 5 };

@@ -72,7 +72,7 @@ public class GenerateTests
     [Theory]
     [InlineData("--width", "100", "multiples of 16")]
     [InlineData("--prompt", "  ", "prompt is empty")]
-    [InlineData("--quant", "int3", "expected none, int8 or int4")]
+    [InlineData("--quant", "int3", "expected none, int8, int4, fp8-e4m3, fp8-e5m2")]
     [InlineData("--device", "tpu", "unknown device 'tpu'")]
     public void Cli_generate_rejects_bad_input_with_one_line(string option, string value, string message)
     {

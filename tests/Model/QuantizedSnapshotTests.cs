@@ -18,6 +18,8 @@ public sealed class QuantizedSnapshotTests : IDisposable
     [Theory]
     [InlineData("int8", "cpu")]
     [InlineData("int4", "cpu")]
+    [InlineData("fp8-e4m3", "cpu")]
+    [InlineData("fp8-e5m2", "cpu")]
     public void Generating_from_the_quantized_snapshot_equals_load_time_quantization(string quant, string backend)
     {
         var dev = Backends.Get(backend);
@@ -26,14 +28,15 @@ public sealed class QuantizedSnapshotTests : IDisposable
         Assert.True(made.Code == 0, made.Err);
         Assert.False(Directory.Exists(Path.Combine(_dir, "." + quant + ".partial")));
 
-        var mode = quant == "int8" ? QuantMode.Int8 : QuantMode.Int4;
+        Assert.True(QuantModes.TryParse(quant, out var mode));
         using var original = ModelSnapshot.Open(TinySnapshot.Dir);
         using var stored = ModelSnapshot.Open(q);
         Assert.Equal(QuantMode.None, QuantizedSnapshot.StoredMode(original));
         Assert.Equal(mode, QuantizedSnapshot.StoredMode(stored));
         // The linears are integers + scales on disk; everything else (norms, embeddings, VAE) is copied as stored.
         var name = "single_transformer_blocks.0.attn.to_qkv_mlp_proj.weight";
-        Assert.Equal(quant == "int8" ? DType.I8 : DType.I4, stored.Transformer.Entry(name).DType);
+        Assert.Equal(mode switch { QuantMode.Int8 => DType.I8, QuantMode.Int4 => DType.I4, QuantMode.Fp8E4M3 => DType.F8E4M3, _ => DType.F8E5M2 },
+            stored.Transformer.Entry(name).DType);
         Assert.Equal(original.Transformer.Entry(name).Shape, stored.Transformer.Entry(name).Shape);
         Assert.True(stored.Transformer.Contains("single_transformer_blocks.0.attn.to_qkv_mlp_proj" + Linear.ScaleSuffix));
         Assert.Equal(DType.BF16, stored.Transformer.Entry("double_stream_modulation_img.linear.weight").DType); // never quantized
@@ -50,7 +53,7 @@ public sealed class QuantizedSnapshotTests : IDisposable
     public void A_stored_quantized_linear_equals_load_time_quantization_on_every_backend(string backend)
     {
         var dev = Backends.Get(backend);
-        foreach (var (quant, mode) in new[] { ("int8", QuantMode.Int8), ("int4", QuantMode.Int4) })
+        foreach (var (quant, mode) in new[] { ("int8", QuantMode.Int8), ("int4", QuantMode.Int4), ("fp8-e4m3", QuantMode.Fp8E4M3), ("fp8-e5m2", QuantMode.Fp8E5M2) })
         {
             string q = Path.Combine(_dir, quant);
             Assert.Equal(0, Run("quantize", "--model", TinySnapshot.Dir, "--quant", quant, "--out", q).Code);
@@ -66,6 +69,35 @@ public sealed class QuantizedSnapshotTests : IDisposable
             using var ya = a.Forward(x);
             using var yb = b.Forward(x);
             Assert.Equal(ya.ToFloatArray(), yb.ToFloatArray());
+        }
+    }
+
+    /// <summary>A stored F8 weight needs its F32 scale [out]: missing, misshaped or mistyped is one line naming the tensor.</summary>
+    [Fact]
+    public void A_stored_fp8_weight_without_a_proper_scale_is_one_line_naming_it()
+    {
+        using var cpu = new CpuDevice(1);
+        var codes = new byte[4 * 8];
+        Linear Load(params SafetensorsWriteEntry[] scale)
+        {
+            string path = Path.Combine(_dir, $"f8-{Guid.NewGuid():N}.safetensors");
+            SafetensorsWriter.Write(path, [SafetensorsWriteEntry.FromBytes("l.weight", DType.F8E4M3, Shape.Of(4, 8), codes), .. scale],
+                new Dictionary<string, string>());
+            using var source = WeightSource.OpenFile(path);
+            return new Linear(source.Loader(cpu), "l", 8, 4);
+        }
+        using (var ok = Load(SafetensorsWriteEntry.FromFloats("l.weight_scale", [1f, 2f, 3f, 4f], Shape.Of(4))))
+            Assert.Equal(4, ok.Out);
+        foreach (var (scale, expected) in new (SafetensorsWriteEntry[], string)[]
+        {
+            ([], "no tensor named 'l.weight_scale'"),
+            ([SafetensorsWriteEntry.FromFloats("l.weight_scale", [1f, 2f, 3f], Shape.Of(3))], "tensor 'l.weight_scale' has shape [3], config implies [4]"),
+            ([SafetensorsWriteEntry.FromFloats("l.weight_scale", new float[8], Shape.Of(4, 2))], "tensor 'l.weight_scale' has shape [4, 2], config implies [4]"),
+        })
+        {
+            var e = Assert.ThrowsAny<Exception>(() => Load(scale).Dispose());
+            Assert.Contains(expected, e.Message);
+            Assert.DoesNotContain('\n', e.Message);
         }
     }
 
@@ -86,7 +118,7 @@ public sealed class QuantizedSnapshotTests : IDisposable
 
         var none = Run("quantize", "--model", TinySnapshot.Dir, "--quant", "none", "--out", Path.Combine(_dir, "qn"));
         Assert.NotEqual(0, none.Code);
-        Assert.Contains("expected int8 or int4", none.Err);
+        Assert.Contains("expected int8, int4, fp8-e4m3 or fp8-e5m2", none.Err);
 
         var other = Run("generate", "--model", q, "--quant", "int4", "--prompt", "x", "--width", "32", "--height", "32", "--out", Path.Combine(_dir, "x.png"));
         Assert.NotEqual(0, other.Code);

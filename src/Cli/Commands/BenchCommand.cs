@@ -46,7 +46,7 @@ internal static class BenchCommand
         var steps = new Option<int>("--steps", "-s") { Description = "Denoising steps", DefaultValueFactory = _ => 4 };
         var seed = new Option<ulong>("--seed") { Description = "Noise seed (the same for every mode)", DefaultValueFactory = _ => 42 };
         var prompt = new Option<string>("--prompt", "-p") { Description = "Prompt", DefaultValueFactory = _ => new E2eBenchOptions().Prompt };
-        var quant = new Option<string>("--quant", "-q") { Description = "Weights: none, int8, int4, or all (= all three, with the quality report)", DefaultValueFactory = _ => "none" };
+        var quant = new Option<string>("--quant", "-q") { Description = "Weights: none, int8, int4, fp8-e4m3, fp8-e5m2, a comma list of them, or all (= all five, with the quality report)", DefaultValueFactory = _ => "none" };
         var quality = new Option<bool>("--quality") { Description = "Compare quantized modes with an unquantized reference run" };
         var peak = new Option<double?>("--peak-gflops") { Description = "Peak GFLOP/s for the % column (default: measured, best of 3 × 0.1 s FMA loops)" };
         var warmup = new Option<bool>("--warmup") { Description = "Run each mode 3 times at 32x32, 1 step, before measuring, so JIT tiering is done (true/false)", DefaultValueFactory = _ => true };
@@ -66,7 +66,7 @@ internal static class BenchCommand
         cmd.SetAction(parse =>
         {
             string q = parse.GetValue(quant)!.ToLowerInvariant();
-            QuantMode[] modes = q == "all" ? [QuantMode.None, QuantMode.Int8, QuantMode.Int4] : [GenerateCommand.ParseQuant(q)];
+            QuantMode[] modes = q == "all" ? Enum.GetValues<QuantMode>() : q.Split(',').Select(GenerateCommand.ParseQuant).Distinct().ToArray();
             int px = parse.GetValue(size);
             var options = new E2eBenchOptions(px, px, parse.GetValue(steps), parse.GetValue(seed), parse.GetValue(prompt)!, parse.GetValue(device)!)
             {

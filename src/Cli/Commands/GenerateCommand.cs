@@ -29,7 +29,7 @@ internal static class GenerateCommand
         var steps = new Option<int?>("--steps", "-s") { Description = "Denoising steps (default: the model's: 4 distilled klein, 50 klein base, 8 Z-Image)" };
         var seed = new Option<ulong>("--seed") { Description = "Noise seed; image i of a batch uses seed + i", DefaultValueFactory = _ => 42 };
         var output = new Option<string>("--out", "-o") { Description = "PNG file to write (a batch writes NAME-0.png, NAME-1.png, ...)", DefaultValueFactory = _ => "out.png" };
-        var quant = new Option<string>("--quant", "-q") { Description = "Weights: none (as stored, BF16), int8 or int4", DefaultValueFactory = _ => "none" };
+        var quant = new Option<string>("--quant", "-q") { Description = "Weights: none (as stored, BF16), int8, int4, fp8-e4m3 or fp8-e5m2", DefaultValueFactory = _ => "none" };
         var sampler = new Option<string?>("--sampler") { Description = "euler, dpm++2m, unipc or heun (default: the model's, euler for klein)" };
         var guidance = new Option<float?>("--guidance", "-g") { Description = "Classifier-free guidance scale; turns CFG on above 1 (klein: u + g(c − u)) or above 0 (Z-Image: c + g(c − u)); default: the model's (4 klein base, 0 Z-Image-Turbo; distilled klein ignores it). FLUX.1 dev / Kontext: the embedded guidance (model input, default 3.5; CFG is --true-cfg)" };
         var cfgMode = new Option<string>("--cfg-mode") { Description = "sequential (two passes per step, as diffusers) or batched (one batch-2 pass)", DefaultValueFactory = _ => "sequential" };
@@ -137,7 +137,7 @@ internal static class GenerateCommand
                 ["sampler"] = Samplers.NameOf(result.Sampler),
                 ["guidance"] = result.UsedCfg ? result.Guidance.ToString(CultureInfo.InvariantCulture) : "off",
                 ["size"] = $"{result.Width}x{result.Height}",
-                ["quant"] = diffusion.Quant.ToString().ToLowerInvariant(),
+                ["quant"] = diffusion.Quant.Name(),
                 ["software"] = "PureFlux",
             };
             if (result.EmbeddedGuidance is float eg) text["embedded-guidance"] = eg.ToString(CultureInfo.InvariantCulture);
@@ -191,13 +191,11 @@ internal static class GenerateCommand
         return Enumerable.Range(0, count).Select(i => Path.Combine(dir, $"{stem}-{i}{(ext.Length == 0 ? ".png" : ext)}")).ToArray();
     }
 
-    public static QuantMode ParseQuant(string s) => s.ToLowerInvariant() switch
-    {
-        "none" or "bf16" => QuantMode.None,
-        "int8" => QuantMode.Int8,
-        "int4" => QuantMode.Int4,
-        _ => throw new ArgumentException($"--quant '{s}': expected none, int8 or int4"),
-    };
+    /// <summary>--quant's value: a <see cref="QuantModes"/> name, or "bf16" for none.</summary>
+    public static QuantMode ParseQuant(string s) =>
+        s.Equals("bf16", StringComparison.OrdinalIgnoreCase) ? QuantMode.None
+        : QuantModes.TryParse(s, out var mode) ? mode
+        : throw new ArgumentException($"--quant '{s}': expected {string.Join(", ", QuantModes.Names)}");
 
     public static CfgMode ParseCfgMode(string s) => s.ToLowerInvariant() switch
     {

@@ -11,7 +11,7 @@ internal static class MakeModelCommand
     {
         var preset = new Option<string>("--preset") { Description = $"Sizes: {string.Join(", ", SnapshotPreset.All.Select(p => p.Name).Concat(PureFlux.Model.ZImage.ZImagePreset.All.Select(p => p.Name)).Concat(PureFlux.Model.QwenImage.QwenImagePreset.All.Select(p => p.Name)).Concat(PureFlux.Model.Flux1.Flux1Preset.All.Select(p => p.Name)))}", Required = true };
         var f32 = new Option<bool>("--f32-transformer") { Description = "Z-Image presets: store the transformer in F32, as the released Z-Image-Turbo does (default BF16)" };
-        var quant = new Option<string?>("--quant") { Description = "Qwen-Image presets: int8 | int4 — write the transformer and text encoder linears already quantized (as pureflux quantize would), one tensor at a time" };
+        var quant = new Option<string?>("--quant") { Description = "Qwen-Image presets: int8 | int4 | fp8-e4m3 | fp8-e5m2 — write the transformer and text encoder linears already quantized (as pureflux quantize would), one tensor at a time" };
         var random = new Option<bool>("--random") { Description = "Seeded random BF16 weights (the only kind make-model writes; required to say so)" };
         var output = new Option<string>("--out", "-o") { Description = "Directory to create", Required = true };
         var seed = new Option<ulong>("--seed") { Description = "Weight seed", DefaultValueFactory = _ => 0 };
@@ -22,13 +22,7 @@ internal static class MakeModelCommand
             string name = parse.GetRequiredValue(preset);
             string dir = parse.GetRequiredValue(output);
             var sw = Stopwatch.StartNew();
-            var mode = parse.GetValue(quant) switch
-            {
-                null => PureFlux.Model.Layers.QuantMode.None,
-                "int8" => PureFlux.Model.Layers.QuantMode.Int8,
-                "int4" => PureFlux.Model.Layers.QuantMode.Int4,
-                var q => throw new ArgumentException($"--quant {q}: expected int8 or int4"),
-            };
+            var mode = parse.GetValue(quant) is { } qv ? GenerateCommand.ParseQuant(qv) : PureFlux.Model.Layers.QuantMode.None;
             if (mode != PureFlux.Model.Layers.QuantMode.None && PureFlux.Model.QwenImage.QwenImagePreset.Find(name) is null)
                 throw new ArgumentException($"--quant applies to the Qwen-Image presets ({string.Join(", ", PureFlux.Model.QwenImage.QwenImagePreset.All.Select(p => p.Name))}), not '{name}'; quantize other snapshots with pureflux quantize");
             if (PureFlux.Model.QwenImage.QwenImagePreset.Find(name) is { } qi)

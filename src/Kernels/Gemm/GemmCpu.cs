@@ -14,13 +14,16 @@ internal enum BLayout
     KN,
 }
 
-/// <summary>The B operand: pointer, element type (F32, F16 or BF16 bits), layout and row stride in elements.</summary>
+/// <summary>The B operand: pointer, element type (F32, F16 or BF16 bits; F8E4M3/F8E5M2 codes for NK), layout and row
+/// stride in elements, and an optional per-column scale [N] (FP8 weights: C = (A · Bᵀ) · diag(Scale), applied where a
+/// tile is stored, before the bias).</summary>
 internal readonly unsafe struct BOperand(void* data, DType type, BLayout layout, long stride)
 {
     public readonly void* Data = data;
     public readonly DType Type = type;
     public readonly BLayout Layout = layout;
     public readonly long Stride = stride;
+    public float* Scale { get; init; }
 }
 
 /// <summary>
@@ -124,6 +127,8 @@ internal static unsafe class GemmCpu
         {
             case DType.F32: GemvRows<F32Row>(a, lda, b, bias, c, ldc, m, n0, n1, k); break;
             case DType.BF16: GemvRows<Bf16Row>(a, lda, b, bias, c, ldc, m, n0, n1, k); break;
+            case DType.F8E4M3: GemvRows<F8E4M3Row>(a, lda, b, bias, c, ldc, m, n0, n1, k); break;
+            case DType.F8E5M2: GemvRows<F8E5M2Row>(a, lda, b, bias, c, ldc, m, n0, n1, k); break;
             default: GemvRows<F16Row>(a, lda, b, bias, c, ldc, m, n0, n1, k); break;
         }
     }
@@ -155,6 +160,15 @@ internal static unsafe class GemmCpu
                 if (m > 3) s3 = Vector512.FusedMultiplyAdd(Simd512.MaskLoad(a + 3 * lda + full, tailMask), w, s3);
             }
             float add = bias == null ? 0f : bias[j];
+            if (b.Scale != null)
+            {
+                float scale = b.Scale[j];
+                c[j] = Vector512.Sum(s0) * scale + add;
+                if (m > 1) c[ldc + j] = Vector512.Sum(s1) * scale + add;
+                if (m > 2) c[2 * ldc + j] = Vector512.Sum(s2) * scale + add;
+                if (m > 3) c[3 * ldc + j] = Vector512.Sum(s3) * scale + add;
+                continue;
+            }
             c[j] = Vector512.Sum(s0) + add;
             if (m > 1) c[ldc + j] = Vector512.Sum(s1) + add;
             if (m > 2) c[2 * ldc + j] = Vector512.Sum(s2) + add;
@@ -194,6 +208,22 @@ internal static unsafe class GemmCpu
         public static float Load1(void* data, long offset) => (float)((Half*)data)[offset];
     }
 
+    internal readonly struct F8E4M3Row : IWeightRow
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<float> Load16(void* data, long offset) => E4M3ToSingle(Vector128.Load((byte*)data + offset));
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static float Load1(void* data, long offset) => Fp8.Decode(((byte*)data)[offset], Fp8Format.E4M3);
+    }
+
+    internal readonly struct F8E5M2Row : IWeightRow
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<float> Load16(void* data, long offset) => E5M2ToSingle(Vector128.Load((byte*)data + offset));
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static float Load1(void* data, long offset) => Fp8.Decode(((byte*)data)[offset], Fp8Format.E5M2);
+    }
+
     /// <summary>The single-threaded blocked loop nest over C[m0.., n0..] (one thread's share).</summary>
     public static void Block(float* a, long lda, in BOperand b, float* bias, float* c, long ldc, int m0, int mLen, int n0, int nLen, int k)
     {
@@ -220,9 +250,10 @@ internal static unsafe class GemmCpu
                         int nr = Math.Min(NR, nc - jr);
                         float* panelB = packB + (long)jr * kc;
                         float* biasTile = bias == null ? null : bias + jc + jr;
+                        float* scaleTile = b.Scale == null ? null : b.Scale + jc + jr;
                         for (int ir = 0; ir < mc; ir += MR)
                             Kernel14x32(packA + (long)ir * kc, panelB, kc, c + (ic + ir) * ldc + jc + jr, ldc,
-                                Math.Min(MR, mc - ir), nr, accumulate, biasTile);
+                                Math.Min(MR, mc - ir), nr, accumulate, biasTile, scaleTile);
                     }
                 }
             }
@@ -259,8 +290,8 @@ internal static unsafe class GemmCpu
 
     /// <summary>
     /// B[k0..k0+kc, n0..n0+nc] → NR-column panels, k-major inside a panel (32 consecutive floats per k);
-    /// columns past nc are zero. F16/BF16 weights are widened to F32 here, a panel at a time: the full
-    /// weight is never expanded.
+    /// columns past nc are zero. F16/BF16/FP8 weights are widened to F32 here, a panel at a time: the full
+    /// weight is never expanded (FP8 codes unscaled: the column scale is applied in the tile store).
     /// </summary>
     internal static void PackB(in BOperand b, int k0, int kc, int n0, int nc, float* dst)
     {
@@ -312,6 +343,14 @@ internal static unsafe class GemmCpu
             float* src = (float*)b.Data + offset;
             return count == 16 ? Vector512.Load(src) : Simd512.MaskLoad(src, TailMask(count));
         }
+        if (b.Type is DType.F8E4M3 or DType.F8E5M2)
+        {
+            byte* codes = (byte*)b.Data + offset;
+            Vector128<byte> q = default; // a K tail: copied (byte-masked loads are not available in .NET 10), never read past the row
+            if (count == 16) q = Vector128.Load(codes);
+            else Unsafe.CopyBlockUnaligned(&q, codes, (uint)count);
+            return b.Type == DType.F8E4M3 ? E4M3ToSingle(q) : E5M2ToSingle(q);
+        }
         ushort* bits = (ushort*)b.Data + offset;
         var h = count == 16 ? Vector256.Load(bits) : Simd512.LoadUShorts(bits, count);
         return b.Type == DType.BF16 ? Bf16ToSingle(h) : HalfToSingle(h);
@@ -339,6 +378,31 @@ internal static unsafe class GemmCpu
         return (value | sign).AsSingle();
     }
 
+    /// <summary>E4M3 codes → floats, exact (as <see cref="Fp8.Decode"/>): the 7 magnitude bits under the float exponent
+    /// field, rebias by a multiply with 2^120 (subnormal codes become float denormals there and are scaled exactly);
+    /// S.1111.111 patched to NaN.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector512<float> E4M3ToSingle(Vector128<byte> codes)
+    {
+        var q = Avx512F.ConvertToVector512UInt32(codes);
+        var magnitude = (q & Vector512.Create(0x7Fu)) << 20;
+        var value = (magnitude.AsSingle() * Vector512.Create(1.329228e36f)).AsUInt32(); // 2^120
+        value = Vector512.ConditionalSelect(Vector512.Equals(magnitude, Vector512.Create(0x7Fu << 20)), Vector512.Create(0x7FC00000u), value);
+        return (value | ((q & Vector512.Create(0x80u)) << 24)).AsSingle();
+    }
+
+    /// <summary>E5M2 codes → floats, exact: E5M2 is the upper byte of an IEEE half (rebias by 2^112, inf/NaN selected).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector512<float> E5M2ToSingle(Vector128<byte> codes)
+    {
+        var q = Avx512F.ConvertToVector512UInt32(codes);
+        var magnitude = (q & Vector512.Create(0x7Fu)) << 21;
+        var value = (magnitude.AsSingle() * Vector512.Create(5.192296858534828e33f)).AsUInt32(); // 2^112
+        var special = Vector512.GreaterThanOrEqual(magnitude, Vector512.Create(0x7Cu << 21));
+        value = Vector512.ConditionalSelect(special, magnitude | Vector512.Create(0x7F800000u), value);
+        return (value | ((q & Vector512.Create(0x80u)) << 24)).AsSingle();
+    }
+
     /// <summary>Lane masks for the first <paramref name="nr"/> of 32 columns (two 16-lane halves).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static (Vector512<float> Lo, Vector512<float> Hi) ColumnMasks(int nr)
@@ -352,18 +416,25 @@ internal static unsafe class GemmCpu
 
     /// <summary>A per-thread 64-byte aligned scratch buffer of at least <paramref name="floats"/> floats, kept for reuse.</summary>
     /// <summary>Stores one row of a register tile: full or masked to nr columns, with bias (first K block) or
-    /// accumulating into C (later K blocks).</summary>
+    /// accumulating into C (later K blocks); with a column scale (FP8 weights) the tile is multiplied by it first, so each
+    /// K block adds scale · (its partial sum).</summary>
     private readonly ref struct TileStore
     {
-        private readonly Vector512<float> _add0, _add1, _mask0, _mask1;
-        private readonly bool _accumulate, _full;
+        private readonly Vector512<float> _add0, _add1, _mask0, _mask1, _scale0, _scale1;
+        private readonly bool _accumulate, _full, _scaled;
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public TileStore(float* bias, bool accumulate, int nr)
+        public TileStore(float* bias, bool accumulate, int nr, float* scale)
         {
             _accumulate = accumulate;
             _full = nr == NR;
             (_mask0, _mask1) = ColumnMasks(nr);
+            _scaled = scale != null;
+            if (_scaled)
+            {
+                _scale0 = Avx512F.MaskLoad(scale, _mask0, Vector512<float>.Zero);
+                _scale1 = Avx512F.MaskLoad(scale + 16, _mask1, Vector512<float>.Zero);
+            }
             if (!accumulate && bias != null)
             {
                 _add0 = Simd512.MaskLoad(bias, _mask0);
@@ -374,6 +445,7 @@ internal static unsafe class GemmCpu
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public void Row(float* c, Vector512<float> v0, Vector512<float> v1)
         {
+            if (_scaled) { v0 *= _scale0; v1 *= _scale1; }
             if (_full)
             {
                 if (_accumulate) { v0 += Vector512.Load(c); v1 += Vector512.Load(c + 16); }
@@ -397,7 +469,7 @@ internal static unsafe class GemmCpu
 
     /// <summary>14×32 register tile: C[0..mr, 0..nr] (+)= Apanel[kc][14] · Bpanel[kc][32]. 28 zmm accumulators.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static void Kernel14x32(float* a, float* b, int kc, float* c, long ldc, int mr, int nr, bool accumulate, float* bias)
+    internal static void Kernel14x32(float* a, float* b, int kc, float* c, long ldc, int mr, int nr, bool accumulate, float* bias, float* scale)
     {
         Vector512<float> c00 = Vector512<float>.Zero, c01 = Vector512<float>.Zero, c10 = Vector512<float>.Zero, c11 = Vector512<float>.Zero, c20 = Vector512<float>.Zero, c21 = Vector512<float>.Zero, c30 = Vector512<float>.Zero, c31 = Vector512<float>.Zero, c40 = Vector512<float>.Zero, c41 = Vector512<float>.Zero, c50 = Vector512<float>.Zero, c51 = Vector512<float>.Zero, c60 = Vector512<float>.Zero, c61 = Vector512<float>.Zero, c70 = Vector512<float>.Zero, c71 = Vector512<float>.Zero, c80 = Vector512<float>.Zero, c81 = Vector512<float>.Zero, c90 = Vector512<float>.Zero, c91 = Vector512<float>.Zero, c100 = Vector512<float>.Zero, c101 = Vector512<float>.Zero, c110 = Vector512<float>.Zero, c111 = Vector512<float>.Zero, c120 = Vector512<float>.Zero, c121 = Vector512<float>.Zero, c130 = Vector512<float>.Zero, c131 = Vector512<float>.Zero;
         // Fetch the C tile now: its load (accumulate) or store at the end would otherwise wait on L3/DRAM
@@ -424,7 +496,7 @@ internal static unsafe class GemmCpu
             a += 14;
             b += 32;
         }
-        var tile = new TileStore(bias, accumulate, nr);
+        var tile = new TileStore(bias, accumulate, nr, scale);
         tile.Row(c + 0 * ldc, c00, c01);
         if (mr > 1) tile.Row(c + 1 * ldc, c10, c11);
         if (mr > 2) tile.Row(c + 2 * ldc, c20, c21);

@@ -6,8 +6,8 @@ namespace PureFlux.Kernels;
 
 /// <summary>
 /// Weight quantization for <see cref="QuantizedGemm"/>. Symmetric (no zero point); values are rounded to nearest
-/// (ties to even, as <see cref="MathF.Round(float)"/>), so every weight's error is at most half its scale:
-/// |w − q·scale| ≤ scale / 2.
+/// (ties to even, as <see cref="MathF.Round(float)"/>), so every integer weight's error is at most half its scale:
+/// |w − q·scale| ≤ scale / 2 (FP8: see <see cref="Fp8"/>).
 /// <para>
 /// Streaming: rows are quantized in parallel, each widened from F32/F16/BF16 in registers (the GEMM's
 /// <see cref="GemmCpu.IWeightRow"/> readers), max-abs then quantize in AVX-512, written straight into the result
@@ -43,6 +43,21 @@ public static unsafe class Quantize
         return Run(weight, n, k, groupSize, DType.I4, new Shape(n, k / groupSize));
     }
 
+    /// <summary>FP8 (E4M3 or E5M2), one scale per output channel: scale[n] = max_k |w[n, k]| / fmax (fmax 448 or 57344;
+    /// 1 for an all-zero row), q = encode(w / scale) rounded to nearest even (<see cref="Runtime.Fp8.Encode"/>, bit for bit).
+    /// Unlike int8 the step is relative: a weight in the normal range is off by at most 2^-(M+1)·|w| (M = 3 mantissa bits
+    /// for E4M3: 1/16 of |w|; M = 2 for E5M2: 1/8), one below the smallest normal (|w| &lt; scale·2^-6, resp. 2^-14) by at
+    /// most half the subnormal step, scale·2^-10 (E4M3) or scale·2^-17 (E5M2).
+    /// weight: F32/F16/BF16 [N, K] on any device → data F8E4M3/F8E5M2 [N, K], scales F32 [N].</summary>
+    public static QuantizedTensor Fp8(Tensor weight, Fp8Format format)
+    {
+        const string op = "Quantize.Fp8";
+        Check.DType(op, "weight", weight, DType.F32, DType.F16, DType.BF16);
+        Check.Rank(op, "weight", weight, 2);
+        int n = weight.Shape[0], k = weight.Shape[1];
+        return Run(weight, n, k, k, format.DType(), new Shape(n));
+    }
+
     /// <summary>Allocates the result on the weight's device and fills it (in place on the CPU, via host arrays on ILGPU).</summary>
     private static QuantizedTensor Run(Tensor weight, int n, int k, int groupSize, DType dtype, Shape scaleShape)
     {
@@ -52,7 +67,7 @@ public static unsafe class Quantize
         try
         {
             if (device is CpuDevice cpu)
-                Rows((void*)weight.Pointer, weight.DType, n, k, groupSize, dtype == DType.I4, (void*)data.Pointer, (float*)scales.Pointer, cpu.Threads);
+                Rows((void*)weight.Pointer, weight.DType, n, k, groupSize, dtype, (void*)data.Pointer, (float*)scales.Pointer, cpu.Threads);
             else
             {
                 var src = weight.ToArray<byte>();
@@ -60,7 +75,7 @@ public static unsafe class Quantize
                 var s = new float[scales.Count];
                 fixed (byte* ps = src, pq = q)
                 fixed (float* pscale = s)
-                    Rows(ps, weight.DType, n, k, groupSize, dtype == DType.I4, pq, pscale, Environment.ProcessorCount);
+                    Rows(ps, weight.DType, n, k, groupSize, dtype, pq, pscale, Environment.ProcessorCount);
                 data.CopyFrom<byte>(q);
                 scales.CopyFrom<float>(s);
             }
@@ -74,9 +89,9 @@ public static unsafe class Quantize
         }
     }
 
-    /// <summary>Quantizes rows [0, n) of src (dtype F32/F16/BF16, [n, k]) into dst (I8 [n, k] or I4 [n, k/2] bytes)
+    /// <summary>Quantizes rows [0, n) of src (dtype F32/F16/BF16, [n, k]) into dst (I8/F8 [n, k] or I4 [n, k/2] bytes)
     /// and scales ([n, k / groupSize]), rows split across <paramref name="threads"/>.</summary>
-    private static void Rows(void* src, DType dtype, int n, int k, int groupSize, bool int4, void* dst, float* scales, int threads)
+    private static void Rows(void* src, DType dtype, int n, int k, int groupSize, DType target, void* dst, float* scales, int threads)
     {
         if (n == 0) return;
         threads = (int)Math.Clamp(Math.Min(threads, (long)n * k / 65536), 1, n);
@@ -91,21 +106,58 @@ public static unsafe class Quantize
                 float* sc = (float*)pscale + row * groups;
                 switch (dtype)
                 {
-                    case DType.BF16: QuantizeRow<GemmCpu.Bf16Row>(s, k, groupSize, int4, (byte*)pd, row, sc); break;
-                    case DType.F16: QuantizeRow<GemmCpu.F16Row>(s, k, groupSize, int4, (byte*)pd, row, sc); break;
-                    default: QuantizeRow<GemmCpu.F32Row>(s, k, groupSize, int4, (byte*)pd, row, sc); break;
+                    case DType.BF16: QuantizeRow<GemmCpu.Bf16Row>(s, k, groupSize, target, (byte*)pd, row, sc); break;
+                    case DType.F16: QuantizeRow<GemmCpu.F16Row>(s, k, groupSize, target, (byte*)pd, row, sc); break;
+                    default: QuantizeRow<GemmCpu.F32Row>(s, k, groupSize, target, (byte*)pd, row, sc); break;
                 }
             }
         });
     }
 
-    private static void QuantizeRow<TRow>(void* src, int k, int groupSize, bool int4, byte* dst, long row, float* scales) where TRow : struct, GemmCpu.IWeightRow
+    private static void QuantizeRow<TRow>(void* src, int k, int groupSize, DType target, byte* dst, long row, float* scales) where TRow : struct, GemmCpu.IWeightRow
     {
-        if (int4)
-            for (int g = 0; g < k / groupSize; g++)
-                scales[g] = Int4Group<TRow>(src, g * groupSize, groupSize, dst + (row * k + g * groupSize) / 2);
-        else
-            scales[0] = Int8Run<TRow>(src, k, (sbyte*)dst + row * k);
+        switch (target)
+        {
+            case DType.I4:
+                for (int g = 0; g < k / groupSize; g++)
+                    scales[g] = Int4Group<TRow>(src, g * groupSize, groupSize, dst + (row * k + g * groupSize) / 2);
+                break;
+            case DType.I8: scales[0] = Int8Run<TRow>(src, k, (sbyte*)dst + row * k); break;
+            default: scales[0] = Fp8Run<TRow>(src, k, dst + row * k, target == DType.F8E4M3); break;
+        }
+    }
+
+    /// <summary>Elements [0, k) → FP8 codes of w / scale and the scale max|w| / fmax (1 when that is not positive: a zero row).
+    /// The vector encode is <see cref="Runtime.Fp8.EncodeMagnitude"/> in 16 lanes; w / scale is a true division in both.</summary>
+    private static float Fp8Run<TRow>(void* src, int k, byte* dst, bool e4) where TRow : struct, GemmCpu.IWeightRow
+    {
+        var format = e4 ? Fp8Format.E4M3 : Fp8Format.E5M2;
+        float scale = MaxAbs<TRow>(src, 0, k) / Runtime.Fp8.Max(format);
+        if (!(scale > 0f)) scale = 1f;
+        var vscale = Vector512.Create(scale);
+        int shift = e4 ? 20 : 21;
+        var half = Vector512.Create((1u << (shift - 1)) - 1u);
+        var rebias = Vector512.Create(e4 ? (127u - 7u) << 3 : (127u - 15u) << 2);
+        var minNormal = Vector512.Create(e4 ? 0x3C800000u : 0x38800000u);
+        var maxCode = Vector512.Create(e4 ? 0x7Eu : 0x7Bu);
+        var nanCode = Vector512.Create(e4 ? 0x7Fu : 0x7Eu);
+        var magic = Vector512.Create(e4 ? 16384f : 128f);
+        var one = Vector512<uint>.One;
+        int i = 0;
+        for (; i + 16 <= k; i += 16)
+        {
+            var u = (TRow.Load16(src, i) / vscale).AsUInt32();
+            var a = u & Vector512.Create(0x7FFFFFFFu);
+            var normal = Vector512.Min(Vector512.ShiftRightLogical(a + half + (Vector512.ShiftRightLogical(a, shift) & one), shift) - rebias, maxCode);
+            var sub = (a.AsSingle() + magic).AsUInt32() - magic.AsUInt32();
+            var code = Vector512.ConditionalSelect(Vector512.LessThan(a, minNormal), sub, normal);
+            code = Vector512.ConditionalSelect(Vector512.GreaterThan(a, Vector512.Create(0x7F800000u)), nanCode, code);
+            code |= Vector512.ShiftRightLogical(u, 24) & Vector512.Create(0x80u);
+            // codes < 256: truncating narrows are exact (generic, so this also runs where AVX-512 is absent: F32 weights).
+            Vector512.Narrow(Vector512.Narrow(code, code), Vector512<ushort>.Zero).GetLower().GetLower().Store(dst + i);
+        }
+        for (; i < k; i++) dst[i] = Runtime.Fp8.Encode(TRow.Load1(src, i) / scale, format);
+        return scale;
     }
 
     /// <summary>Elements [0, k) → int8 values and their scale max|w| / 127.</summary>
@@ -175,6 +227,11 @@ public static unsafe class Quantize
         {
             var q = w.Data.ToArray<sbyte>();
             for (long i = 0; i < result.Length; i++) result[i] = q[i] * scales[i / k];
+        }
+        else if (w.Fp8 is { } format)
+        {
+            var q = w.Data.ToArray<byte>();
+            for (long i = 0; i < result.Length; i++) result[i] = Runtime.Fp8.Decode(q[i], format) * scales[i / k];
         }
         else
         {

@@ -6,8 +6,22 @@ using System.Runtime.Intrinsics.X86;
 namespace PureFlux.Kernels;
 
 /// <summary>
-/// y = x · dequant(w)ᵀ (+ bias) for int8 (per output channel) and int4 (group-wise) weights from <see cref="Quantize"/>.
-/// x F32 [..., K], w [N, K], bias F32 [N] or null, y F32 [..., N].
+/// y = x · dequant(w)ᵀ (+ bias) for int8 (per output channel), int4 (group-wise) and FP8 (per output channel) weights
+/// from <see cref="Quantize"/>. x F32 [..., K], w [N, K], bias F32 [N] or null, y F32 [..., N].
+/// <para>
+/// FP8 (E4M3 / E5M2, scales s [N]): y = (x · qᵀ) · diag(s) + bias in FP32, x unquantized. CPU: the FP32 GEMM of
+/// <see cref="Gemm"/> (GemmCpu) with the codes widened to F32 while packing B panels (or streamed by its GEMV for M ≤ 4),
+/// exactly as BF16 is, and s applied per column where a tile is stored; the integer kernel choice is ignored.
+/// ILGPU: this file's tile kernel decodes the codes while staging them and scales per column at the store.
+/// Error bound (per output element, against y = Σ_k x_k w_k exact): ŵ_k = s·q_k with
+/// |w_k − ŵ_k| ≤ max(2^-(M+1)·|w_k|, s·2^(emin−M−1)) (M = 3, emin = −6 for E4M3: |w|/16 or s/1024; M = 2, emin = −14 for
+/// E5M2: |w|/8 or s·2^-17), so
+/// <code>
+/// |y_q − y| ≤ Σ_k |x_k| · max(2^-(M+1)·|w_k|, s·2^(emin−M−1)) + ε
+/// </code>
+/// with ε the FP32 rounding of the sums (≈ K · 2^-24 · Σ_k |x_k ŵ_k|). Typical relative error not yet recorded here:
+/// QuantizedGemmFp8Tests.Linear_within_documented_bound prints max |y_q − y| / max |y| and error / bound per format.
+/// </para>
 /// <para>
 /// CPU: each row of x is quantized on the fly to int8 (symmetric, per token: sx = max|x_row| / 127), dot products
 /// run exactly in int32 and are rescaled in FP32 once per weight group (int8: per 512-wide K block, int4: per group).
@@ -41,7 +55,7 @@ public static partial class QuantizedGemm
     /// <summary>As <see cref="Linear(Tensor, QuantizedTensor, Tensor?, Tensor)"/> with a chosen CPU kernel (ignored on
     /// ILGPU devices): for benchmarks and tests of the kernel ladder. <see cref="QuantizedCpuKernel.Vnni"/> throws
     /// <see cref="NotSupportedException"/> where <see cref="VnniSupported"/> is false.</summary>
-    public static void Linear(Tensor x, QuantizedTensor w, Tensor? bias, Tensor y, QuantizedCpuKernel cpuKernel)
+    public static unsafe void Linear(Tensor x, QuantizedTensor w, Tensor? bias, Tensor y, QuantizedCpuKernel cpuKernel)
     {
         const string op = "QuantizedGemm.Linear";
         Check.DType(op, "x", x, DType.F32);
@@ -54,7 +68,7 @@ public static partial class QuantizedGemm
         int m = (int)rows;
         Check.LastDim(op, "y", y, n);
         Check.Count(op, "y", y, (long)m * n);
-        Check.That(w.Data.DType == DType.I8 ? w.GroupSize == k : w.GroupSize % 2 == 0, op,
+        Check.That(w.Data.DType is DType.I8 or DType.F8E4M3 or DType.F8E5M2 ? w.GroupSize == k : w.GroupSize % 2 == 0, op,
             $"weight ({w.Name ?? "unnamed"}): {w.Data.DType} with group size {w.GroupSize} is not a layout from Quantize");
         if (bias is not null)
         {
@@ -65,6 +79,11 @@ public static partial class QuantizedGemm
         using var profile = OpProfile.Start(ProfileName(w), x.Device, 2.0 * m * n * k, (m, k, n), static s => $"{s.m}x{s.k}x{s.n}");
         switch (Check.SameDevice(op, x, w.Data, w.Scales, bias, y))
         {
+            case CpuDevice cpu when w.Fp8 is not null:
+                // Widened to F32 in the FP32 kernel (no integer dot products: FP8 codes are not integers).
+                var b = new BOperand((void*)w.Data.Pointer, w.Data.DType, BLayout.NK, k) { Scale = (float*)w.Scales.Pointer };
+                GemmCpu.Run((float*)x.Pointer, k, b, bias is null ? null : (float*)bias.Pointer, (float*)y.Pointer, n, m, n, k, cpu.Threads);
+                break;
             case CpuDevice cpu:
                 // VNNI needs groups of whole quads that tile the 512-wide K block (every Quantize.Int4 group does).
                 bool vnniLayout = w.Data.DType == DType.I8 || (w.GroupSize % 4 == 0 && KC % w.GroupSize == 0);
@@ -80,7 +99,15 @@ public static partial class QuantizedGemm
     }
 
     /// <summary>The profiler's name for a weight's scheme (literals: nothing is allocated when profiling is off).</summary>
-    private static string ProfileName(QuantizedTensor w) => w.Data.DType == DType.I8 ? "QuantizedGemm.Linear int8" : w.GroupSize switch
+    private static string ProfileName(QuantizedTensor w) => w.Data.DType switch
+    {
+        DType.I8 => "QuantizedGemm.Linear int8",
+        DType.F8E4M3 => "QuantizedGemm.Linear fp8-e4m3",
+        DType.F8E5M2 => "QuantizedGemm.Linear fp8-e5m2",
+        _ => Int4ProfileName(w),
+    };
+
+    private static string Int4ProfileName(QuantizedTensor w) => w.GroupSize switch
     {
         32 => "QuantizedGemm.Linear int4/g32",
         64 => "QuantizedGemm.Linear int4/g64",

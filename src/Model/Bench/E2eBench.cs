@@ -194,7 +194,7 @@ public static class E2eBench
             flops.TextTokens, flops.ImageTokens, peak, peakSource, text.GFlop, step.GFlop, vae.GFlop, results.ToArray(), quality.ToArray(), DateTimeOffset.Now);
     }
 
-    public static string Name(QuantMode mode) => mode.ToString().ToLowerInvariant();
+    public static string Name(QuantMode mode) => mode.Name();
 
     private static Capture? RunOnce(string modelDir, Device dev, QuantMode mode, GenerationJob job, StageTimer timer, bool capture, List<double>? passes = null)
     {

@@ -32,8 +32,8 @@ internal static class Flux1MemoryEstimate
             var e = w.Entry(n);
             bool matrix = e.Shape.Rank >= 2;
             double elems = e.Shape.Count;
-            if (matrix && e.DType is DType.I8 or DType.I4) return (double)e.Bytes;
-            if (matrix && quant == QuantMode.Int8) return elems * 1.05;
+            if (matrix && e.DType is DType.I8 or DType.I4 or DType.F8E4M3 or DType.F8E5M2) return (double)e.Bytes;
+            if (matrix && quant is QuantMode.Int8 or QuantMode.Fp8E4M3 or QuantMode.Fp8E5M2) return elems * 1.05;
             if (matrix && quant == QuantMode.Int4) return elems * 0.6;
             return (double)e.Bytes;
         });

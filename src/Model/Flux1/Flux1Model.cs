@@ -93,8 +93,8 @@ public sealed class Flux1Model : IDiffusionModel, Bench.IStageFlopModel
         DiskCache = options.PromptCache;
         var stored = StoredQuant;
         if (stored != QuantMode.None && _quant != QuantMode.None && _quant != stored)
-            throw new ArgumentException($"{snapshot.Directory}: weights are stored as {stored.ToString().ToLowerInvariant()} (pureflux quantize); " +
-                $"--quant {_quant.ToString().ToLowerInvariant()} needs the unquantized snapshot (use --quant none or {stored.ToString().ToLowerInvariant()} here)");
+            throw new ArgumentException($"{snapshot.Directory}: weights are stored as {stored.Name()} (pureflux quantize); " +
+                $"--quant {_quant.Name()} needs the unquantized snapshot (use --quant none or {stored.Name()} here)");
         if (options.TextLayers is not null)
             throw new ArgumentException("--text-layers applies to FLUX.2 klein; FLUX.1 conditions on T5's last hidden state and CLIP's pooled vector");
         if (options.GuidanceDistilled is not null)

@@ -71,8 +71,8 @@ public sealed class Flux2KleinModel : IDiffusionModel, Bench.IStageFlopModel
         DiskCache = options.PromptCache;
         var stored = QuantizedSnapshot.StoredMode(snapshot);
         if (stored != QuantMode.None && _quant != QuantMode.None && _quant != stored)
-            throw new ArgumentException($"{snapshot.Directory}: weights are stored as {stored.ToString().ToLowerInvariant()} (pureflux quantize); " +
-                $"--quant {_quant.ToString().ToLowerInvariant()} needs the BF16 snapshot (use --quant none or {stored.ToString().ToLowerInvariant()} here)");
+            throw new ArgumentException($"{snapshot.Directory}: weights are stored as {stored.Name()} (pureflux quantize); " +
+                $"--quant {_quant.Name()} needs the BF16 snapshot (use --quant none or {stored.Name()} here)");
         var te = snapshot.TextEncoderConfig;
         // A bad --text-layers is a usage error (ArgumentException); configs that cannot work with klein's defaults are bad data.
         bool given = options.TextLayers is not null;

@@ -115,7 +115,7 @@ internal static class Flux2MemoryEstimate
                 && !(transformer && (name.Contains("modulation", StringComparison.Ordinal) || name.StartsWith("time_guidance_embed", StringComparison.Ordinal) || name.StartsWith("norm_out", StringComparison.Ordinal)));
             if (quant == QuantMode.None || !linear) { total += e.Bytes; continue; }
             double n = e.Shape[0], k = e.Shape[1];
-            total += quant == QuantMode.Int8 ? n * k + n * 4 : n * k / 2 + n * Math.Ceiling(k / 128) * 4;
+            total += quant != QuantMode.Int4 ? n * k + n * 4 : n * k / 2 + n * Math.Ceiling(k / 128) * 4; // int8, fp8: a byte each
         }
         return total;
     }

@@ -33,8 +33,9 @@ internal static class QwenImageMemoryEstimate
             var e = w.Entry(n);
             double elems = e.Shape.Count;
             bool matrix = e.Shape.Rank >= 2;
-            if (matrix && quant == QuantMode.Int8 && e.DType is not (DType.I8 or DType.I4)) return elems * 1.05;
-            if (matrix && quant == QuantMode.Int4 && e.DType is not (DType.I8 or DType.I4)) return elems * 0.6;
+            bool stored = e.DType is DType.I8 or DType.I4 or DType.F8E4M3 or DType.F8E5M2;
+            if (matrix && quant is QuantMode.Int8 or QuantMode.Fp8E4M3 or QuantMode.Fp8E5M2 && !stored) return elems * 1.05;
+            if (matrix && quant == QuantMode.Int4 && !stored) return elems * 0.6;
             return (double)e.Bytes;
         });
 

@@ -92,12 +92,7 @@ public sealed class QwenImageModel : IDiffusionModel, Bench.IStageFlopModel
     public QwenImageSnapshot Snapshot => _snapshot;
     public ModelDefaults Defaults { get; }
     public QuantMode Quant => _quant == QuantMode.None ? StoredQuant : _quant;
-    private QuantMode StoredQuant => _snapshot.Transformer.Files.Select(f => f.Metadata.TryGetValue(QuantizedSnapshot.MetadataKey, out var m) ? m : null).FirstOrDefault(m => m is not null) switch
-    {
-        "int8" => QuantMode.Int8,
-        "int4" => QuantMode.Int4,
-        _ => QuantMode.None,
-    };
+    private QuantMode StoredQuant => QuantizedSnapshot.StoredMode(_snapshot.Transformer);
 
     public Qwen3Tokenizer Tokenizer => _tokenizer ??= _snapshot.LoadTokenizer();
     public PromptCache? DiskCache { get; init; }

@@ -104,8 +104,8 @@ public static class QwenImageRandomSnapshot
         var vae = Record((load, _) => new QwenImageVae(snapshotConfig.V, load, withEncoder: true), cpu, QuantMode.None);
 
         // Quantized components carry the metadata pureflux quantize writes (QuantizedSnapshot.StoredMode reads it).
-        var meta = quant == QuantMode.None ? null : new Dictionary<string, string> { [QuantizedSnapshot.MetadataKey] = quant.ToString().ToLowerInvariant() };
-        string kind = quant == QuantMode.None ? "BF16" : quant.ToString().ToLowerInvariant();
+        var meta = quant == QuantMode.None ? null : new Dictionary<string, string> { [QuantizedSnapshot.MetadataKey] = quant.Name() };
+        string kind = quant == QuantMode.None ? "BF16" : quant.Name();
         using var quantizer = quant == QuantMode.None ? null : new CpuDevice();
         log?.Invoke($"writing transformer ({kind})...");
         var t = Fill(new RandomSnapshot.TensorList(seed) { Quantizer = quantizer }, transformer, quant);

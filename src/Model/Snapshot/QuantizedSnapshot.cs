@@ -10,9 +10,10 @@ namespace PureFlux.Model.Snapshot;
 /// so loading them is a file mapping instead of reading every BF16 weight, quantizing it and filling gigabytes of fresh
 /// memory (7–10 s for klein 4B's transformer as int8 on a 2-core guest). Same layout as the source snapshot; for each
 /// quantized linear "P.weight" holds the integers (I8 [N, K], or I4 [N, K]: two per byte, low nibble first — a dtype
-/// name only PureFlux reads) and "P.weight_scale" the F32 scales ([N], or [N, K / group] for int4). Exactly the weights
+/// name only PureFlux reads) or FP8 codes (F8_E4M3 / F8_E5M2 [N, K]) and "P.weight_scale" the F32 scales ([N], or
+/// [N, K / group] for int4). Exactly the weights
 /// that <c>--quant</c> quantizes at load time are quantized, by the same code, so results are bit-identical to
-/// <c>--quant MODE</c> on the source. Component files carry metadata "pureflux.quant" = int8 | int4.
+/// <c>--quant MODE</c> on the source. Component files carry metadata "pureflux.quant" = int8 | int4 | fp8-e4m3 | fp8-e5m2.
 /// </summary>
 /// <summary>One component <c>pureflux quantize</c> rewrites: its folder, weight file name, a fresh mapping of its weights,
 /// and how the family builds it with load-time quantization (the build records exactly the linears it quantizes).</summary>
@@ -34,12 +35,8 @@ public static class QuantizedSnapshot
 
     /// <summary>How a component's weights are stored: None, or the mode its files' metadata names.</summary>
     public static QuantMode StoredMode(WeightSource weights) =>
-        weights.Files.Select(f => f.Metadata.TryGetValue(MetadataKey, out var m) ? m : null).FirstOrDefault(m => m is not null) switch
-        {
-            "int8" => QuantMode.Int8,
-            "int4" => QuantMode.Int4,
-            _ => QuantMode.None,
-        };
+        QuantModes.TryParse(weights.Files.Select(f => f.Metadata.TryGetValue(MetadataKey, out var m) ? m : null).FirstOrDefault(m => m is not null), out var mode)
+            ? mode : QuantMode.None;
 
     /// <summary>
     /// Writes <paramref name="source"/> with quantized linear weights to <paramref name="destination"/> (absent or an
@@ -63,7 +60,7 @@ public static class QuantizedSnapshot
     /// </summary>
     public static void Write(string sourceDir, QuantMode stored, IReadOnlyList<QuantizableComponent> components, QuantMode mode, string destination, Action<string>? log = null)
     {
-        if (mode == QuantMode.None) throw new ArgumentException("quantize: --quant must be int8 or int4");
+        if (mode == QuantMode.None) throw new ArgumentException("quantize: --quant must be int8, int4, fp8-e4m3 or fp8-e5m2");
         if (stored != QuantMode.None)
             throw new ArgumentException($"quantize: {sourceDir} is already quantized ({Name(stored)}); start from the BF16 snapshot");
         string dst = Path.GetFullPath(destination);
@@ -102,7 +99,7 @@ public static class QuantizedSnapshot
         }
     }
 
-    private static string Name(QuantMode mode) => mode.ToString().ToLowerInvariant();
+    private static string Name(QuantMode mode) => mode.Name();
 
     /// <summary>Copies the snapshot tree but for the quantized components' weight files (single or sharded).</summary>
     private static void CopyExceptWeights(string src, string dst, IReadOnlySet<string> quantized)

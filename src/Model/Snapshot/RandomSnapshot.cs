@@ -317,23 +317,24 @@ public static class RandomSnapshot
         /// </summary>
         public void QuantizedMatrix(string n, int outF, int inF, QuantMode mode, double? std = null)
         {
-            if (mode == QuantMode.None || !n.EndsWith(".weight", StringComparison.Ordinal)) throw new ArgumentException($"{n}: expected a .weight and int8 or int4");
+            if (mode == QuantMode.None || !n.EndsWith(".weight", StringComparison.Ordinal)) throw new ArgumentException($"{n}: expected a .weight and int8, int4 or fp8");
             float a = (float)(Math.Sqrt(3.0) * (std ?? 1.0 / Math.Sqrt(inF)));
             ulong s = seed ^ Hash(n);
-            int group = mode == QuantMode.Int8 ? inF : Layers.Linear.Int4GroupSize(inF);
+            int group = mode != QuantMode.Int4 ? inF : Layers.Linear.Int4GroupSize(inF);
+            var dtype = mode switch { QuantMode.Int8 => DType.I8, QuantMode.Int4 => DType.I4, _ => mode.Fp8()!.Value.DType() };
             var device = Quantizer ?? throw new InvalidOperationException("TensorList.Quantizer is not set");
             byte[]? scales = null;
-            _entries.Add(new SafetensorsWriteEntry(n, mode == QuantMode.Int8 ? DType.I8 : DType.I4, new Shape(outF, inF), st =>
+            _entries.Add(new SafetensorsWriteEntry(n, dtype, new Shape(outF, inF), st =>
             {
                 var bf16 = new MemoryStream(checked(outF * inF * 2));
                 WriteUniform(bf16, (long)outF * inF, a, s);
                 using var w = Tensor.FromSpan<byte>(device, bf16.GetBuffer().AsSpan(0, (int)bf16.Length), new Shape(outF, inF), DType.BF16);
                 bf16 = null;
-                using var q = mode == QuantMode.Int8 ? Quantize.Int8(w) : Quantize.Int4(w, group);
+                using var q = mode switch { QuantMode.Int8 => Quantize.Int8(w), QuantMode.Int4 => Quantize.Int4(w, group), _ => Quantize.Fp8(w, mode.Fp8()!.Value) };
                 st.Write(q.Data.AsSpan<byte>());
                 scales = q.Scales.AsSpan<byte>().ToArray();
             }));
-            var scaleShape = mode == QuantMode.Int8 ? new Shape(outF) : new Shape(outF, inF / group);
+            var scaleShape = mode != QuantMode.Int4 ? new Shape(outF) : new Shape(outF, inF / group);
             _entries.Add(new SafetensorsWriteEntry(n[..^".weight".Length] + Layers.Linear.ScaleSuffix, DType.F32, scaleShape,
                 st => { st.Write(scales ?? throw new InvalidOperationException($"{n}: scales written before the weight")); scales = null; }));
         }

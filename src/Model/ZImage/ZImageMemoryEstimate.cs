@@ -33,7 +33,7 @@ internal static class ZImageMemoryEstimate
             var e = w.Entry(n);
             bool matrix = e.Shape.Rank >= 2;
             double elems = e.Shape.Count;
-            if (matrix && quant == QuantMode.Int8) return elems * 1.05;
+            if (matrix && quant is QuantMode.Int8 or QuantMode.Fp8E4M3 or QuantMode.Fp8E5M2) return elems * 1.05;
             if (matrix && quant == QuantMode.Int4) return elems * 0.6;
             if (matrix && asBf16 && e.DType == DType.F32) return elems * 2;
             return (double)e.Bytes;
