@@ -384,7 +384,7 @@ internal static unsafe class GemmCpu
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static Vector512<float> E4M3ToSingle(Vector128<byte> codes)
     {
-        var q = Avx512F.ConvertToVector512UInt32(codes);
+        var q = Simd512.WidenToUInt32(codes);
         var magnitude = (q & Vector512.Create(0x7Fu)) << 20;
         var value = (magnitude.AsSingle() * Vector512.Create(1.329228e36f)).AsUInt32(); // 2^120
         value = Vector512.ConditionalSelect(Vector512.Equals(magnitude, Vector512.Create(0x7Fu << 20)), Vector512.Create(0x7FC00000u), value);
@@ -395,7 +395,7 @@ internal static unsafe class GemmCpu
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static Vector512<float> E5M2ToSingle(Vector128<byte> codes)
     {
-        var q = Avx512F.ConvertToVector512UInt32(codes);
+        var q = Simd512.WidenToUInt32(codes);
         var magnitude = (q & Vector512.Create(0x7Fu)) << 21;
         var value = (magnitude.AsSingle() * Vector512.Create(5.192296858534828e33f)).AsUInt32(); // 2^112
         var special = Vector512.GreaterThanOrEqual(magnitude, Vector512.Create(0x7Cu << 21));
@@ -432,8 +432,8 @@ internal static unsafe class GemmCpu
             _scaled = scale != null;
             if (_scaled)
             {
-                _scale0 = Avx512F.MaskLoad(scale, _mask0, Vector512<float>.Zero);
-                _scale1 = Avx512F.MaskLoad(scale + 16, _mask1, Vector512<float>.Zero);
+                _scale0 = Simd512.MaskLoad(scale, _mask0);
+                _scale1 = Simd512.MaskLoad(scale + 16, _mask1);
             }
             if (!accumulate && bias != null)
             {

@@ -61,6 +61,12 @@ internal static unsafe class Simd512
     public static Vector512<uint> WidenToUInt32(Vector256<ushort> bits) =>
         Avx512F.IsSupported ? Avx512F.ConvertToVector512UInt32(bits) : Vector512.Create(Vector256.WidenLower(bits), Vector256.WidenUpper(bits));
 
+    /// <summary>16 bytes zero-extended to 16 uints (vpmovzxbd).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<uint> WidenToUInt32(Vector128<byte> codes) =>
+        Avx512F.IsSupported ? Avx512F.ConvertToVector512UInt32(codes)
+            : WidenToUInt32(Vector256.Create(Vector128.WidenLower(codes), Vector128.WidenUpper(codes)));
+
     /// <summary>vpmaddwd: adjacent int16 products summed into int32 lanes (exact; AVX2 does each 256-bit half).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<int> MultiplyAddAdjacent(Vector512<short> a, Vector512<short> b)
