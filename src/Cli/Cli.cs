@@ -4,7 +4,11 @@ using PureFlux.Cli.Commands;
 namespace PureFlux.Cli;
 
 /// <summary>Where a command writes: normal output and errors (the console, or writers given by tests).</summary>
-public sealed record CliContext(TextWriter Out, TextWriter Err);
+public sealed record CliContext(TextWriter Out, TextWriter Err)
+{
+    /// <summary>Err is this process's stderr and that is a terminal (not redirected, TERM not dumb): where --progress auto draws live.</summary>
+    public bool ErrIsTerminal { get; init; }
+}
 
 /// <summary>
 /// The <c>pureflux</c> command line. Each subcommand lives in its own file under Commands/ as a
@@ -28,6 +32,7 @@ public static class Cli
         TokenizeCommand.Create,
         BenchCommand.Create,
         ExperimentCommand.Create,
+        ExperimentRunCommand.Create, // hidden: one run of experiment --fresh-process
     ];
 
     public static RootCommand BuildRoot(CliContext ctx)
@@ -40,7 +45,10 @@ public static class Cli
     /// <summary>Parses and runs a command line; never throws, never prints a stack trace (unless PUREFLUX_DEBUG=1).</summary>
     public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
     {
-        var ctx = new CliContext(stdout, stderr);
+        var ctx = new CliContext(stdout, stderr)
+        {
+            ErrIsTerminal = ReferenceEquals(stderr, Console.Error) && !Console.IsErrorRedirected && Environment.GetEnvironmentVariable("TERM") != "dumb",
+        };
         try
         {
             var root = BuildRoot(ctx);
@@ -52,7 +60,7 @@ public static class Cli
                 // An unknown word explains more than "required command was not provided": report it first.
                 var error = parse.Errors.OrderBy(e => e.Message.StartsWith("Unrecognized", StringComparison.Ordinal) ? 0 : 1).First();
                 string message = args.Length == 0
-                    ? $"no command given; commands: {string.Join(", ", root.Subcommands.Select(c => c.Name))}"
+                    ? $"no command given; commands: {string.Join(", ", root.Subcommands.Where(c => !c.Hidden).Select(c => c.Name))}"
                     : OneLine(error.Message);
                 stderr.WriteLine($"error: {message} (see '{name} --help')");
                 return Usage;

@@ -10,9 +10,13 @@ namespace PureFlux.Cli;
 /// </summary>
 public static class Interrupts
 {
+    /// <summary>Set while a live progress display draws (it hides the cursor): puts the terminal back before the message.</summary>
+    internal static volatile Action? RestoreTerminal;
+
     public static void Handle(PosixSignalContext context)
     {
         context.Cancel = true; // exit here, after the sweep, rather than by the runtime's default
+        RestoreTerminal?.Invoke();
         int removed = TempFileRegistry.Default.DeleteAll(TimeSpan.FromMilliseconds(100));
         var (name, code) = context.Signal switch
         {

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using PureFlux.Cli.Progress;
 using PureFlux.Model.Bench;
 using PureFlux.Model.Layers;
 using PureFlux.Model.Snapshot;
@@ -61,8 +62,9 @@ internal static class BenchCommand
         var trueCfg = new Option<float?>("--true-cfg") { Description = "FLUX.1: true-CFG scale with --negative-prompt (on above 1: two transformer passes per step)" };
         var device = CommonOptions.Device();
         device.DefaultValueFactory = _ => "cpu";
+        var progress = CommonOptions.Progress();
         var cmd = new Command("e2e", "Time text encoding, each denoising step and the VAE; GFLOP/s, % of peak, memory; quantization error.")
-            { model, preset, size, steps, seed, prompt, quant, quality, peak, warmup, json, profile, sampler, guidance, cfgMode, interval, batch, negative, trueCfg, device };
+            { model, preset, size, steps, seed, prompt, quant, quality, peak, warmup, json, profile, sampler, guidance, cfgMode, interval, batch, negative, trueCfg, device, progress };
         cmd.SetAction(parse =>
         {
             string q = parse.GetValue(quant)!.ToLowerInvariant();
@@ -84,6 +86,7 @@ internal static class BenchCommand
                 TrueCfgScale = parse.GetValue(trueCfg),
             };
             options.Job().Validate(); // before minutes of work
+            var progressMode = ProgressDisplay.Parse(parse.GetValue(progress)!);
             if (options.PeakGFlops is { } pk && !(pk > 0)) throw new ArgumentException($"--peak-gflops {pk}: expected a positive number");
             string? jsonPath = parse.GetValue(json);
             if (jsonPath is not null) EnsureWritable(jsonPath);
@@ -91,7 +94,7 @@ internal static class BenchCommand
             var (dir, label, temp) = ResolveModel(ctx, parse.GetValue(model), parse.GetValue(preset)!);
             try
             {
-                var report = E2eBench.Run(dir, label, options, msg => ctx.Err.WriteLine(msg));
+                var report = ProgressDisplay.Show(ctx, progressMode, PlainSteps.Silent, display => E2eBench.Run(dir, label, options, display.ToRunProgress()));
                 Print(ctx.Out, report);
                 if (jsonPath is not null)
                 {

@@ -12,6 +12,13 @@ internal static class CommonOptions
         DefaultValueFactory = _ => "auto",
     };
 
+    /// <summary>--progress: what long commands show on stderr while they work (checked by <see cref="Progress.ProgressDisplay.Parse"/>).</summary>
+    public static Option<string> Progress() => new("--progress")
+    {
+        Description = "Progress on stderr: auto (a live display on a terminal, plain lines otherwise), live, plain or none",
+        DefaultValueFactory = _ => "auto",
+    };
+
     /// <summary>Formats a byte count for tables: "23.4 GiB".</summary>
     public static string FormatBytes(long bytes) => bytes switch
     {

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Text.Json;
+using PureFlux.Cli.Progress;
 using PureFlux.Model.Engine;
 using PureFlux.Model.Experiments;
 using PureFlux.Runtime;
@@ -8,8 +9,9 @@ namespace PureFlux.Cli.Commands;
 
 /// <summary>
 /// <c>pureflux experiment --model DIR --variant [NAME:]SWITCHES … [--baseline SWITCHES] [--variants FILE] [--reps N]
-/// [--size --steps --seed --prompt --device] [--json FILE] [--log OPTIMIZATION_LOG.md]</c>: the baseline and each variant
-/// run alternately on the same job; per arm the stage and total medians, the paired ratio to the baseline with its
+/// [--size --steps --seed --prompt --device] [--fresh-process] [--progress auto|live|plain|none] [--json FILE]
+/// [--log OPTIMIZATION_LOG.md]</c>: the baseline and each variant run alternately on the same job (in this process, or a
+/// child process per run with --fresh-process); per arm the stage and total medians, the paired ratio to the baseline with its
 /// bootstrap 95% interval, peak RSS and the output's difference to the baseline's. <c>--list-switches</c> prints the switches.
 /// </summary>
 public static class ExperimentCommand
@@ -30,10 +32,16 @@ public static class ExperimentCommand
         var json = new Option<string?>("--json") { Description = "Write the result as JSON (notebooks/experiment_plot.cs plots it)" };
         var log = new Option<string?>("--log") { Description = "Append a ready-made entry (date, machine, command, before, after, verdict placeholder) to this markdown file, e.g. OPTIMIZATION_LOG.md" };
         var list = new Option<bool>("--list-switches") { Description = "Print the switches and exit" };
+        var fresh = new Option<bool>("--fresh-process")
+        {
+            Description = "Run every measured run and warm-up in a child process of this executable, for effects at load time; "
+                + "each run's total is then the child's wall time from process start to exit (runtime start-up and model load included) and its peak RSS the child's own",
+        };
         var device = CommonOptions.Device();
         device.DefaultValueFactory = _ => "cpu";
+        var progress = CommonOptions.Progress();
         var cmd = new Command("experiment", "A/B-measure optimisation switches: alternated runs, medians, ratio with a bootstrap interval, peak RSS, quality vs baseline.")
-            { model, preset, variant, baseline, variantsFile, reps, size, steps, seed, prompt, warmup, json, log, list, device };
+            { model, preset, variant, baseline, variantsFile, reps, size, steps, seed, prompt, warmup, json, log, list, fresh, device, progress };
         cmd.SetAction(parse =>
         {
             if (parse.GetValue(list))
@@ -56,6 +64,7 @@ public static class ExperimentCommand
                 DeviceSpec = parse.GetValue(device)!,
             };
             plan.Validate(); // before any model work
+            var progressMode = ProgressDisplay.Parse(parse.GetValue(progress)!);
             string? jsonPath = parse.GetValue(json), logPath = parse.GetValue(log);
             if (jsonPath is not null) BenchCommand.EnsureWritable(jsonPath);
             if (logPath is not null)
@@ -68,7 +77,12 @@ public static class ExperimentCommand
             try
             {
                 string command = "pureflux " + string.Join(' ', Environment.GetCommandLineArgs().Skip(1).Select(Quote));
-                var report = Experiment.Run(dir, plan, msg => ctx.Err.WriteLine(msg), command);
+                var report = ProgressDisplay.Show(ctx, progressMode, PlainSteps.Lines, display =>
+                {
+                    if (!parse.GetValue(fresh)) return Experiment.Run(dir, plan, display.ToRunProgress(), command);
+                    using var runner = new FreshProcessRunner(dir, plan, display);
+                    return Experiment.Run(dir, plan, display.ToRunProgress(), command, runner);
+                });
                 Print(ctx.Out, report, label);
                 if (jsonPath is not null)
                 {

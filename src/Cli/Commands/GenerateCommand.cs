@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
+using PureFlux.Cli.Progress;
 using PureFlux.Model.Engine;
 using PureFlux.Model.Image;
 using PureFlux.Model.Layers;
@@ -57,10 +58,11 @@ internal static class GenerateCommand
             Description = "Warn instead of failing when the latents or the decoded image contain NaN/Inf (for experiments; the image is then wrong)",
         };
         var device = CommonOptions.Device();
+        var progress = CommonOptions.Progress();
         var cmd = new Command("generate", "Generate images from text prompts (and reference images) and write them as PNG.")
         {
             model, prompt, negative, width, height, steps, seed, output, quant, sampler, guidance, cfgMode, interval, rescale, truncation, normClip,
-            weightsBf16, refImages, trueCfg, maxArea, keepRefSize, initImage, strength, batch, textLayers, verbose, promptCache, noPromptCache, allowNonFinite, device,
+            weightsBf16, refImages, trueCfg, maxArea, keepRefSize, initImage, strength, batch, textLayers, verbose, promptCache, noPromptCache, allowNonFinite, device, progress,
         };
         cmd.SetAction(parse =>
         {
@@ -68,6 +70,7 @@ internal static class GenerateCommand
             if (parse.GetValue(noPromptCache) && parse.GetValue(promptCache) is { } cacheDir)
                 throw new ArgumentException($"--prompt-cache '{cacheDir}' and --no-prompt-cache contradict each other; give one or the other");
             var mode = ParseQuant(parse.GetValue(quant)!);
+            var progressMode = ProgressDisplay.Parse(parse.GetValue(progress)!);
             var refPaths = parse.GetValue(refImages) ?? [];
             var refs = refPaths.Select(ImageFile.Load).ToArray();
             for (int i = 0; i < refs.Length; i++) ReferenceImagePreprocessor.Validate(refs[i], $"--ref-image '{refPaths[i]}'");
@@ -106,7 +109,6 @@ internal static class GenerateCommand
             string? dir = parse.GetValue(model);
             using var dev = Devices.Open(parse.GetValue(device)!);
             var timer = new StageTimer(dev);
-            IDiffusionModel diffusion;
             var options = new ModelOptions
             {
                 Quant = mode,
@@ -117,18 +119,33 @@ internal static class GenerateCommand
                 PromptCache = parse.GetValue(noPromptCache) ? null
                     : new PromptCache(parse.GetValue(promptCache) ?? Path.Combine(BuiltInModel.CacheRoot, "prompts")),
             };
-            using (timer.Stage("load"))
-                diffusion = ModelFamilies.Open(dir ?? BuiltInModel.Ensure(), dev, options);
-            using var _ = diffusion;
-            var d = diffusion.Defaults;
-            ctx.Err.WriteLine($"{(dir is null ? "built-in tiny model" : dir)} ({diffusion.Family.Name}) on {dev.Id} ({dev.Name}), " +
-                $"{job.BatchSize} image{(job.BatchSize > 1 ? "s" : "")}, {job.Steps ?? d.Steps} steps, {Samplers.NameOf(job.Sampler ?? d.Sampler)}, seed {job.Seed}");
-            var result = GenerationEngine.Run(diffusion, job, new GenerationHooks
+            // The display ends before the PNGs are written, so what goes to stdout never lands inside a redrawn region.
+            var (diffusion, result) = ProgressDisplay.Show(ctx, progressMode, PlainSteps.Bar, display =>
             {
-                Timer = timer,
-                Warning = w => ctx.Err.WriteLine("warning: " + w),
-                Progress = (i, n) => ctx.Err.Write($"\rstep {i}/{n} [{new string('#', i * 20 / n)}{new string('.', 20 - i * 20 / n)}]{(i == n ? "\n" : "")}"),
+                display.Stage("load");
+                IDiffusionModel opened;
+                using (timer.Stage("load"))
+                    opened = ModelFamilies.Open(dir ?? BuiltInModel.Ensure(), dev, options);
+                try
+                {
+                    var d = opened.Defaults;
+                    display.Note($"{(dir is null ? "built-in tiny model" : dir)} ({opened.Family.Name}) on {dev.Id} ({dev.Name}), " +
+                        $"{job.BatchSize} image{(job.BatchSize > 1 ? "s" : "")}, {job.Steps ?? d.Steps} steps, {Samplers.NameOf(job.Sampler ?? d.Sampler)}, seed {job.Seed}");
+                    return (opened, GenerationEngine.Run(opened, job, new GenerationHooks
+                    {
+                        Timer = timer,
+                        Warning = w => display.Note("warning: " + w),
+                        Progress = display.Step,
+                        Stage = display.Stage,
+                    }));
+                }
+                catch
+                {
+                    opened.Dispose();
+                    throw;
+                }
             });
+            using var _ = diffusion;
             var text = new Dictionary<string, string>
             {
                 ["model"] = dir is null ? "built-in tiny (random weights)" : Path.GetFullPath(dir),

@@ -114,8 +114,13 @@ public static class E2eBench
         Run(snapshot.Directory, modelLabel, o, log);
 
     /// <summary>Benchmarks the snapshot in <paramref name="modelDir"/>, whatever its family (<see cref="ModelFamilies"/>).</summary>
-    public static E2eBenchReport Run(string modelDir, string modelLabel, E2eBenchOptions o, Action<string>? log = null)
+    public static E2eBenchReport Run(string modelDir, string modelLabel, E2eBenchOptions o, Action<string>? log = null) =>
+        Run(modelDir, modelLabel, o, RunProgress.Lines(log));
+
+    /// <summary>As above, telling <paramref name="progress"/> each run, stage and step (the command line's live display).</summary>
+    public static E2eBenchReport Run(string modelDir, string modelLabel, E2eBenchOptions o, RunProgress? progress)
     {
+        var log = progress?.Log;
         var request = o.Job();
         request.Validate();
         var modes = o.Modes.Distinct().ToList();
@@ -144,9 +149,10 @@ public static class E2eBench
             foreach (var mode in modes)
             {
                 log?.Invoke($"warm-up {Name(mode)}");
+                progress?.RunStarted?.Invoke(new RunStart($"warm-up {Name(mode)}", modes.IndexOf(mode), modes.Count, Warmup: true));
                 using var dev = Devices.Open(o.DeviceSpec);
                 for (int pass = 0; pass < WarmupPasses; pass++)
-                    RunOnce(modelDir, dev, mode, o.Job(32, 32, 1), new StageTimer(dev), capture: false);
+                    RunOnce(modelDir, dev, mode, o.Job(32, 32, 1), new StageTimer(dev), capture: false, progress: progress);
             }
             Thread.Sleep(300);
         }
@@ -158,6 +164,7 @@ public static class E2eBench
         foreach (var mode in modes)
         {
             log?.Invoke($"run {Name(mode)}");
+            progress?.RunStarted?.Invoke(new RunStart($"quant {Name(mode)}", results.Count, modes.Count, Warmup: false));
             bool perMode = ResetPeakRss();
             using var dev = Devices.Open(o.DeviceSpec);
             (deviceId, deviceName) = (dev.Id, dev.Name);
@@ -165,7 +172,7 @@ public static class E2eBench
             bool wasProfiling = OpProfile.Enabled;
             if (o.Profile) { OpProfile.Reset(); OpProfile.Enabled = true; }
             Capture? cap;
-            try { cap = RunOnce(modelDir, dev, mode, request, timer, capture: o.Quality, passes); }
+            try { cap = RunOnce(modelDir, dev, mode, request, timer, capture: o.Quality, passes, progress); }
             finally { OpProfile.Enabled = wasProfiling; }
             var ops = o.Profile ? OpProfile.Snapshot().ToArray() : [];
             if (cap is not null) captures[mode] = cap;
@@ -196,14 +203,18 @@ public static class E2eBench
 
     public static string Name(QuantMode mode) => mode.Name();
 
-    private static Capture? RunOnce(string modelDir, Device dev, QuantMode mode, GenerationJob job, StageTimer timer, bool capture, List<double>? passes = null)
+    private static Capture? RunOnce(string modelDir, Device dev, QuantMode mode, GenerationJob job, StageTimer timer, bool capture, List<double>? passes = null,
+        RunProgress? progress = null)
     {
         var steps = new List<float[]>();
         passes?.Clear();
+        progress?.Stage?.Invoke("load");
         using var model = ModelFamilies.Open(modelDir, dev, new ModelOptions { Quant = mode });
         var result = GenerationEngine.Run(model, job, new GenerationHooks
         {
             Timer = timer,
+            Progress = progress?.Step,
+            Stage = progress?.Stage,
             OnStep = r =>
             {
                 if (capture) steps.Add(r.Latents.ToFloatArray());

@@ -20,6 +20,11 @@ public sealed class GenerationHooks
     public StageTimer? Timer { get; init; }
     /// <summary>(steps done, steps) after each step.</summary>
     public Action<int, int>? Progress { get; init; }
+    /// <summary>
+    /// As each stage begins: "text encoding" (once per encoded prompt list), "reference images", "init image",
+    /// "load transformer", "denoising", "vae" — for a live display; the times themselves are <see cref="Timer"/>'s.
+    /// </summary>
+    public Action<string>? Stage { get; init; }
     public Action<StepRecord>? OnStep { get; init; }
     /// <summary>Named intermediates: prompt_embeds, negative_prompt_embeds, latents.initial_packed, the family's own (ref.*, latents_for_vae, ...), decoded_image.</summary>
     public Action<string, Tensor>? Trace { get; init; }
@@ -119,6 +124,7 @@ public static class GenerationEngine
         Tensor? latents = null;
         try
         {
+            if (job.PromptEmbeds is null) hooks.Stage?.Invoke("text encoding");
             using (var perPrompt = job.PromptEmbeds is null ? model.EncodeText(job.Prompts, timer) : null)
                 cond = (perPrompt ?? job.PromptEmbeds!).Select(repeat);
             if (cond.Warning is not null) Warn(cond.Warning);
@@ -127,6 +133,7 @@ public static class GenerationEngine
             {
                 var negatives = job.NegativePrompts is { Count: 1 } one ? Enumerable.Repeat(one[0], prompts).ToArray()
                     : job.NegativePrompts?.ToArray() ?? Enumerable.Repeat("", prompts).ToArray();
+                if (job.NegativePromptEmbeds is null) hooks.Stage?.Invoke("text encoding");
                 using (var perPrompt = job.NegativePromptEmbeds is null ? model.EncodeText(negatives, timer) : null)
                     uncond = (perPrompt ?? job.NegativePromptEmbeds!).Select(repeat);
                 if (uncond.Length != cond.Length)
@@ -146,7 +153,10 @@ public static class GenerationEngine
 
             // 2. Conditioning images and the latent layout.
             if (job.ReferenceImages.Count > 0)
+            {
+                hooks.Stage?.Invoke("reference images");
                 using (timer?.Stage("reference images")) images = model.EncodeImages(job.ReferenceImages, timer, hooks.Trace);
+            }
             var size = images?.SuggestedSize ?? (job.InitImage is { } init ? (init.Width / 16 * 16, init.Height / 16 * 16) : null);
             var layout = model.Layout(job.Width ?? size?.Width ?? 1024, job.Height ?? size?.Height ?? 1024);
 
@@ -160,6 +170,7 @@ public static class GenerationEngine
                     var tail = ImageToImage.Tail(sampler, start);
                     sampler.Dispose();
                     sampler = tail;
+                    hooks.Stage?.Invoke("init image");
                     using (timer?.Stage("init image"))
                         latents = model.EncodeInitImage(job.InitImage, layout, batch, job.Seed, sampler.Sigma(0), job.InitImagePosteriorNoise, job.Noise, hooks.Trace);
                 }
@@ -171,14 +182,17 @@ public static class GenerationEngine
 
             // 4. Denoising.
             IDenoiser denoiser;
+            hooks.Stage?.Invoke("load transformer");
             using (timer?.Stage("load transformer")) denoiser = model.PrepareDenoiser(layout, cond.Length, images, embeddedGuidance);
             int calls, uncondPasses;
+            hooks.Stage?.Invoke("denoising");
             using (denoiser) (calls, uncondPasses) = Denoise(denoiser, sampler, guide, job.CfgMode, latents, cond, uncond, joint, hooks, guard);
             model.ReleaseDenoiser();
             dev.Pool.Trim();
 
             // 5. Decode.
             float[] decoded;
+            hooks.Stage?.Invoke("vae");
             using (timer?.Stage("vae"))
             using (var image = model.Decode(latents, layout, hooks.Trace))
             {

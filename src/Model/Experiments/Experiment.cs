@@ -89,14 +89,41 @@ public sealed record ExperimentReport(
 
 /// <summary>What one run returns to the harness: stage times, peak RSS and (when asked) the per-step latents and the image.</summary>
 public sealed record RunOutcome(StageTime[] Stages, double TotalSeconds, long PeakRssBytes, bool PeakRssPerRun,
-    IReadOnlyList<float[]>? StepLatents = null, float[]? Image = null, byte[]? Rgb = null);
+    IReadOnlyList<float[]>? StepLatents = null, float[]? Image = null, byte[]? Rgb = null)
+{
+    /// <summary>The device the run opened (<see cref="Device.Id"/>, <see cref="Device.Name"/>), for the report.</summary>
+    public string DeviceId { get; init; } = "";
+    public string DeviceName { get; init; } = "";
+}
+
+/// <summary>
+/// Where an experiment's runs happen: <see cref="InProcessRunner"/> here, or elsewhere (the command line's
+/// <c>--fresh-process</c>: a child process per run). Either way the run itself is <see cref="Experiment.RunOne"/>.
+/// </summary>
+public interface IExperimentRunner
+{
+    /// <summary>How the report's Order names where the runs ran: "one process", "a fresh process per run".</summary>
+    string Where { get; }
+
+    /// <summary>One run of <paramref name="arm"/> (<paramref name="warmup"/>: the small warm-up job instead); <paramref name="capture"/> keeps the step latents and the image.</summary>
+    RunOutcome Run(ExperimentVariant arm, RunSettings settings, bool capture, bool warmup);
+}
+
+/// <summary>Every run in this process, one after another, each on a freshly opened device and model.</summary>
+public sealed class InProcessRunner(string modelDir, string deviceSpec, RunProgress? progress = null) : IExperimentRunner
+{
+    public string Where => "one process";
+
+    public RunOutcome Run(ExperimentVariant arm, RunSettings settings, bool capture, bool warmup) =>
+        Experiment.RunOne(modelDir, deviceSpec, arm, settings, capture, warmup, progress);
+}
 
 /// <summary>
 /// The A/B harness: runs the baseline and every variant alternately (A B C A B C …, <see cref="ExperimentPlan.Repetitions"/>
 /// rounds) so slow drifts of a shared machine fall on every arm alike, then summarises per arm (median/min/max per stage
 /// and in total, the paired ratio to the baseline with its bootstrap interval, peak RSS) and compares each arm's output
-/// with the baseline's. The run itself is a delegate: <see cref="Run(string, ExperimentPlan, Action{string}?)"/> runs the
-/// one generation loop; tests pass their own.
+/// with the baseline's. The run itself is a delegate: <see cref="RunOne"/> runs the one generation loop (in this process or in
+/// a child, <see cref="IExperimentRunner"/>); tests pass their own.
 /// </summary>
 public static class Experiment
 {
@@ -114,8 +141,9 @@ public static class Experiment
     /// once, small), then the alternated schedule; repetition 0 of every arm captures its output for the quality columns.
     /// </summary>
     public static (ExperimentRun[] Runs, ArmSummary[] Arms) Measure(ExperimentPlan plan, Func<ExperimentVariant, RunSettings, bool, RunOutcome> runOne,
-        Action<ExperimentVariant, RunSettings>? warmup = null, Action<string>? log = null)
+        Action<ExperimentVariant, RunSettings>? warmup = null, RunProgress? progress = null)
     {
+        var log = progress?.Log;
         plan.Validate();
         var arms = plan.Arms;
         var settings = arms.Select(a => ExperimentSwitches.Apply(a.Switches, new RunSettings(plan.Job, plan.Options))).ToArray();
@@ -123,6 +151,7 @@ public static class Experiment
             for (int a = 0; a < arms.Count; a++)
             {
                 log?.Invoke($"warm-up {arms[a].Name} ({arms[a].Switches})");
+                progress?.RunStarted?.Invoke(new RunStart($"warm-up {arms[a].Name}", a, arms.Count, Warmup: true));
                 warmup(arms[a], settings[a]);
             }
 
@@ -133,6 +162,7 @@ public static class Experiment
         {
             var (a, r) = schedule[i];
             log?.Invoke($"run {i + 1}/{schedule.Count}: {arms[a].Name} (repetition {r + 1})");
+            progress?.RunStarted?.Invoke(new RunStart($"{arms[a].Name} (repetition {r + 1})", i, schedule.Count, Warmup: false));
             var outcome = runOne(arms[a], settings[a], r == 0);
             if (r == 0) captures[a] = outcome;
             runs.Add(new ExperimentRun(arms[a].Name, r, i, outcome.Stages, outcome.TotalSeconds, outcome.PeakRssBytes, outcome.PeakRssPerRun));
@@ -165,14 +195,18 @@ public static class Experiment
         return new ArmQuality(steps, QualityReport.Compare(bs[^1], vs[^1]), psnr, QualityReport.Compare(baseline.Image, arm.Image).MaxAbs);
     }
 
+    /// <summary>The warm-up's job: the arm's own at 64x64 and at most 2 steps (JIT tiering, first-touch faults, switch checks).</summary>
+    public static GenerationJob WarmupJob(GenerationJob job) => job with { Width = 64, Height = 64, Steps = Math.Min(job.Steps ?? 1, 2) };
+
     /// <summary>
     /// Runs <paramref name="plan"/> on the snapshot in <paramref name="modelDir"/> (any registered family) through the one
-    /// generation loop, each run on a freshly opened device and model, in this process.
+    /// generation loop, each run on a freshly opened device and model: in this process, or wherever
+    /// <paramref name="runner"/> puts them.
     /// </summary>
-    public static ExperimentReport Run(string modelDir, ExperimentPlan plan, Action<string>? log = null, string command = "")
+    public static ExperimentReport Run(string modelDir, ExperimentPlan plan, RunProgress? progress, string command = "", IExperimentRunner? runner = null)
     {
         plan.Validate();
-        string family, deviceId = "", deviceName = "";
+        string family;
         using (var probeDevice = new CpuDevice(1))
         using (var probe = ModelFamilies.Open(modelDir, probeDevice, plan.Options))
         {
@@ -180,42 +214,65 @@ public static class Experiment
             foreach (var arm in plan.Arms) ExperimentSwitches.CheckApplicable(arm.Switches, probe, $"variant '{arm.Name}'");
         }
 
-        RunOutcome RunOne(ExperimentVariant arm, RunSettings s, bool capture, GenerationJob job)
+        runner ??= new InProcessRunner(modelDir, plan.DeviceSpec, progress);
+        string deviceId = "", deviceName = "";
+        RunOutcome Noted(RunOutcome o)
         {
-            bool perRun = E2eBench.ResetPeakRss();
-            var wall = System.Diagnostics.Stopwatch.StartNew();
-            using var dev = Devices.Open(plan.DeviceSpec);
-            s.Kernels.ApplyTo(dev);
-            (deviceId, deviceName) = (dev.Id, dev.Name);
-            var timer = new StageTimer(dev);
-            var steps = new List<float[]>();
-            using var model = ModelFamilies.Open(modelDir, dev, s.Options);
-            var result = GenerationEngine.Run(model, job, new GenerationHooks
-            {
-                Timer = timer,
-                OnStep = r => { if (capture) steps.Add(r.Latents.ToFloatArray()); },
-                Progress = (done, total) => log?.Invoke($"    step {done}/{total}, {wall.Elapsed.TotalSeconds:0.0} s"),
-            });
-            CheckSwitchesTookEffect(arm, s, result);
-            var stages = timer.Stages.Select(x => new StageTime(x.Name, x.Time.TotalSeconds)).ToArray();
-            double total = wall.Elapsed.TotalSeconds;
-            return new RunOutcome(stages, total, StageTimer.PeakRssBytes(), perRun,
-                capture ? steps : null, capture ? result.Decoded : null, capture ? result.Image(0).Rgb : null);
+            (deviceId, deviceName) = (o.DeviceId, o.DeviceName);
+            return o;
         }
-
         ExperimentRun[] runs;
         ArmSummary[] arms;
         try
         {
             (runs, arms) = Measure(plan,
-                (arm, s, capture) => RunOne(arm, s, capture, s.Job),
-                (arm, s) => RunOne(arm, s, false, s.Job with { Width = 64, Height = 64, Steps = Math.Min(s.Job.Steps ?? 1, 2) }),
-                log);
+                (arm, s, capture) => Noted(runner.Run(arm, s, capture, warmup: false)),
+                (arm, s) => runner.Run(arm, s, capture: false, warmup: true),
+                progress);
         }
         finally { PureFlux.Kernels.TimestepEmbedding.CacheFrequencies = true; } // process-wide: back to the engine's behaviour
         var j = plan.Job;
         return new ExperimentReport(Path.GetFullPath(modelDir), family, deviceId, deviceName, MachineDescription(), command, DateTimeOffset.Now,
-            j.Width ?? 0, j.Height ?? 0, j.Seed, j.Prompts.FirstOrDefault() ?? "", plan.Repetitions, "alternated (A B … per repetition), one process", runs, arms);
+            j.Width ?? 0, j.Height ?? 0, j.Seed, j.Prompts.FirstOrDefault() ?? "", plan.Repetitions, $"alternated (A B … per repetition), {runner.Where}", runs, arms);
+    }
+
+    /// <summary>As <see cref="Run(string, ExperimentPlan, RunProgress?, string, IExperimentRunner?)"/> with narration lines only.</summary>
+    public static ExperimentReport Run(string modelDir, ExperimentPlan plan, Action<string>? log = null, string command = "") =>
+        Run(modelDir, plan, RunProgress.Lines(log), command);
+
+    /// <summary>
+    /// One run of <paramref name="arm"/> with its settings (<paramref name="warmup"/>: <see cref="WarmupJob"/> instead):
+    /// a freshly opened device and model, the one generation loop, its stage times, wall total (device and model load
+    /// included) and this process's peak RSS (reset first where Linux allows); with <paramref name="capture"/>, the latents
+    /// after every step and the image. Both the in-process and the fresh-process modes run exactly this.
+    /// </summary>
+    public static RunOutcome RunOne(string modelDir, string deviceSpec, ExperimentVariant arm, RunSettings s, bool capture, bool warmup, RunProgress? progress = null)
+    {
+        var job = warmup ? WarmupJob(s.Job) : s.Job;
+        bool perRun = E2eBench.ResetPeakRss();
+        var wall = System.Diagnostics.Stopwatch.StartNew();
+        using var dev = Devices.Open(deviceSpec);
+        s.Kernels.ApplyTo(dev);
+        var timer = new StageTimer(dev);
+        var steps = new List<float[]>();
+        progress?.Stage?.Invoke("load");
+        using var model = ModelFamilies.Open(modelDir, dev, s.Options);
+        var result = GenerationEngine.Run(model, job, new GenerationHooks
+        {
+            Timer = timer,
+            OnStep = r => { if (capture) steps.Add(r.Latents.ToFloatArray()); },
+            Progress = progress?.Step,
+            Stage = progress?.Stage,
+        });
+        CheckSwitchesTookEffect(arm, s, result);
+        var stages = timer.Stages.Select(x => new StageTime(x.Name, x.Time.TotalSeconds)).ToArray();
+        double total = wall.Elapsed.TotalSeconds;
+        return new RunOutcome(stages, total, StageTimer.PeakRssBytes(), perRun,
+            capture ? steps : null, capture ? result.Decoded : null, capture ? result.Image(0).Rgb : null)
+        {
+            DeviceId = dev.Id,
+            DeviceName = dev.Name,
+        };
     }
 
     /// <summary>A guidance switch on a run without an unconditional pass measures nothing: an error, not a silent equal time.</summary>
