@@ -1,4 +1,3 @@
-using System.Runtime.Intrinsics.X86;
 using PureFlux.Model.Experiments;
 using PureFlux.Tests.Support;
 using static PureFlux.Tests.Support.CliRunner;
@@ -8,10 +7,8 @@ namespace PureFlux.Tests.Model;
 /// <summary><c>pureflux experiment --fresh-process</c>: a child process per run, the same results as in process, one-line failures.</summary>
 public class FreshProcessTests
 {
-    // The CPU GEMM's packed and int8 kernels need AVX-512; on an AVX2-only machine both arms run the naive GEMM and the
-    // variant is one that runs there (fused-swiglu=off: the same function in two passes, a rounding-level difference).
-    internal static readonly string Baseline = Avx512F.IsSupported ? "" : "gemm=naive";
-    private static readonly string Variant = Avx512F.IsSupported ? "quant=int8" : "fused-swiglu=off";
+    internal static readonly string Baseline = "";
+    private static readonly string Variant = "quant=int8";
 
     [Fact]
     public void Fresh_process_runs_each_run_in_a_child_and_matches_the_in_process_quality()
