@@ -24,6 +24,7 @@ public class NotebookTests
     [InlineData("e2e_stages")]
     [InlineData("sampler_quality")]
     [InlineData("experiment_plot")]
+    [InlineData("tome_curve")]
     public async Task Notebook_runs_in_quick_mode_and_writes_png_and_markdown(string name)
     {
         // Backend-restricted passes (CI's OpenCL pass runs inside a PoCL root without NuGet access) re-run only

@@ -278,7 +278,6 @@ public class ExperimentTests
     [Theory]
     [InlineData("FLUX.1-dev", "fused-swiglu")] // FLUX.1's MLPs are GELU
     [InlineData("FLUX.1-dev", "fused-qkv")]
-    [InlineData("FLUX.1-dev", "tome")]
     public void Family_switches_a_family_does_not_honour_are_refused_by_name(string repo, string name)
     {
         using var cpu = new CpuDevice();

@@ -100,7 +100,7 @@ public sealed class QwenImageQuantizeTests : IDisposable
 
         (code, _, err) = Run("make-model", "--preset", "qwen-image-tiny", "--random", "--quant", "int3", "--out", Path.Combine(_dir, "bad"));
         Assert.NotEqual(0, code);
-        Assert.Contains("--quant int3", err);
+        Assert.Contains("--quant 'int3': expected none, int8, int4", err);
         (code, _, err) = Run("make-model", "--preset", "zimage-tiny", "--random", "--quant", name, "--out", Path.Combine(_dir, "bad"));
         Assert.NotEqual(0, code);
         Assert.Contains("--quant applies to the Qwen-Image presets", err);

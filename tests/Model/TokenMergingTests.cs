@@ -98,4 +98,42 @@ public class TokenMergingTests
         // Half the 16 image tokens merged in every single block: the image moves, but stays the same image (tiny random model).
         Assert.InRange(rel, 1e-4, 0.5);
     }
+
+    /// <summary>
+    /// FLUX.1 Kontext (tiny, random): the same switch with reference tokens after the generated ones, which stay unmerged.
+    /// Ratio 0 is the identity bit for bit; 0.5 changes the output a little.
+    /// </summary>
+    [Fact]
+    public void Flux1_kontext_at_ratio_zero_is_the_identity_and_merging_moves_the_image_a_little()
+    {
+        string dir = Path.Combine(Path.GetTempPath(), $"pureflux-tome-flux1-{Guid.NewGuid():N}");
+        try
+        {
+            PureFlux.Model.Flux1.Flux1RandomSnapshot.Write(dir, PureFlux.Model.Flux1.Flux1Preset.TinyKontext, 7);
+            var rgb = new byte[64 * 64 * 3];
+            for (int i = 0; i < rgb.Length; i++) rgb[i] = (byte)(i * 7 % 251);
+            var job = new GenerationJob { Prompts = ["make it red"], ReferenceImages = [new PureFlux.Model.Image.RgbImage(rgb, 64, 64)], Width = 64, Height = 64, Steps = 2 };
+            float[] Run(double? ratio)
+            {
+                using var cpu = new CpuDevice(2);
+                using var model = ModelFamilies.Open(dir, cpu, new ModelOptions { TokenMergeRatio = ratio, MaxArea = 64 * 64, ReferenceAutoResize = false });
+                Assert.Contains("tome", model.HonouredSwitches);
+                return GenerationEngine.Run(model, job).Decoded;
+            }
+            var baseline = Run(null);
+            Assert.Equal(baseline, Run(0));
+            var merged = Run(0.5);
+            double diff = 0, norm = 0;
+            for (int i = 0; i < baseline.Length; i++)
+            {
+                diff += Math.Pow(merged[i] - baseline[i], 2);
+                norm += Math.Pow(baseline[i], 2);
+            }
+            Assert.InRange(Math.Sqrt(diff / norm), 1e-4, 0.5);
+        }
+        finally
+        {
+            if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+        }
+    }
 }

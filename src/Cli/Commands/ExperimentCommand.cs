@@ -30,6 +30,7 @@ public static class ExperimentCommand
         var prompt = new Option<string>("--prompt", "-p") { Description = "Prompt", DefaultValueFactory = _ => "a red fox in fresh snow, golden hour" };
         var warmup = new Option<bool>("--warmup") { Description = "Run every arm once at 64x64 first (JIT tiering, page faults, and switch checks before the long runs)", DefaultValueFactory = _ => true };
         var json = new Option<string?>("--json") { Description = "Write the result as JSON (notebooks/experiment_plot.cs plots it)" };
+        var images = new Option<string?>("--images") { Description = "Save each arm's image (repetition 0) in this directory as NAME.png" };
         var log = new Option<string?>("--log") { Description = "Append a ready-made entry (date, machine, command, before, after, verdict placeholder) to this markdown file, e.g. OPTIMIZATION_LOG.md" };
         var list = new Option<bool>("--list-switches") { Description = "Print the switches and exit" };
         var fresh = new Option<bool>("--fresh-process")
@@ -41,7 +42,7 @@ public static class ExperimentCommand
         device.DefaultValueFactory = _ => "cpu";
         var progress = CommonOptions.Progress();
         var cmd = new Command("experiment", "A/B-measure optimisation switches: alternated runs, medians, ratio with a bootstrap interval, peak RSS, quality vs baseline.")
-            { model, preset, variant, baseline, variantsFile, reps, size, steps, seed, prompt, warmup, json, log, list, fresh, device, progress };
+            { model, preset, variant, baseline, variantsFile, reps, size, steps, seed, prompt, warmup, json, images, log, list, fresh, device, progress };
         cmd.SetAction(parse =>
         {
             if (parse.GetValue(list))
@@ -62,8 +63,11 @@ public static class ExperimentCommand
             {
                 Warmup = parse.GetValue(warmup),
                 DeviceSpec = parse.GetValue(device)!,
+                ImageDirectory = parse.GetValue(images),
             };
             plan.Validate(); // before any model work
+            if (plan.ImageDirectory is { } imageDir && File.Exists(imageDir))
+                throw new ArgumentException($"--images {imageDir}: is a file; expected a directory (created if missing)");
             var progressMode = ProgressDisplay.Parse(parse.GetValue(progress)!);
             string? jsonPath = parse.GetValue(json), logPath = parse.GetValue(log);
             if (jsonPath is not null) BenchCommand.EnsureWritable(jsonPath);

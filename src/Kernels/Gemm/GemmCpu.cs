@@ -40,7 +40,7 @@ internal readonly unsafe struct BOperand(void* data, DType type, BLayout layout,
 /// Edges: packing pads A rows and B columns with zeros, so the micro-kernel always runs a full tile; stores
 /// of partial tiles are masked (AVX-512 masked loads/stores), rows beyond M are not stored.
 /// </summary>
-internal static unsafe class GemmCpu
+internal static unsafe partial class GemmCpu
 {
     /// <summary>Rows of the register tile: 14 × 2 zmm accumulators + 2 B vectors + 1 broadcast = 31 of 32 registers
     /// (14×32 measured ~5% faster than 12×32 on Zen 4; the JIT keeps all of them in registers, no spills).</summary>
@@ -123,6 +123,18 @@ internal static unsafe class GemmCpu
 
     private static void GemvRows(float* a, long lda, in BOperand b, float* bias, float* c, long ldc, int m, int n0, int n1, int k)
     {
+        if (!Simd512.Native)
+        {
+            switch (b.Type)
+            {
+                case DType.F32: GemvRowsAvx2<F32Row>(a, lda, b, bias, c, ldc, m, n0, n1, k); break;
+                case DType.BF16: GemvRowsAvx2<Bf16Row>(a, lda, b, bias, c, ldc, m, n0, n1, k); break;
+                case DType.F8E4M3: GemvRowsAvx2<F8E4M3Row>(a, lda, b, bias, c, ldc, m, n0, n1, k); break;
+                case DType.F8E5M2: GemvRowsAvx2<F8E5M2Row>(a, lda, b, bias, c, ldc, m, n0, n1, k); break;
+                default: GemvRowsAvx2<F16Row>(a, lda, b, bias, c, ldc, m, n0, n1, k); break;
+            }
+            return;
+        }
         switch (b.Type)
         {
             case DType.F32: GemvRows<F32Row>(a, lda, b, bias, c, ldc, m, n0, n1, k); break;
@@ -181,6 +193,8 @@ internal static unsafe class GemmCpu
     internal interface IWeightRow
     {
         static abstract Vector512<float> Load16(void* data, long offset);
+        /// <summary>8 elements for the AVX2 paths (CPUs without AVX-512).</summary>
+        static abstract Vector256<float> Load8(void* data, long offset);
         static abstract float Load1(void* data, long offset);
     }
 
@@ -188,6 +202,8 @@ internal static unsafe class GemmCpu
     {
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector512<float> Load16(void* data, long offset) => Vector512.Load((float*)data + offset);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<float> Load8(void* data, long offset) => Vector256.Load((float*)data + offset);
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static float Load1(void* data, long offset) => ((float*)data)[offset];
     }
@@ -197,6 +213,9 @@ internal static unsafe class GemmCpu
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector512<float> Load16(void* data, long offset) => Bf16ToSingle(Vector256.Load((ushort*)data + offset));
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<float> Load8(void* data, long offset) =>
+            Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32((ushort*)data + offset), 16).AsSingle();
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static float Load1(void* data, long offset) => Bf16.ToFloat(((ushort*)data)[offset]);
     }
 
@@ -204,6 +223,9 @@ internal static unsafe class GemmCpu
     {
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector512<float> Load16(void* data, long offset) => HalfToSingle(Vector256.Load((ushort*)data + offset));
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<float> Load8(void* data, long offset) => Vector256.Create(Load1(data, offset), Load1(data, offset + 1),
+            Load1(data, offset + 2), Load1(data, offset + 3), Load1(data, offset + 4), Load1(data, offset + 5), Load1(data, offset + 6), Load1(data, offset + 7));
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static float Load1(void* data, long offset) => (float)((Half*)data)[offset];
     }
@@ -213,6 +235,9 @@ internal static unsafe class GemmCpu
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector512<float> Load16(void* data, long offset) => E4M3ToSingle(Vector128.Load((byte*)data + offset));
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<float> Load8(void* data, long offset) => Vector256.Create(Load1(data, offset), Load1(data, offset + 1),
+            Load1(data, offset + 2), Load1(data, offset + 3), Load1(data, offset + 4), Load1(data, offset + 5), Load1(data, offset + 6), Load1(data, offset + 7));
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static float Load1(void* data, long offset) => Fp8.Decode(((byte*)data)[offset], Fp8Format.E4M3);
     }
 
@@ -220,6 +245,9 @@ internal static unsafe class GemmCpu
     {
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector512<float> Load16(void* data, long offset) => E5M2ToSingle(Vector128.Load((byte*)data + offset));
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<float> Load8(void* data, long offset) => Vector256.Create(Load1(data, offset), Load1(data, offset + 1),
+            Load1(data, offset + 2), Load1(data, offset + 3), Load1(data, offset + 4), Load1(data, offset + 5), Load1(data, offset + 6), Load1(data, offset + 7));
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static float Load1(void* data, long offset) => Fp8.Decode(((byte*)data)[offset], Fp8Format.E5M2);
     }
@@ -252,8 +280,12 @@ internal static unsafe class GemmCpu
                         float* biasTile = bias == null ? null : bias + jc + jr;
                         float* scaleTile = b.Scale == null ? null : b.Scale + jc + jr;
                         for (int ir = 0; ir < mc; ir += MR)
-                            Kernel14x32(packA + (long)ir * kc, panelB, kc, c + (ic + ir) * ldc + jc + jr, ldc,
-                                Math.Min(MR, mc - ir), nr, accumulate, biasTile, scaleTile);
+                            if (Simd512.Native)
+                                Kernel14x32(packA + (long)ir * kc, panelB, kc, c + (ic + ir) * ldc + jc + jr, ldc,
+                                    Math.Min(MR, mc - ir), nr, accumulate, biasTile, scaleTile);
+                            else
+                                Kernel14x32Avx2(packA + (long)ir * kc, panelB, kc, c + (ic + ir) * ldc + jc + jr, ldc,
+                                    Math.Min(MR, mc - ir), nr, accumulate, biasTile, scaleTile);
                     }
                 }
             }
@@ -266,6 +298,7 @@ internal static unsafe class GemmCpu
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void PackA(float* a, long lda, int m0, int mc, int k0, int kc, float* dst)
     {
+        if (!Simd512.Native) { PackAScalar(a, lda, m0, mc, k0, kc, dst); return; }
         Vector512<float>* block = stackalloc Vector512<float>[32]; // 16 rows + transpose scratch
         var panelMask = TailMask(MR);
         for (int ip = 0; ip < mc; ip += MR)
@@ -295,6 +328,18 @@ internal static unsafe class GemmCpu
     /// </summary>
     internal static void PackB(in BOperand b, int k0, int kc, int n0, int nc, float* dst)
     {
+        if (!Simd512.Native)
+        {
+            switch (b.Type)
+            {
+                case DType.F32: PackBScalar<F32Row>(b, k0, kc, n0, nc, dst); break;
+                case DType.BF16: PackBScalar<Bf16Row>(b, k0, kc, n0, nc, dst); break;
+                case DType.F8E4M3: PackBScalar<F8E4M3Row>(b, k0, kc, n0, nc, dst); break;
+                case DType.F8E5M2: PackBScalar<F8E5M2Row>(b, k0, kc, n0, nc, dst); break;
+                default: PackBScalar<F16Row>(b, k0, kc, n0, nc, dst); break;
+            }
+            return;
+        }
         Vector512<float>* block = stackalloc Vector512<float>[32]; // 16 rows + transpose scratch
         for (int jp = 0; jp < nc; jp += NR)
         {

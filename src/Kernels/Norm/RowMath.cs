@@ -4,7 +4,9 @@ using System.Runtime.Intrinsics;
 namespace PureFlux.Kernels;
 
 /// <summary>Fused single-row loops for the CPU norms (AVX-512, scalar tails): one call per row instead of several
-/// TensorPrimitives calls, which cost more than the work itself on 128-wide per-head rows.</summary>
+/// TensorPrimitives calls, which cost more than the work itself on 128-wide per-head rows. AVX2-only CPUs take the
+/// Vector256 branches with four accumulators (the same 32 partial sums): a sequential scalar sum over thousands of
+/// channels would lose accuracy, not just speed.</summary>
 internal static unsafe class RowMath
 {
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -25,6 +27,18 @@ internal static unsafe class RowMath
             }
             sum = Vector512.Sum(a0 + a1);
         }
+        else if (Vector256.IsHardwareAccelerated && n >= 32)
+        {
+            Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+            for (; j + 32 <= n; j += 32)
+            {
+                var v0 = Vector256.Load(x + j); var v1 = Vector256.Load(x + j + 8);
+                var v2 = Vector256.Load(x + j + 16); var v3 = Vector256.Load(x + j + 24);
+                a0 = Vector256.FusedMultiplyAdd(v0, v0, a0); a1 = Vector256.FusedMultiplyAdd(v1, v1, a1);
+                a2 = Vector256.FusedMultiplyAdd(v2, v2, a2); a3 = Vector256.FusedMultiplyAdd(v3, v3, a3);
+            }
+            sum = Vector256.Sum((a0 + a1) + (a2 + a3));
+        }
         for (; j < n; j++) sum += x[j] * x[j];
         return sum;
     }
@@ -43,6 +57,16 @@ internal static unsafe class RowMath
                 a1 += Vector512.Load(x + j + 16);
             }
             sum = Vector512.Sum(a0 + a1);
+        }
+        else if (Vector256.IsHardwareAccelerated && n >= 32)
+        {
+            Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+            for (; j + 32 <= n; j += 32)
+            {
+                a0 += Vector256.Load(x + j); a1 += Vector256.Load(x + j + 8);
+                a2 += Vector256.Load(x + j + 16); a3 += Vector256.Load(x + j + 24);
+            }
+            sum = Vector256.Sum((a0 + a1) + (a2 + a3));
         }
         for (; j < n; j++) sum += x[j];
         return sum;
@@ -67,6 +91,19 @@ internal static unsafe class RowMath
             }
             sum = Vector512.Sum(a0 + a1);
         }
+        else if (Vector256.IsHardwareAccelerated && n >= 32)
+        {
+            var m = Vector256.Create(mean);
+            Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+            for (; j + 32 <= n; j += 32)
+            {
+                var v0 = Vector256.Load(x + j) - m; var v1 = Vector256.Load(x + j + 8) - m;
+                var v2 = Vector256.Load(x + j + 16) - m; var v3 = Vector256.Load(x + j + 24) - m;
+                a0 = Vector256.FusedMultiplyAdd(v0, v0, a0); a1 = Vector256.FusedMultiplyAdd(v1, v1, a1);
+                a2 = Vector256.FusedMultiplyAdd(v2, v2, a2); a3 = Vector256.FusedMultiplyAdd(v3, v3, a3);
+            }
+            sum = Vector256.Sum((a0 + a1) + (a2 + a3));
+        }
         for (; j < n; j++) sum += (x[j] - mean) * (x[j] - mean);
         return sum;
     }
@@ -81,6 +118,12 @@ internal static unsafe class RowMath
             var sv = Vector512.Create(s);
             for (; j + 16 <= n; j += 16)
                 (Vector512.Load(x + j) * sv * Vector512.Load(w + j)).Store(y + j);
+        }
+        else if (Vector256.IsHardwareAccelerated)
+        {
+            var sv = Vector256.Create(s);
+            for (; j + 8 <= n; j += 8)
+                (Vector256.Load(x + j) * sv * Vector256.Load(w + j)).Store(y + j);
         }
         for (; j < n; j++) y[j] = x[j] * s * w[j];
     }
@@ -100,6 +143,17 @@ internal static unsafe class RowMath
             else
                 for (; j + 16 <= n; j += 16)
                     Vector512.FusedMultiplyAdd((Vector512.Load(x + j) - m) * r, Vector512.Load(a + j), Vector512.Load(b + j)).Store(y + j);
+        }
+        else if (Vector256.IsHardwareAccelerated)
+        {
+            var m = Vector256.Create(mean);
+            var r = Vector256.Create(rstd);
+            if (a is null)
+                for (; j + 8 <= n; j += 8)
+                    ((Vector256.Load(x + j) - m) * r).Store(y + j);
+            else
+                for (; j + 8 <= n; j += 8)
+                    Vector256.FusedMultiplyAdd((Vector256.Load(x + j) - m) * r, Vector256.Load(a + j), Vector256.Load(b + j)).Store(y + j);
         }
         for (; j < n; j++)
         {

@@ -21,6 +21,9 @@ public sealed record ExperimentPlan(GenerationJob Job, SwitchSet Baseline, IRead
     public string DeviceSpec { get; init; } = "cpu";
     public ModelOptions Options { get; init; } = new();
     public ulong BootstrapSeed { get; init; } = 1;
+    /// <summary>When set, each arm's image of repetition 0 is saved there as NAME.png (looked at side by side with the
+    /// quality columns, e.g. token merging's pictures per ratio).</summary>
+    public string? ImageDirectory { get; init; }
 
     public const string BaselineName = "baseline";
 
@@ -141,7 +144,7 @@ public static class Experiment
     /// once, small), then the alternated schedule; repetition 0 of every arm captures its output for the quality columns.
     /// </summary>
     public static (ExperimentRun[] Runs, ArmSummary[] Arms) Measure(ExperimentPlan plan, Func<ExperimentVariant, RunSettings, bool, RunOutcome> runOne,
-        Action<ExperimentVariant, RunSettings>? warmup = null, RunProgress? progress = null)
+        Action<ExperimentVariant, RunSettings>? warmup = null, RunProgress? progress = null, Action<ExperimentVariant, RunOutcome>? captured = null)
     {
         var log = progress?.Log;
         plan.Validate();
@@ -164,7 +167,11 @@ public static class Experiment
             log?.Invoke($"run {i + 1}/{schedule.Count}: {arms[a].Name} (repetition {r + 1})");
             progress?.RunStarted?.Invoke(new RunStart($"{arms[a].Name} (repetition {r + 1})", i, schedule.Count, Warmup: false));
             var outcome = runOne(arms[a], settings[a], r == 0);
-            if (r == 0) captures[a] = outcome;
+            if (r == 0)
+            {
+                captures[a] = outcome;
+                captured?.Invoke(arms[a], outcome);
+            }
             runs.Add(new ExperimentRun(arms[a].Name, r, i, outcome.Stages, outcome.TotalSeconds, outcome.PeakRssBytes, outcome.PeakRssPerRun));
             log?.Invoke($"  {arms[a].Name}: {outcome.TotalSeconds:0.00} s");
         }
@@ -228,12 +235,22 @@ public static class Experiment
             (runs, arms) = Measure(plan,
                 (arm, s, capture) => Noted(runner.Run(arm, s, capture, warmup: false)),
                 (arm, s) => runner.Run(arm, s, capture: false, warmup: true),
-                progress);
+                progress, plan.ImageDirectory is null ? null : (arm, o) => SaveImage(plan, arm, o, progress?.Log));
         }
         finally { PureFlux.Kernels.TimestepEmbedding.CacheFrequencies = true; } // process-wide: back to the engine's behaviour
         var j = plan.Job;
         return new ExperimentReport(Path.GetFullPath(modelDir), family, deviceId, deviceName, MachineDescription(), command, DateTimeOffset.Now,
             j.Width ?? 0, j.Height ?? 0, j.Seed, j.Prompts.FirstOrDefault() ?? "", plan.Repetitions, $"alternated (A B … per repetition), {runner.Where}", runs, arms);
+    }
+
+    private static void SaveImage(ExperimentPlan plan, ExperimentVariant arm, RunOutcome o, Action<string>? log)
+    {
+        int w = plan.Job.Width ?? 0, h = plan.Job.Height ?? 0;
+        if (o.Rgb is null || o.Rgb.Length != w * h * 3) { log?.Invoke($"  {arm.Name}: no {w}x{h} image to save"); return; }
+        Directory.CreateDirectory(plan.ImageDirectory!);
+        string path = Path.Combine(plan.ImageDirectory!, arm.Name + ".png");
+        Image.PngWriter.Save(path, o.Rgb, w, h, new Dictionary<string, string> { ["switches"] = arm.Switches.ToString(), ["prompt"] = plan.Job.Prompts.FirstOrDefault() ?? "" });
+        log?.Invoke($"  wrote {path}");
     }
 
     /// <summary>As <see cref="Run(string, ExperimentPlan, RunProgress?, string, IExperimentRunner?)"/> with narration lines only.</summary>

@@ -59,7 +59,9 @@ public sealed class Flux1DoubleBlock : IDisposable
     /// Updates one sample's joint stream x [S_txt + S_img, D] in place with its modulation rows mImg, mTxt [6, D];
     /// cos/sin [S, head_dim]. <paramref name="trace"/> receives the golden set's block-0 intermediates.
     /// </summary>
-    internal void Forward(Tensor x, int textLen, Tensor mImg, Tensor mTxt, Tensor cos, Tensor sin, Action<string, Tensor>? trace = null)
+    /// <param name="imageKeys">Optional [N, D]: receives the key projections of the first N image rows (before norm and
+    /// RoPE), token merging's similarity metric.</param>
+    internal void Forward(Tensor x, int textLen, Tensor mImg, Tensor mTxt, Tensor cos, Tensor sin, Action<string, Tensor>? trace = null, Tensor? imageKeys = null)
     {
         var dev = x.Device;
         int s = x.Shape[0], imgLen = s - textLen;
@@ -84,6 +86,7 @@ public sealed class Flux1DoubleBlock : IDisposable
         _toQ.Forward(normImg, q.Slice(textLen, imgLen));
         _toK.Forward(normImg, k.Slice(textLen, imgLen));
         _toV.Forward(normImg, v.Slice(textLen, imgLen));
+        if (imageKeys is not null) k.Slice(textLen, imageKeys.Shape[0]).CopyTo(imageKeys);
 
         using var o = Tensor.Empty(dev, DType.F32, s, _heads, _headDim);
         JointAttention.Forward(q.Reshape(s, _heads, _headDim), k.Reshape(s, _heads, _headDim), v.Reshape(s, _heads, _headDim), textLen,
@@ -162,22 +165,33 @@ public sealed class Flux1SingleBlock : IDisposable
     /// Updates x [B, S, D] in place (S = textLen + image rows; text first). silu(temb) [B, D]. The projections run on all
     /// B·S rows at once; modulation and the gated residual per sample. cos/sin [S, head_dim].
     /// </summary>
-    internal void Forward(Tensor x, Tensor siluTemb, Tensor cos, Tensor sin, Action<string, Tensor>? trace = null)
+    /// With <paramref name="merge"/> (token merging, B = 1) the branch — projections, attention, MLP — runs on the plan's
+    /// merged rows and its output is copied back to every row before the gated residual (as in FLUX.2 klein).
+    internal void Forward(Tensor x, Tensor siluTemb, Tensor cos, Tensor sin, Action<string, Tensor>? trace = null, TokenMergePlan? merge = null)
     {
         var dev = x.Device;
-        int batch = x.Shape[0], s = x.Shape[1], rows = batch * s;
+        int batch = x.Shape[0], fullRows = x.Shape[1];
+        if (merge is not null && (batch != 1 || merge.Rows != fullRows))
+            throw new ArgumentException($"Flux1SingleBlock: a token-merge plan for {merge.Rows} rows of one sample, but x is {x.Shape}");
+        int s = merge?.MergedRows ?? fullRows, rows = batch * s;
         var eps = Flux1TransformerConfig.Eps;
         using var mod = Tensor.Empty(dev, DType.F32, batch, 3, _dim);
         _mod.Forward(siluTemb, mod.Reshape(batch, 3 * _dim));
         trace?.Invoke("mod", mod.Reshape(1, 3 * _dim));
-        using var norm = Tensor.Empty(dev, DType.F32, batch, s, _dim);
+        using var fullNorm = Tensor.Empty(dev, DType.F32, batch, fullRows, _dim);
         for (int b = 0; b < batch; b++)
         {
             var m = mod.Slice(b, 1).Reshape(3, _dim);
-            LayerNormModulate.Forward(x.Slice(b, 1), ModulationRows.Row(m, 0), ModulationRows.Row(m, 1), norm.Slice(b, 1), eps);
+            LayerNormModulate.Forward(x.Slice(b, 1), ModulationRows.Row(m, 0), ModulationRows.Row(m, 1), fullNorm.Slice(b, 1), eps);
         }
-        trace?.Invoke("norm.x", norm);
-        var flat = norm.Reshape(rows, _dim);
+        trace?.Invoke("norm.x", fullNorm);
+        using var merged = merge is null ? null : Tensor.Empty(dev, DType.F32, 1, s, _dim);
+        if (merge is not null)
+        {
+            RowGroups.Mean(fullNorm.Reshape(fullRows, _dim), merge.Merge, merged!.Reshape(s, _dim));
+            (cos, sin) = (merge.Cos, merge.Sin);
+        }
+        var flat = (merged ?? fullNorm).Reshape(rows, _dim);
 
         // cat(attention, mlp) is assembled in one [B·S, 5D] buffer for proj_out.
         using var cat = Tensor.Empty(dev, DType.F32, rows, _dim + _mlp);
@@ -200,8 +214,11 @@ public sealed class Flux1SingleBlock : IDisposable
             trace?.Invoke("attn", o.Reshape(s, _dim));
             Elementwise.WriteColumns(o.Reshape(rows, _dim), cat, 0);
         }
-        using var output = Tensor.Empty(dev, DType.F32, batch, s, _dim);
-        _projOut.Forward(cat, output.Reshape(rows, _dim));
+        using var branchOut = Tensor.Empty(dev, DType.F32, batch, s, _dim);
+        _projOut.Forward(cat, branchOut.Reshape(rows, _dim));
+        using var unmerged = merge is null ? null : Tensor.Empty(dev, DType.F32, 1, fullRows, _dim);
+        if (merge is not null) RowGroups.Mean(branchOut.Reshape(s, _dim), merge.Unmerge, unmerged!.Reshape(fullRows, _dim));
+        var output = unmerged ?? branchOut;
         trace?.Invoke("proj_out", output);
         for (int b = 0; b < batch; b++)
             GatedResidual.Forward(x.Slice(b, 1), ModulationRows.Row(mod.Slice(b, 1).Reshape(3, _dim), 2), output.Slice(b, 1));

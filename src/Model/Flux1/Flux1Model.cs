@@ -76,6 +76,7 @@ public sealed class Flux1Model : IDiffusionModel, Bench.IStageFlopModel
     private WeightSource? _transformerWeights;
     private readonly bool _ropeCache;
     private readonly bool _syncPerBlock;
+    private readonly double? _tokenMergeRatio;
     private AutoencoderKL? _vae;
     private ClipTokenizer? _clipTokenizer;
     private T5Tokenizer? _t5Tokenizer;
@@ -90,6 +91,7 @@ public sealed class Flux1Model : IDiffusionModel, Bench.IStageFlopModel
         _quant = options.Quant;
         _ropeCache = options.RopeCache;
         _syncPerBlock = options.SyncPerBlock;
+        _tokenMergeRatio = options.TokenMergeRatio;
         DiskCache = options.PromptCache;
         var stored = StoredQuant;
         if (stored != QuantMode.None && _quant != QuantMode.None && _quant != stored)
@@ -480,7 +482,7 @@ public sealed class Flux1Model : IDiffusionModel, Bench.IStageFlopModel
             if (_transformer is null)
             {
                 _transformerWeights = _snapshot.OpenWeights("transformer");
-                try { _transformer = new Flux1Transformer(_snapshot.TransformerConfig, _transformerWeights.Loader(_device), _quant) { SyncPerBlock = _syncPerBlock }; }
+                try { _transformer = new Flux1Transformer(_snapshot.TransformerConfig, _transformerWeights.Loader(_device), _quant) { SyncPerBlock = _syncPerBlock, TokenMergeRatio = _tokenMergeRatio }; }
                 catch { _transformerWeights.Dispose(); _transformerWeights = null; throw; }
                 // Weights used in place from the mapping (CPU, no load-time quantization) that are more than half of this
                 // machine's memory (the BF16 dev/schnell/Kontext transformer is 23.8 GB) are streamed: the next block is
@@ -508,7 +510,7 @@ public sealed class Flux1Model : IDiffusionModel, Bench.IStageFlopModel
         return new Flux1Denoiser(model, layout, textLength, reference, guidance, _device, _ropeCache);
     }
 
-    public IReadOnlySet<string> HonouredSwitches { get; } = new HashSet<string> { "rope-cache", "sync-per-block" };
+    public IReadOnlySet<string> HonouredSwitches { get; } = new HashSet<string> { "rope-cache", "sync-per-block", "tome" };
 
     /// <summary>The transformer with the pipeline's conventions: t/1000, the guidance scale, Kontext reference tokens appended and cut off.</summary>
     private sealed class Flux1Denoiser : IDenoiser
@@ -571,7 +573,7 @@ public sealed class Flux1Model : IDiffusionModel, Bench.IStageFlopModel
                 }
                 hidden = _joint;
             }
-            _model.Forward(hidden, text.Embeds, text.Pooled, t, g, _cos, _sin, output, trace);
+            _model.Forward(hidden, text.Embeds, text.Pooled, t, g, _cos, _sin, output, trace, (_layout.Rows, _layout.Cols));
         }
 
         public void Dispose()

@@ -101,13 +101,18 @@ public sealed class Flux1Transformer : IDisposable
     public (Action<string, string?> Starting, Action<string> Done)? Streaming { get; set; }
     /// <summary>Wait for the device after every block (the experiment switch <c>sync-per-block</c>; ModelOptions.SyncPerBlock).</summary>
     public bool SyncPerBlock { get; set; }
+    /// <summary>The experiment switch <c>tome RATIO</c> (null = off): as FLUX.2 klein's (<see cref="Flux2.Flux2Transformer.TokenMergeRatio"/>),
+    /// the single-stream blocks' branch runs on the joint sequence with ⌊ratio · N⌋ generated image tokens merged, matched by
+    /// the keys of the last double block; one plan per sample and forward. FLUX.1 has 19 double and 38 single blocks, so
+    /// two thirds of the blocks merge.</summary>
+    public double? TokenMergeRatio { get; init; }
 
     private string BlockPrefix(int i) => i < _double.Length ? $"transformer_blocks.{i}." : $"single_transformer_blocks.{i - _double.Length}.";
     // After the last block comes the first one of the next model call.
     private string NextBlockPrefix(int i) => BlockPrefix((i + 1) % (_double.Length + _single.Length));
 
     public void Forward(Tensor hidden, Tensor text, Tensor pooled, ReadOnlySpan<float> timesteps, ReadOnlySpan<float> guidance,
-        Tensor cos, Tensor sin, Tensor output, Action<string, Tensor>? trace = null)
+        Tensor cos, Tensor sin, Tensor output, Action<string, Tensor>? trace = null, (int Rows, int Cols)? tokenGrid = null)
     {
         const string op = nameof(Flux1Transformer);
         var dev = hidden.Device;
@@ -130,6 +135,13 @@ public sealed class Flux1Transformer : IDisposable
         Check.That(output.Shape[0] == batch && outLen <= imgLen && output.Shape[2] == Config.OutputChannels, op,
             $"output has shape {output.Shape}; expected [{batch}, ≤{imgLen}, {Config.OutputChannels}]");
         if (batch != 1) trace = null;
+        (int Rows, int Cols) grid = default;
+        if (TokenMergeRatio is not null)
+        {
+            grid = tokenGrid ?? throw new ArgumentException($"{op}: token merging needs the image token grid (rows, cols) of the {outLen} generated tokens");
+            Check.That(grid.Rows * grid.Cols == outLen, op, $"token grid {grid.Rows}×{grid.Cols} does not hold the {outLen} generated image tokens");
+            Check.That(_double.Length > 0, op, "token merging takes its keys from the last double-stream block; this model has none");
+        }
 
         using var siluTemb = Conditioning(dev, pooled, timesteps, guidance, trace);
 
@@ -145,6 +157,7 @@ public sealed class Flux1Transformer : IDisposable
 
         // Double-stream blocks keep separate text / image weights, so they run per sample; single-stream blocks take
         // the whole batch in each GEMM. Streaming hears each block start and finish.
+        using var keys = TokenMergeRatio is null ? null : Tensor.Empty(dev, DType.F32, batch, outLen, d);
         for (int i = 0; i < _double.Length; i++)
         {
             int block = i;
@@ -160,7 +173,8 @@ public sealed class Flux1Transformer : IDisposable
                 }
                 for (int b = 0; b < batch; b++)
                     _double[i].Forward(x.Slice(b, 1).Reshape(s, d), textLen, mImg.Slice(b, 1).Reshape(6, d), mTxt.Slice(b, 1).Reshape(6, d), cos, sin,
-                        trace is null || block != 0 ? null : (n, t) => trace($"double.0.{n}", t));
+                        trace is null || block != 0 ? null : (n, t) => trace($"double.0.{n}", t),
+                        i == _double.Length - 1 ? keys?.Slice(b, 1).Reshape(outLen, d) : null);
             }
             if (trace is not null)
             {
@@ -170,18 +184,33 @@ public sealed class Flux1Transformer : IDisposable
             if (SyncPerBlock) x.Device.Synchronize();
             Streaming?.Done(BlockPrefix(i));
         }
-        for (int i = 0; i < _single.Length; i++)
+        // Token merging: one plan per sample (its own keys), so the single blocks then run per sample.
+        var plans = new TokenMergePlan?[keys is null ? 0 : batch];
+        try
         {
-            int block = i;
-            Streaming?.Starting(BlockPrefix(_double.Length + i), NextBlockPrefix(_double.Length + i));
-            _single[i].Forward(x, siluTemb, cos, sin, trace is null || block != 0 ? null : (n, t) => trace($"single.0.{n}", t));
-            if (trace is not null)
+            for (int b = 0; b < plans.Length; b++)
+                plans[b] = TokenMerging.Plan(keys!.Slice(b, 1).Reshape(outLen, d), grid.Rows, grid.Cols, TokenMergeRatio!.Value, textLen, s, cos, sin);
+            for (int i = 0; i < _single.Length; i++)
             {
-                trace($"single.{block}.txt", x.Reshape(s, d).Slice(0, textLen));
-                trace($"single.{block}.img", x.Reshape(s, d).Slice(textLen, imgLen));
+                int block = i;
+                Streaming?.Starting(BlockPrefix(_double.Length + i), NextBlockPrefix(_double.Length + i));
+                var blockTrace = trace is null || block != 0 ? null : (Action<string, Tensor>)((n, t) => trace($"single.0.{n}", t));
+                if (plans.Length == 0) _single[i].Forward(x, siluTemb, cos, sin, blockTrace);
+                else
+                    // Block-major even per sample, so a streamed block's weights are read once per forward.
+                    for (int b = 0; b < batch; b++) _single[i].Forward(x.Slice(b, 1), siluTemb.Slice(b, 1), cos, sin, blockTrace, plans[b]);
+                if (trace is not null)
+                {
+                    trace($"single.{block}.txt", x.Reshape(s, d).Slice(0, textLen));
+                    trace($"single.{block}.img", x.Reshape(s, d).Slice(textLen, imgLen));
+                }
+                if (SyncPerBlock) x.Device.Synchronize();
+                Streaming?.Done(BlockPrefix(_double.Length + i));
             }
-            if (SyncPerBlock) x.Device.Synchronize();
-            Streaming?.Done(BlockPrefix(_double.Length + i));
+        }
+        finally
+        {
+            foreach (var p in plans) p?.Dispose();
         }
 
         using var mod = Tensor.Empty(dev, DType.F32, batch, 2, d);
