@@ -68,6 +68,11 @@ var points = report.Arms.Skip(1).Select(a => (Arm: a, Ratio: RatioOf(a.Switches)
     .OrderBy(p => p.Ratio).Select(p => (p.Arm, Ratio: p.Ratio!.Value)).ToArray();
 if (points.Length == 0) throw new ArgumentException("the experiment has no tome=R variants to plot");
 
+// Denoising alone (the sum of the "step N" stage medians), since token merging changes only the steps; the totals also
+// carry load and text-encoding time, and first-run costs of whichever arm ran first.
+static double StepSeconds(ArmSummary a) => a.Stages.Where(s => s.Stage.StartsWith("step ", StringComparison.Ordinal)).Sum(s => s.Seconds.Median);
+double baseSteps = StepSeconds(report.Arms[0]);
+
 var plt = new Plot();
 double[] xs = [0, .. points.Select(p => p.Ratio)];
 double[] ys = [1, .. points.Select(p => p.Arm.Ratio!.Ratio)];
@@ -80,6 +85,10 @@ foreach (var (a, r) in points)
     plt.Add.Line(r - 0.01, a.Ratio.Lo, r + 0.01, a.Ratio.Lo).Color = Colors.Black;
     plt.Add.Line(r - 0.01, a.Ratio.Hi, r + 0.01, a.Ratio.Hi).Color = Colors.Black;
 }
+var steps = plt.Add.Scatter(xs, [1, .. points.Select(p => StepSeconds(p.Arm) / baseSteps)]);
+steps.LegendText = "denoising steps / baseline (left)";
+steps.LineWidth = 2;
+steps.Color = Colors.Green;
 plt.Axes.SetLimitsY(0, 1.15);
 plt.YLabel("time / baseline (paired median, 95% CI)");
 plt.XLabel("tome ratio (share of the image tokens merged in the single-stream blocks)");
@@ -99,13 +108,13 @@ var md = new StringBuilder();
 md.AppendLine("# Token merging: speed vs quality").AppendLine();
 md.AppendLine($"{report.Model} ({report.Family}) on {report.Device}; {report.Machine}; {report.Width}×{report.Height}, seed {report.Seed}; " +
     $"{report.Repetitions} repetitions, {report.Order}. Command: `{report.Command}`").AppendLine();
-md.AppendLine("| ratio | total median s | time / baseline [95% interval] | image PSNR dB | final latents rel RMS | picture |");
-md.AppendLine("|---:|---:|---:|---:|---:|---|");
+md.AppendLine("| ratio | total median s | time / baseline [95% interval] | steps s | steps / baseline | image PSNR dB | final latents rel RMS | picture |");
+md.AppendLine("|---:|---:|---:|---:|---:|---:|---:|---|");
 string Picture(string arm) => imageDir is not null && File.Exists(Path.Combine(imageDir, arm + ".png"))
     ? $"![{arm}]({Path.GetRelativePath(outDir, Path.Combine(imageDir, arm + ".png"))})" : "—";
-md.AppendLine($"| 0 (baseline) | {report.Arms[0].Total.Median:0.00} | 1 | — | — | {Picture(report.Arms[0].Name)} |");
+md.AppendLine($"| 0 (baseline) | {report.Arms[0].Total.Median:0.00} | 1 | {baseSteps:0.00} | 1 | — | — | {Picture(report.Arms[0].Name)} |");
 foreach (var (a, r) in points)
-    md.AppendLine($"| {r:0.##} | {a.Total.Median:0.00} | {a.Ratio!.Ratio:0.000} [{a.Ratio.Lo:0.000}, {a.Ratio.Hi:0.000}] | " +
+    md.AppendLine($"| {r:0.##} | {a.Total.Median:0.00} | {a.Ratio!.Ratio:0.000} [{a.Ratio.Lo:0.000}, {a.Ratio.Hi:0.000}] | {StepSeconds(a):0.00} | {StepSeconds(a) / baseSteps:0.000} | " +
         $"{(a.Quality is { } q ? (double.IsPositiveInfinity(q.ImagePsnrDb) ? "∞" : q.ImagePsnrDb.ToString("0.0", CultureInfo.InvariantCulture)) : "—")} | " +
         $"{(a.Quality is { } q2 ? q2.FinalLatents.RelativeRms.ToString("G3", CultureInfo.InvariantCulture) : "—")} | {Picture(a.Name)} |");
 md.AppendLine().AppendLine("![curve](tome_curve.png)");

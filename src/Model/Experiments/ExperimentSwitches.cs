@@ -117,7 +117,7 @@ public static class ExperimentSwitches
         new("guidance-interval", "LO..HI with 0 ≤ LO ≤ HI ≤ 1, or off", "run the unconditional pass only at σ in [LO, HI] (skip it at low σ)", SwitchScope.Engine,
             v => v == "off" || ParseInterval(v) is not null,
             (s, v) => s with { Job = s.Job with { GuidanceInterval = v == "off" ? null : ParseInterval(v) } }),
-        new("quant", string.Join('|', QuantModes.Names), "weight storage of the transformer's linear layers", SwitchScope.Engine,
+        new("quant", string.Join('|', QuantModes.Names), "weight storage of the linear layers (the transformer's, and the text encoder's where the family quantizes it)", SwitchScope.Engine,
             v => QuantModes.Names.Contains(v),
             (s, v) => s with { Options = s.Options with { Quant = QuantModes.TryParse(v, out var q) ? q : QuantMode.None } }),
         new("rope-cache", "on|off", "RoPE tables computed once per job (on, the engine's behaviour) or on every model call (off)", SwitchScope.Family,
