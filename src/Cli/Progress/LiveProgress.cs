@@ -37,6 +37,10 @@ internal sealed class LiveProgress : IProgressDisplay
             Interactive = InteractionSupport.Yes, // --progress live asks for it even where stderr is not a terminal
             ColorSystem = ColorSystemSupport.Detect,
         });
+        // Without a terminal size (TERM=dumb, no tty: a redirected --progress live, a chroot, a test) Spectre reads a page
+        // of 0 rows, and its live renderer then throws on its refresh thread, which ends the process: give it a page.
+        if (console.Profile.Width < 20) console.Profile.Width = 80;
+        if (console.Profile.Height < 5) console.Profile.Height = 24;
         // Spectre hides the cursor while it draws; an interrupt exits from a signal thread, so it must show it again.
         Interrupts.RestoreTerminal = () => { try { err.Write("\e[?25h"); } catch (IOException) { } };
         try
