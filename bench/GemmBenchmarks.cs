@@ -238,6 +238,7 @@ public static class GemmQuickBench
         new(512, 2560, 9728, "Qwen3 MLP up/gate"),
         new(512, 9728, 2560, "Qwen3 MLP down"),
         new(768, 3072, 3072, "klein proj"),
+        new(256, 3072, 18432, "klein double block img MLP in"),
         new(768, 3072, 27648, "klein single block fused QKV+MLP in"),
         new(768, 9216, 3072, "klein MLP down"),
         new(768, 12288, 3072, "klein single block to_out"),

@@ -10,7 +10,30 @@ namespace PureFlux.Runtime;
 /// </summary>
 public static partial class ResidentPages
 {
-    private const int MadvWillNeed = 3, MadvDontNeed = 4;
+    private const int MadvWillNeed = 3, MadvDontNeed = 4, MadvPopulateRead = 22;
+    private static volatile bool _populateUnsupported;
+
+    /// <summary>
+    /// Maps a read-only range into the process's page tables now, reading from the file where the page cache lacks it
+    /// (Linux 5.14+ <c>madvise(MADV_POPULATE_READ)</c>): one call instead of one page fault per 16 pages as the range is
+    /// first read. Measured on the Zen 5 guest: 0.16 s for klein's 7.8 GB transformer file already in the page cache,
+    /// against 0.9 s of faults when a pass reads it first (OPTIMIZATION_LOG.md, 2026-12-02). Returns false (and changes
+    /// nothing) off Linux, on older kernels or when the call fails: it is only ever a speed-up.
+    /// </summary>
+    public static bool Populate(nint start, long bytes)
+    {
+        if (!OperatingSystem.IsLinux() || bytes <= 0 || _populateUnsupported) return false;
+        long page = Environment.SystemPageSize;
+        long first = (long)start / page * page;
+        try
+        {
+            if (Madvise((nint)first, (nuint)((long)start + bytes - first), MadvPopulateRead) == 0) return true;
+            // EINVAL: a kernel without MADV_POPULATE_READ; stop asking. Other errors (EFAULT on an I/O error) are left to the read that follows.
+            if (Marshal.GetLastPInvokeError() == 22) _populateUnsupported = true;
+            return false;
+        }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException) { _populateUnsupported = true; return false; }
+    }
 
     /// <summary>Asks the kernel to start reading a mapped range in (madvise WILLNEED: asynchronous readahead; a no-op off Linux).</summary>
     public static void Prefetch(nint start, long bytes)
@@ -33,6 +56,6 @@ public static partial class ResidentPages
         catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException) { }
     }
 
-    [LibraryImport("libc", EntryPoint = "madvise")]
+    [LibraryImport("libc", EntryPoint = "madvise", SetLastError = true)]
     private static partial int Madvise(nint addr, nuint length, int advice);
 }

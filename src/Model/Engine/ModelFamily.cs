@@ -25,6 +25,9 @@ public sealed record ModelOptions
     /// <summary>The experiment switch <c>tome RATIO</c>: token merging of that share of the generated image tokens in the
     /// blocks the family chooses (FLUX.2 klein: the single-stream blocks); null = off. 0 runs the merge path with nothing merged.</summary>
     public double? TokenMergeRatio { get; init; }
+    /// <summary>The experiment switch <c>populate-weights</c>: weights used in place on the cpu device are mapped into the page
+    /// tables as they load (one madvise per tensor) instead of faulting in during the first pass (on, the engine's behaviour).</summary>
+    public bool PopulateWeights { get; init; } = true;
     /// <summary>FLUX.1 Kontext's max_area (pixels): the output size is refit to this area at the requested aspect ratio
     /// (diffusers' <c>max_area</c>, default 1024²); null = the pipeline's default. Other families refuse it.</summary>
     public long? MaxArea { get; init; }

@@ -130,6 +130,8 @@ public static class ExperimentSwitches
             OnOff, (s, v) => s with { Kernels = s.Kernels with { FusedSwiGlu = IsOn(v) } }),
         new("fused-qkv", "on|off", "one GEMM for a block's Q, K and V (klein's double blocks; its single blocks' Q, K, V and MLP input come as one matrix already) instead of three", SwitchScope.Family,
             OnOff, (s, v) => s with { Options = s.Options with { FusedQkv = IsOn(v) } }),
+        new("populate-weights", "on|off", "weights used in place on the cpu device mapped into the page tables as they load (on, the engine's) or page-faulted in by the first pass over them", SwitchScope.Family,
+            OnOff, (s, v) => s with { Options = s.Options with { PopulateWeights = IsOn(v) } }),
         new("sync-per-block", "on|off", "a host synchronisation after every transformer block instead of only where a step reads back (ILGPU devices)", SwitchScope.Family,
             OnOff, (s, v) => s with { Options = s.Options with { SyncPerBlock = IsOn(v) } }),
         new("tome", "a ratio in [0, 1) or off", "token merging: that share of the generated image tokens averaged into similar ones (by their keys) in the family's chosen blocks (FLUX.2 klein: the single-stream blocks; at most 0.75 with 2×2 destination cells), and copied back after each", SwitchScope.Family,

@@ -76,6 +76,7 @@ public sealed class Flux1Model : IDiffusionModel, Bench.IStageFlopModel
     private WeightSource? _transformerWeights;
     private readonly bool _ropeCache;
     private readonly bool _syncPerBlock;
+    private readonly bool _populateWeights;
     private readonly double? _tokenMergeRatio;
     private AutoencoderKL? _vae;
     private ClipTokenizer? _clipTokenizer;
@@ -91,6 +92,7 @@ public sealed class Flux1Model : IDiffusionModel, Bench.IStageFlopModel
         _quant = options.Quant;
         _ropeCache = options.RopeCache;
         _syncPerBlock = options.SyncPerBlock;
+        _populateWeights = options.PopulateWeights;
         _tokenMergeRatio = options.TokenMergeRatio;
         DiskCache = options.PromptCache;
         var stored = StoredQuant;
@@ -186,7 +188,7 @@ public sealed class Flux1Model : IDiffusionModel, Bench.IStageFlopModel
         return Encode(rows, ClipKey, ClipDiskKey, 1, pdim, warnings, trace, () =>
         {
             var weights = _snapshot.OpenWeights("text_encoder");
-            try { return (weights, new ClipTextEncoder(_snapshot.ClipConfig, weights.Loader(_device), _quant)); }
+            try { return (weights, new ClipTextEncoder(_snapshot.ClipConfig, weights.Loader(_device, _quant, _populateWeights), _quant)); }
             catch { weights.Dispose(); throw; }
         }, (enc, ids, tr) =>
         {
@@ -202,7 +204,7 @@ public sealed class Flux1Model : IDiffusionModel, Bench.IStageFlopModel
         return Encode(rows, T5Key, T5DiskKey, rows.Length == 0 ? 0 : rows[0].Length, dim, warnings, trace, () =>
         {
             var weights = _snapshot.OpenWeights("text_encoder_2");
-            try { return (weights, new T5Encoder(_snapshot.T5Config, weights.Loader(_device), _quant, _snapshot.T5EmbeddingWeight)); }
+            try { return (weights, new T5Encoder(_snapshot.T5Config, weights.Loader(_device, _quant, _populateWeights), _quant, _snapshot.T5EmbeddingWeight)); }
             catch { weights.Dispose(); throw; }
         }, (enc, ids, tr) =>
         {
@@ -482,7 +484,7 @@ public sealed class Flux1Model : IDiffusionModel, Bench.IStageFlopModel
             if (_transformer is null)
             {
                 _transformerWeights = _snapshot.OpenWeights("transformer");
-                try { _transformer = new Flux1Transformer(_snapshot.TransformerConfig, _transformerWeights.Loader(_device), _quant) { SyncPerBlock = _syncPerBlock, TokenMergeRatio = _tokenMergeRatio }; }
+                try { _transformer = new Flux1Transformer(_snapshot.TransformerConfig, _transformerWeights.Loader(_device, _quant, _populateWeights), _quant) { SyncPerBlock = _syncPerBlock, TokenMergeRatio = _tokenMergeRatio }; }
                 catch { _transformerWeights.Dispose(); _transformerWeights = null; throw; }
                 // Weights used in place from the mapping (CPU, no load-time quantization) that are more than half of this
                 // machine's memory (the BF16 dev/schnell/Kontext transformer is 23.8 GB) are streamed: the next block is
@@ -510,7 +512,7 @@ public sealed class Flux1Model : IDiffusionModel, Bench.IStageFlopModel
         return new Flux1Denoiser(model, layout, textLength, reference, guidance, _device, _ropeCache);
     }
 
-    public IReadOnlySet<string> HonouredSwitches { get; } = new HashSet<string> { "rope-cache", "sync-per-block", "tome" };
+    public IReadOnlySet<string> HonouredSwitches { get; } = new HashSet<string> { "rope-cache", "sync-per-block", "populate-weights", "tome" };
 
     /// <summary>The transformer with the pipeline's conventions: t/1000, the guidance scale, Kontext reference tokens appended and cut off.</summary>
     private sealed class Flux1Denoiser : IDenoiser

@@ -47,6 +47,7 @@ public sealed class Flux2KleinModel : IDiffusionModel, Bench.IStageFlopModel
     private readonly QuantMode _quant;
     private readonly bool _ropeCache;
     private readonly bool _syncPerBlock;
+    private readonly bool _populateWeights;
     private readonly bool _fusedQkv;
     private readonly double? _tokenMergeRatio;
     private readonly Dictionary<string, float[]> _promptCache = new();
@@ -66,6 +67,7 @@ public sealed class Flux2KleinModel : IDiffusionModel, Bench.IStageFlopModel
         _quant = options.Quant;
         _ropeCache = options.RopeCache;
         _syncPerBlock = options.SyncPerBlock;
+        _populateWeights = options.PopulateWeights;
         _fusedQkv = options.FusedQkv;
         _tokenMergeRatio = options.TokenMergeRatio;
         DiskCache = options.PromptCache;
@@ -163,7 +165,7 @@ public sealed class Flux2KleinModel : IDiffusionModel, Bench.IStageFlopModel
         }
         // A private mapping of the encoder's weights: released with the encoder, before the transformer is paged in.
         using var weights = _snapshot.OpenWeights("text_encoder");
-        using var encoder = new Qwen3TextEncoder(_snapshot.TextEncoderConfig, weights.Loader(_device), TextLayers, _quant);
+        using var encoder = new Qwen3TextEncoder(_snapshot.TextEncoderConfig, weights.Loader(_device, _quant, _populateWeights), TextLayers, _quant);
         var embeds = encoder.Encode(_device, ids, mask.Select(m => (byte)m).ToArray(), trace);
         var host = embeds.ToFloatArray();
         _promptCache[key] = host;
@@ -292,13 +294,13 @@ public sealed class Flux2KleinModel : IDiffusionModel, Bench.IStageFlopModel
             if (_transformer is null)
             {
                 _transformerWeights = _snapshot.OpenWeights("transformer");
-                _transformer = new Flux2Transformer(_snapshot.TransformerConfig, _transformerWeights.Loader(_device), _quant, _fusedQkv) { SyncPerBlock = _syncPerBlock, TokenMergeRatio = _tokenMergeRatio };
+                _transformer = new Flux2Transformer(_snapshot.TransformerConfig, _transformerWeights.Loader(_device, _quant, _populateWeights), _quant, _fusedQkv) { SyncPerBlock = _syncPerBlock, TokenMergeRatio = _tokenMergeRatio };
             }
             return _transformer;
         }
     }
 
-    public IReadOnlySet<string> HonouredSwitches { get; } = new HashSet<string> { "rope-cache", "sync-per-block", "fused-swiglu", "fused-qkv", "tome" };
+    public IReadOnlySet<string> HonouredSwitches { get; } = new HashSet<string> { "rope-cache", "sync-per-block", "populate-weights", "fused-swiglu", "fused-qkv", "tome" };
 
     public IDenoiser PrepareDenoiser(LatentLayout layout, int textLength, IImageConditioning? images)
     {

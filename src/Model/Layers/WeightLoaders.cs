@@ -29,6 +29,20 @@ public static class WeightLoaderAdapters
             : load(name, shape);
 
     /// <summary>
+    /// Each tensor loaded on the cpu device is mapped into the page tables at once (<see cref="ResidentPages.Populate"/>),
+    /// so the first pass over the weights does not take a page fault per 64 KiB. Only for weights that are used in place
+    /// and fit in memory (not streamed block by block, not quantized at load): populating raises the resident set to
+    /// what the first pass would reach anyway. <paramref name="enabled"/> false returns the loader unchanged (the
+    /// experiment switch <c>populate-weights=off</c>).
+    /// </summary>
+    public static WeightLoader Populating(this WeightLoader load, bool enabled = true) => !enabled ? load : (name, shape) =>
+    {
+        var t = load(name, shape);
+        if (t.Device is CpuDevice) ResidentPages.Populate(t.Pointer, t.ByteCount);
+        return t;
+    };
+
+    /// <summary>
     /// F32 matrices (rank ≥ 2) become BF16 copies as they load, and the F32 view is released at once (its pages leave
     /// the resident set), so an FP32 checkpoint larger than memory loads at half its size, one tensor at a time.
     /// Vectors stay F32. Round-to-nearest-even, as PyTorch's <c>.to(torch.bfloat16)</c>.

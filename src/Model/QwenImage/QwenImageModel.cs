@@ -57,6 +57,7 @@ public sealed class QwenImageModel : IDiffusionModel, Bench.IStageFlopModel
     private readonly QuantMode _quant;
     private readonly bool _ropeCache;
     private readonly bool _syncPerBlock;
+    private readonly bool _populateWeights;
     private readonly Dictionary<string, float[]> _promptCache = new();
     private QwenImageTransformer? _transformer;
     private WeightSource? _transformerWeights;
@@ -74,6 +75,7 @@ public sealed class QwenImageModel : IDiffusionModel, Bench.IStageFlopModel
         _quant = options.Quant;
         _ropeCache = options.RopeCache;
         _syncPerBlock = options.SyncPerBlock;
+        _populateWeights = options.PopulateWeights;
         DiskCache = options.PromptCache;
         int last = snapshot.TextEncoderConfig.NumHiddenLayers;
         if (options.TextLayers is { } layers && !(layers.Length == 1 && layers[0] == last))
@@ -165,7 +167,7 @@ public sealed class QwenImageModel : IDiffusionModel, Bench.IStageFlopModel
             return Tensor.FromSpan<float>(_device, stored, new Shape(s, dim));
         }
         using var weights = _snapshot.OpenWeights("text_encoder");
-        using var encoder = _snapshot.CreateTextEncoder(QwenImageSnapshot.TextEncoderLoader(weights, _device), _quant);
+        using var encoder = _snapshot.CreateTextEncoder(QwenImageSnapshot.TextEncoderLoader(weights, _device, _quant, _populateWeights), _quant);
         using var all = encoder.Encode(_device, ids, Enumerable.Repeat((byte)1, ids.Length).ToArray(), trace);
         var embeds = Tensor.Empty(_device, DType.F32, s, dim);
         all.Slice(QwenImagePrompt.DropTokens, s).CopyTo(embeds);
@@ -363,7 +365,7 @@ public sealed class QwenImageModel : IDiffusionModel, Bench.IStageFlopModel
             if (_transformer is null)
             {
                 _transformerWeights = _snapshot.OpenWeights("transformer");
-                _transformer = new QwenImageTransformer(_snapshot.TransformerConfig, _transformerWeights.Loader(_device), _quant) { CacheRope = _ropeCache, SyncPerBlock = _syncPerBlock };
+                _transformer = new QwenImageTransformer(_snapshot.TransformerConfig, _transformerWeights.Loader(_device, _quant, _populateWeights), _quant) { CacheRope = _ropeCache, SyncPerBlock = _syncPerBlock };
                 // As FLUX.1 does: weights used in place that exceed half the memory (the 20.4 GB int8 transformer of a
                 // quantized snapshot, the 40.9 GB BF16 one) stream block by block — next block read ahead, finished one
                 // dropped from the resident set.
@@ -384,7 +386,7 @@ public sealed class QwenImageModel : IDiffusionModel, Bench.IStageFlopModel
     }
 
     /// <summary>The transformer with the pipeline's convention: it sees timestep / 1000 (float32) and predicts the flow velocity.</summary>
-    public IReadOnlySet<string> HonouredSwitches { get; } = new HashSet<string> { "rope-cache", "sync-per-block" };
+    public IReadOnlySet<string> HonouredSwitches { get; } = new HashSet<string> { "rope-cache", "sync-per-block", "populate-weights" };
 
     private sealed class QwenImageDenoiser(QwenImageTransformer model, LatentLayout layout) : IDenoiser
     {

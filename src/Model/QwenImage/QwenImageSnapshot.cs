@@ -130,7 +130,8 @@ public sealed class QwenImageSnapshot : IDisposable
     /// The language model's loader: checkpoints saved by transformers ≥ 4.52 name it "model.language_model.*" where the
     /// original Qwen2.5-VL / Qwen-Image checkpoints say "model.*"; both load.
     /// </summary>
-    public static WeightLoader TextEncoderLoader(WeightSource weights, Device device) => LanguageModelNames(weights, weights.Loader(device));
+    public static WeightLoader TextEncoderLoader(WeightSource weights, Device device, QuantMode quant = QuantMode.None, bool populate = false) =>
+        LanguageModelNames(weights, weights.Loader(device, quant, populate));
 
     /// <summary>Wraps a loader so that "model.*" names also find "model.language_model.*" tensors.</summary>
     public static WeightLoader LanguageModelNames(WeightSource weights, WeightLoader load) => (name, shape) =>

@@ -204,6 +204,18 @@ public sealed class WeightSource : IDisposable
     public bool StreamsOn(Device device, Layers.QuantMode quant) =>
         device is CpuDevice && quant == Layers.QuantMode.None && TotalBytes > GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 2;
 
+    /// <summary>
+    /// Whether loading should map these weights in at once (<see cref="Layers.WeightLoaderAdapters.Populating"/>): they are
+    /// used in place from the mapping (CPU device, no load-time quantization) and are not streamed (<see cref="StreamsOn"/>).
+    /// </summary>
+    public bool PopulatesOn(Device device, Layers.QuantMode quant) =>
+        device is CpuDevice && quant == Layers.QuantMode.None && !StreamsOn(device, quant);
+
+    /// <summary>The loader for <paramref name="device"/>, populating each tensor's pages as it loads where
+    /// <see cref="PopulatesOn"/> holds and <paramref name="populate"/> (the switch <c>populate-weights</c>) is on.</summary>
+    public Layers.WeightLoader Loader(Device device, Layers.QuantMode quant, bool populate) =>
+        Layers.WeightLoaderAdapters.Populating(Layers.WeightLoaders.Loader(this, device), populate && PopulatesOn(device, quant));
+
     /// <summary>The hooks a streaming transformer calls: read the next block ahead before a block runs, drop the finished one.</summary>
     public (Action<string, string?> Starting, Action<string> Done) StreamingHooks =>
         ((_, next) => { if (next is not null) Prefetch(next); }, DropResident);

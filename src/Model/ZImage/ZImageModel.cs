@@ -58,6 +58,7 @@ public sealed class ZImageModel : IDiffusionModel, Bench.IStageFlopModel
     private readonly QuantMode _quant;
     private readonly bool _ropeCache;
     private readonly bool _syncPerBlock;
+    private readonly bool _populateWeights;
     private readonly bool _bf16Transformer;
     private readonly Dictionary<string, float[]> _promptCache = new();
     private ZImageTransformer? _transformer;
@@ -76,6 +77,7 @@ public sealed class ZImageModel : IDiffusionModel, Bench.IStageFlopModel
         _quant = options.Quant;
         _ropeCache = options.RopeCache;
         _syncPerBlock = options.SyncPerBlock;
+        _populateWeights = options.PopulateWeights;
         DiskCache = options.PromptCache;
         if (options.TextLayers is { } layers && !(layers.Length == 1 && layers[0] == snapshot.TextLayer))
             throw new ArgumentException($"--text-layers {string.Join(',', layers)}: Z-Image conditions on one hidden state, hidden_states[-2] = layer {snapshot.TextLayer} of this encoder");
@@ -154,7 +156,7 @@ public sealed class ZImageModel : IDiffusionModel, Bench.IStageFlopModel
             return Tensor.FromSpan<float>(_device, stored, new Shape(s, dim));
         }
         using var weights = _snapshot.OpenWeights("text_encoder");
-        using var encoder = new Qwen3TextEncoder(_snapshot.TextEncoderConfig, ZImageSnapshot.TextEncoderLoader(weights, _device), [_snapshot.TextLayer], _quant);
+        using var encoder = new Qwen3TextEncoder(_snapshot.TextEncoderConfig, ZImageSnapshot.TextEncoderLoader(weights, _device, _quant, _populateWeights), [_snapshot.TextLayer], _quant);
         var embeds = encoder.Encode(_device, ids, Enumerable.Repeat((byte)1, s).ToArray(), trace);
         var host = embeds.ToFloatArray();
         _promptCache[key] = host;
@@ -248,7 +250,7 @@ public sealed class ZImageModel : IDiffusionModel, Bench.IStageFlopModel
             if (_transformer is null)
             {
                 _transformerWeights = _snapshot.OpenWeights("transformer");
-                var load = _transformerWeights.Loader(_device);
+                var load = _transformerWeights.Loader(_device, _quant, _populateWeights);
                 if (_bf16Transformer) load = load.ConvertingF32MatricesToBf16(_device);
                 _transformer = new ZImageTransformer(_snapshot.TransformerConfig, load, _device, _quant) { CacheRope = _ropeCache, SyncPerBlock = _syncPerBlock };
             }
@@ -263,7 +265,7 @@ public sealed class ZImageModel : IDiffusionModel, Bench.IStageFlopModel
     }
 
     /// <summary>The transformer with the pipeline's conventions: t = (1000 − timestep)/1000 and the output negated.</summary>
-    public IReadOnlySet<string> HonouredSwitches { get; } = new HashSet<string> { "rope-cache", "sync-per-block", "fused-swiglu" };
+    public IReadOnlySet<string> HonouredSwitches { get; } = new HashSet<string> { "rope-cache", "sync-per-block", "populate-weights", "fused-swiglu" };
 
     private sealed class ZImageDenoiser(ZImageTransformer model, LatentLayout layout) : IDenoiser
     {

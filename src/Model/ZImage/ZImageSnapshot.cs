@@ -130,7 +130,8 @@ public sealed class ZImageSnapshot : IDisposable
     }
 
     /// <summary>The text encoder's loader: Qwen3Model checkpoints lack the "model." prefix the causal-LM ones carry.</summary>
-    public static WeightLoader TextEncoderLoader(WeightSource weights, Device device) => weights.Loader(device).WithOptionalPrefix(weights, "model.");
+    public static WeightLoader TextEncoderLoader(WeightSource weights, Device device, QuantMode quant = QuantMode.None, bool populate = false) =>
+        weights.Loader(device, quant, populate).WithOptionalPrefix(weights, "model.");
 
     private void Validate()
     {
