@@ -56,6 +56,11 @@ internal static unsafe partial class GemmCpu
     public const int NC = 3072;
 
     [ThreadStatic] private static ThreadScratch? _packA, _packB;
+    /// <summary>PackB (NK weights) prefetches the next panel's rows while it packs this one: each panel reads 32 rows of a
+    /// weight that lie a row stride apart (a page or more), so the hardware prefetcher, which follows streams within a
+    /// page, cannot start them early. +1–3% on the klein shapes from memory, +5% under memory contention
+    /// (OPTIMIZATION_LOG.md, 2026-12-02 sixth session). A field, not a constant, so `bench gemm-ab PrefetchB` can A/B it.</summary>
+    internal static bool PrefetchB = true;
 
     /// <summary>C = A·B (+ bias) using up to <paramref name="threads"/> threads.</summary>
     public static void Run(float* a, long lda, in BOperand b, float* bias, float* c, long ldc, int m, int n, int k, int threads)
@@ -344,6 +349,7 @@ internal static unsafe partial class GemmCpu
             return;
         }
         Vector512<float>* block = stackalloc Vector512<float>[32]; // 16 rows + transpose scratch
+        long elemBytes = b.Type.ByteCount(1);
         for (int jp = 0; jp < nc; jp += NR)
         {
             int nr = Math.Min(NR, nc - jp);
@@ -364,9 +370,15 @@ internal static unsafe partial class GemmCpu
             }
             // NK: row n of the weight holds K contiguous values. 16 rows × 16 k are loaded (widened from
             // F16/BF16), transposed in registers and stored as 16 k-rows of the panel.
+            int nextRows = PrefetchB ? Math.Min(NR, nc - jp - NR) : 0;
             for (int kk = 0; kk < kc; kk += 16)
             {
                 int kn = Math.Min(16, kc - kk);
+                if (nextRows > 0 && ((k0 + kk) * elemBytes & 63) < 16 * elemBytes)
+                {
+                    byte* line = (byte*)b.Data + ((n0 + jp + NR) * b.Stride + k0 + kk) * elemBytes;
+                    for (int i = 0; i < nextRows; i++) Sse.Prefetch0(line + i * b.Stride * elemBytes);
+                }
                 for (int half = 0; half < NR; half += 16)
                 {
                     for (int i = 0; i < 16; i++)
