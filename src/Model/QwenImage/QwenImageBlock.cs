@@ -58,12 +58,19 @@ public sealed class QwenImageBlock : IDisposable
     /// Updates one sample's joint stream x [T + S, D] (text rows first) in place. imgMod / txtMod [6, D]: this sample's
     /// modulation. txtCos/txtSin [T, head_dim], imgCos/imgSin [S, head_dim]: RoPE factors (each pair's factor twice).
     /// keyMask: U8 [T + S] (1 = attend) or null when every text token is real.
+    /// <para>Token merging (<c>tome</c>): with <paramref name="merge"/> (a plan over the S image rows alone) the image stream's
+    /// branches — q/k/v projections, attention, output projection; the MLP — run on its S' merged rows (each the mean of its
+    /// group, RoPE rows the destinations'), and their outputs are copied back to all S rows before the gated residuals; the
+    /// text stream is untouched. <paramref name="imageKeys"/> (optional [S, D]) receives the image key projections (before
+    /// norm and RoPE), from which the transformer plans the merge.</para>
     /// </summary>
     public void Forward(Tensor x, int textLength, Tensor imgMod, Tensor txtMod, Tensor txtCos, Tensor txtSin, Tensor imgCos, Tensor imgSin,
-        Tensor? keyMask, Action<string, Tensor>? trace = null)
+        Tensor? keyMask, Action<string, Tensor>? trace = null, TokenMergePlan? merge = null, Tensor? imageKeys = null)
     {
         var dev = x.Device;
         int n = x.Shape[0], t = textLength, s = n - t;
+        int sm = merge?.MergedRows ?? s, nm = t + sm; // image rows and joint rows the attention sees
+        if (merge is not null) (imgCos, imgSin, trace) = (merge.Cos, merge.Sin, null);
         var txt = x.Slice(0, t);
         var img = x.Slice(t, s);
         const float eps = QwenImageTransformerConfig.NormEps;
@@ -84,17 +91,21 @@ public sealed class QwenImageBlock : IDisposable
         LayerNormModulate.Forward(txt, Row(txtMod, 0), Row(txtMod, 1), normTxt, eps);
         trace?.Invoke("img_mod1.modulated", normImg);
         trace?.Invoke("txt_mod1.modulated", normTxt);
+        using var mergedImg = merge is null ? null : Tensor.Empty(dev, DType.F32, sm, _dim);
+        if (merge is not null) RowGroups.Mean(normImg, merge.Merge, mergedImg!);
+        var imgIn = mergedImg ?? normImg;
 
-        using var q = Tensor.Empty(dev, DType.F32, n, _heads, _headDim);
-        using var k = Tensor.Empty(dev, DType.F32, n, _heads, _headDim);
-        using var v = Tensor.Empty(dev, DType.F32, n, _heads, _headDim);
+        using var q = Tensor.Empty(dev, DType.F32, nm, _heads, _headDim);
+        using var k = Tensor.Empty(dev, DType.F32, nm, _heads, _headDim);
+        using var v = Tensor.Empty(dev, DType.F32, nm, _heads, _headDim);
         Tensor Rows(Tensor a, int from, int count) => a.Slice(from, count).Reshape(count, _dim);
         _addQ.Forward(normTxt, Rows(q, 0, t));
         _addK.Forward(normTxt, Rows(k, 0, t));
         _addV.Forward(normTxt, Rows(v, 0, t));
-        _toQ.Forward(normImg, Rows(q, t, s));
-        _toK.Forward(normImg, Rows(k, t, s));
-        _toV.Forward(normImg, Rows(v, t, s));
+        _toQ.Forward(imgIn, Rows(q, t, sm));
+        _toK.Forward(imgIn, Rows(k, t, sm));
+        _toV.Forward(imgIn, Rows(v, t, sm));
+        if (imageKeys is not null) Rows(k, t, sm).CopyTo(imageKeys);
         trace?.Invoke("attn.to_q", Rows(q, t, s));
         trace?.Invoke("attn.to_k", Rows(k, t, s));
         trace?.Invoke("attn.to_v", Rows(v, t, s));
@@ -103,7 +114,7 @@ public sealed class QwenImageBlock : IDisposable
         trace?.Invoke("attn.add_v_proj", Rows(v, 0, t));
 
         var qTxt = q.Slice(0, t); var kTxt = k.Slice(0, t);
-        var qImg = q.Slice(t, s); var kImg = k.Slice(t, s);
+        var qImg = q.Slice(t, sm); var kImg = k.Slice(t, sm);
         RmsNorm.Forward(qImg, _normQ, qImg, eps);
         RmsNorm.Forward(kImg, _normK, kImg, eps);
         RmsNorm.Forward(qTxt, _normAddedQ, qTxt, eps);
@@ -124,28 +135,34 @@ public sealed class QwenImageBlock : IDisposable
         trace?.Invoke("attn.joint_k", k);
         trace?.Invoke("attn.joint_v", v);
 
-        using (var o = Tensor.Empty(dev, DType.F32, n, _heads, _headDim))
+        using (var o = Tensor.Empty(dev, DType.F32, nm, _heads, _headDim))
         {
-            Attention.Forward(q, k, v, o, new AttentionOptions { KeyMask = keyMask });
+            // Merged image rows are all real: the mask's first T + S' entries are the text's, then ones.
+            Attention.Forward(q, k, v, o, new AttentionOptions { KeyMask = keyMask?.Slice(0, nm) });
             trace?.Invoke("attn.sdpa_out", o);
             // The attention outputs reuse the q buffer.
             _toAddOut.Forward(Rows(o, 0, t), Rows(q, 0, t));
-            _toOut.Forward(Rows(o, t, s), Rows(q, t, s));
+            _toOut.Forward(Rows(o, t, sm), Rows(q, t, sm));
         }
         trace?.Invoke("attn.img", Rows(q, t, s));
         trace?.Invoke("attn.txt", Rows(q, 0, t));
-        GatedResidual.Forward(img, Row(imgMod, 2), Rows(q, t, s));
+        using (var unmerged = merge is null ? null : Tensor.Empty(dev, DType.F32, s, _dim))
+        {
+            if (merge is not null) RowGroups.Mean(Rows(q, t, sm), merge.Unmerge, unmerged!);
+            GatedResidual.Forward(img, Row(imgMod, 2), unmerged ?? Rows(q, t, s));
+        }
         GatedResidual.Forward(txt, Row(txtMod, 2), Rows(q, 0, t));
 
-        Mlp(img, imgMod, normImg, _imgMlpIn, _imgMlpOut, "img", trace);
+        Mlp(img, imgMod, normImg, _imgMlpIn, _imgMlpOut, "img", trace, merge);
         Mlp(txt, txtMod, normTxt, _txtMlpIn, _txtMlpOut, "txt", trace);
     }
 
-    /// <summary>stream += gate2 · net.2(GELU_tanh(net.0.proj(LN(stream) · (1 + scale2) + shift2))).</summary>
-    private void Mlp(Tensor stream, Tensor mod, Tensor norm, Linear lin, Linear lout, string name, Action<string, Tensor>? trace)
+    /// <summary>stream += gate2 · net.2(GELU_tanh(net.0.proj(LN(stream) · (1 + scale2) + shift2))); with a merge plan the
+    /// MLP runs on the merged rows and its output is copied back to every row.</summary>
+    private void Mlp(Tensor stream, Tensor mod, Tensor norm, Linear lin, Linear lout, string name, Action<string, Tensor>? trace, TokenMergePlan? merge = null)
     {
         var dev = stream.Device;
-        int rows = stream.Shape[0];
+        int rows = merge?.MergedRows ?? stream.Shape[0];
         const float eps = QwenImageTransformerConfig.NormEps;
         if (trace is not null)
         {
@@ -154,14 +171,18 @@ public sealed class QwenImageBlock : IDisposable
         }
         LayerNormModulate.Forward(stream, Row(mod, 3), Row(mod, 4), norm, eps);
         trace?.Invoke($"{name}_mod2.modulated", norm);
+        using var merged = merge is null ? null : Tensor.Empty(dev, DType.F32, rows, _dim);
+        if (merge is not null) RowGroups.Mean(norm, merge.Merge, merged!);
         using var hidden = Tensor.Empty(dev, DType.F32, rows, _mlp);
-        lin.Forward(norm, hidden);
+        lin.Forward(merged ?? norm, hidden);
         Gelu.Forward(hidden, hidden, GeluApproximation.Tanh);
         trace?.Invoke($"{name}_mlp.gelu", hidden);
         using var output = Tensor.Empty(dev, DType.F32, rows, _dim);
         lout.Forward(hidden, output);
         trace?.Invoke($"{name}_mlp", output);
-        GatedResidual.Forward(stream, Row(mod, 5), output);
+        using var unmerged = merge is null ? null : Tensor.Empty(dev, DType.F32, stream.Shape[0], _dim);
+        if (merge is not null) RowGroups.Mean(output, merge.Unmerge, unmerged!);
+        GatedResidual.Forward(stream, Row(mod, 5), unmerged ?? output);
     }
 
     public void Dispose()

@@ -58,6 +58,7 @@ public sealed class QwenImageModel : IDiffusionModel, Bench.IStageFlopModel
     private readonly bool _ropeCache;
     private readonly bool _syncPerBlock;
     private readonly bool _populateWeights;
+    private readonly double? _tokenMergeRatio;
     private readonly Dictionary<string, float[]> _promptCache = new();
     private QwenImageTransformer? _transformer;
     private WeightSource? _transformerWeights;
@@ -76,6 +77,7 @@ public sealed class QwenImageModel : IDiffusionModel, Bench.IStageFlopModel
         _ropeCache = options.RopeCache;
         _syncPerBlock = options.SyncPerBlock;
         _populateWeights = options.PopulateWeights;
+        _tokenMergeRatio = options.TokenMergeRatio;
         DiskCache = options.PromptCache;
         int last = snapshot.TextEncoderConfig.NumHiddenLayers;
         if (options.TextLayers is { } layers && !(layers.Length == 1 && layers[0] == last))
@@ -365,7 +367,7 @@ public sealed class QwenImageModel : IDiffusionModel, Bench.IStageFlopModel
             if (_transformer is null)
             {
                 _transformerWeights = _snapshot.OpenWeights("transformer");
-                _transformer = new QwenImageTransformer(_snapshot.TransformerConfig, _transformerWeights.Loader(_device, _quant, _populateWeights), _quant) { CacheRope = _ropeCache, SyncPerBlock = _syncPerBlock };
+                _transformer = new QwenImageTransformer(_snapshot.TransformerConfig, _transformerWeights.Loader(_device, _quant, _populateWeights), _quant) { CacheRope = _ropeCache, SyncPerBlock = _syncPerBlock, TokenMergeRatio = _tokenMergeRatio };
                 // As FLUX.1 does: weights used in place that exceed half the memory (the 20.4 GB int8 transformer of a
                 // quantized snapshot, the 40.9 GB BF16 one) stream block by block — next block read ahead, finished one
                 // dropped from the resident set.
@@ -386,7 +388,7 @@ public sealed class QwenImageModel : IDiffusionModel, Bench.IStageFlopModel
     }
 
     /// <summary>The transformer with the pipeline's convention: it sees timestep / 1000 (float32) and predicts the flow velocity.</summary>
-    public IReadOnlySet<string> HonouredSwitches { get; } = new HashSet<string> { "rope-cache", "sync-per-block", "populate-weights" };
+    public IReadOnlySet<string> HonouredSwitches { get; } = new HashSet<string> { "rope-cache", "sync-per-block", "populate-weights", "tome" };
 
     private sealed class QwenImageDenoiser(QwenImageTransformer model, LatentLayout layout) : IDenoiser
     {

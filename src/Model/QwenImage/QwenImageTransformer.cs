@@ -128,17 +128,28 @@ public sealed class QwenImageTransformer : IDisposable
                     keyMask = Tensor.FromSpan<byte>(dev, km, new Shape(tl + s), DType.U8);
                 }
                 using (keyMask)
-                    for (int i = 0; i < _blocks.Length; i++)
+                using (var keys = TokenMergeRatio is null ? null : Tensor.Empty(dev, DType.F32, s, d))
+                {
+                    TokenMergePlan? plan = null;
+                    try
                     {
-                        Streaming?.Starting($"transformer_blocks.{i}.", $"transformer_blocks.{(i + 1) % _blocks.Length}.");
-                        var (img, txt) = mods[i];
-                        var bt = tr is null ? null : Sub(tr, $"block.{i}");
-                        _blocks[i].Forward(x, tl, Sample(img, b), Sample(txt, b), rope.TxtCos, rope.TxtSin, rope.ImgCos, rope.ImgSin, keyMask, i == 0 ? bt : null);
-                        if (SyncPerBlock) x.Device.Synchronize();
-                        bt?.Invoke("txt", x.Slice(0, tl));
-                        bt?.Invoke("img", x.Slice(tl, s));
-                        Streaming?.Done($"transformer_blocks.{i}.");
+                        for (int i = 0; i < _blocks.Length; i++)
+                        {
+                            Streaming?.Starting($"transformer_blocks.{i}.", $"transformer_blocks.{(i + 1) % _blocks.Length}.");
+                            var (img, txt) = mods[i];
+                            var bt = tr is null ? null : Sub(tr, $"block.{i}");
+                            _blocks[i].Forward(x, tl, Sample(img, b), Sample(txt, b), rope.TxtCos, rope.TxtSin, rope.ImgCos, rope.ImgSin, keyMask,
+                                i == 0 ? bt : null, plan, i == 0 ? keys : null);
+                            if (i == 0 && keys is not null)
+                                plan = TokenMerging.Plan(keys, rows, cols, TokenMergeRatio!.Value, 0, s, rope.ImgCos, rope.ImgSin);
+                            if (SyncPerBlock) x.Device.Synchronize();
+                            bt?.Invoke("txt", x.Slice(0, tl));
+                            bt?.Invoke("img", x.Slice(tl, s));
+                            Streaming?.Done($"transformer_blocks.{i}.");
+                        }
                     }
+                    finally { plan?.Dispose(); }
+                }
 
                 var fm = final.Slice(b, 1).Reshape(2, d);
                 LayerNormModulate.Forward(x.Slice(tl, s), fm.Slice(1, 1).Reshape(d), fm.Slice(0, 1).Reshape(d), norm, QwenImageTransformerConfig.NormEps);
@@ -166,6 +177,15 @@ public sealed class QwenImageTransformer : IDisposable
     public (Action<string, string?> Starting, Action<string> Done)? Streaming { get; set; }
     /// <summary>Wait for the device after every block (the experiment switch <c>sync-per-block</c>; ModelOptions.SyncPerBlock).</summary>
     public bool SyncPerBlock { get; set; }
+
+    /// <summary>
+    /// The experiment switch <c>tome RATIO</c> (null = off): token merging of ⌊ratio · S⌋ image tokens (ToMe's bipartite
+    /// matching, <see cref="TokenMerging"/>) in every block after the first. Qwen-Image's 60 blocks are all dual-stream, so
+    /// only the image stream merges: its q/k/v, attention rows, output projection and MLP run on the merged rows, the
+    /// text stream and the attention over it are untouched. The first block runs at full resolution and gives the keys
+    /// (its image key projections) for one plan per sample and forward.
+    /// </summary>
+    public double? TokenMergeRatio { get; init; }
 
     /// <summary>Keep the RoPE tables of the last size between calls (the default); false rebuilds them on every call (experiment switch rope-cache=off).</summary>
     public bool CacheRope { get; set; } = true;
