@@ -30,8 +30,10 @@ public readonly record struct Conv2dPadding(int Top, int Bottom, int Left, int R
 /// are re-packed per task into [k][4 channels] (converting F16/BF16 on the way), so broadcasts read
 /// sequential memory; that costs O·C·kh·kw per call, negligible next to the O·C·kh·kw·H'·W' FMAs.
 /// Threads split (blocks of 4 output channels) × (chunks of output rows) while the padded input fits the
-/// cache; for larger inputs tasks are row chunks that run every channel block (weights packed once per call),
-/// so the input is read from DRAM once instead of once per channel block.
+/// cache (that copy lives in the calling thread's reusable scratch); for larger inputs tasks are row chunks that run
+/// every channel block (weights packed once per call), each padding only its own slab of input rows (≤ 4 MiB, in the
+/// worker's scratch) right before using it, so the input is read from DRAM once instead of once per channel block
+/// and no call allocates (and page-faults) a whole padded copy. 1×1 stride-1 unpadded convs are the packed GEMM.
 /// Measured (Zen 4, 2 threads, 3×3 pad 1): 512→512 at 32×32 / 64×64 and 256→256 at 128×128 run at 90–95% of
 /// a register-only Vector512 FMA loop per CPU-second (~105 of ~114 GFLOP/s per core); see bench/ConvBenchmarks.cs.
 /// </para>
@@ -262,6 +264,7 @@ public static partial class Conv2d
     }
 
     /// <summary>One padded row r of xq (all channels and phases) at <paramref name="row0"/>: row0[c][p][i] = x[c][r − top][i·s + p − left].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // optimized from the first call: a single VAE decode calls each shape a few times
     private static unsafe void PadRow(float* src, float* row0, in Geometry g, int wq, int r)
     {
         int s = g.Stride;
@@ -299,6 +302,7 @@ public static partial class Conv2d
     }
 
     /// <summary>Channel-block-major task: one block of 4 output channels (weights packed here) over one chunk of output rows.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // optimized from the first call: a single VAE decode calls each shape a few times
     private static unsafe void RunChannelBlockTask(in CpuContext ctx, int* offs, int* weightIndex, int task)
     {
         int ob = task / ctx.RowChunks, rc = task % ctx.RowChunks;
@@ -321,6 +325,7 @@ public static partial class Conv2d
 
     /// <summary>Row-major task: one chunk of output rows, every block of output channels (weights packed once per call).
     /// Without a whole-input copy (ctx.Xq null) the task first pads its slab of input rows into this thread's scratch.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // optimized from the first call: a single VAE decode calls each shape a few times
     private static unsafe void RunRowTask(in CpuContext ctx, float* src, int* offs, float* packedWeights, long slabFloats, int task)
     {
         var (rowStart, rowCount) = Partition.Range(ctx.G.Ho, task, ctx.RowChunks);
@@ -350,6 +355,7 @@ public static partial class Conv2d
     /// Output vectors [j0, j0 + 4) of a row chunk (vector j: row rowStart + j / nvx, pixels (j % nvx)·lanes …) for
     /// output channels o0 … o0 + 3: the register tile, then bias and the stores of the valid channels and pixels.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // optimized from the first call: a single VAE decode calls each shape a few times
     private static unsafe void ComputeTile(in CpuContext ctx, float* xq, int* offs, float* wp, int o0, int rowStart, int j0, int jobs, float* tile)
     {
         var g = ctx.G;
@@ -389,6 +395,7 @@ public static partial class Conv2d
     }
 
     /// <summary>wp[k·4 + j] = weight[o0 + j][weightIndex[k]] as F32 (zero for channels past O).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // optimized from the first call: a single VAE decode calls each shape a few times
     private static unsafe void PackWeights(in CpuContext ctx, int o0, int* weightIndex, float* wp)
     {
         int k = ctx.K, o = ctx.G.O;
