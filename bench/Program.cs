@@ -10,6 +10,7 @@ namespace PureFlux.Bench;
 /// (minutes instead of BenchmarkDotNet's much longer statistics); quick gemm adds OpenBLAS sgemm in the same process
 /// (with the best OPENBLAS_CORETYPE, unless --keep-coretype) and our f32 / OpenBLAS ratio.
 /// <c>dotnet run -c Release --project bench -- gemm [reps] [MxKxN ...]</c>: GEMM at FLUX.2's small M (<see cref="GemmQuickBench.RunSmallM"/>).
+/// <c>dotnet run -c Release --project bench -- conv-ab FLAG [reps] [shape index ...]</c>: A/B of a Conv2d experiment switch (<see cref="ConvQuickBench.RunAB"/>).
 /// <c>dotnet run -c Release --project bench -- cuda</c>: tensor-core vs SIMT GEMM on a CUDA device (<see cref="CudaBench"/>).
 /// </summary>
 public static class Program
@@ -31,6 +32,7 @@ public static class Program
                 default: Console.Error.WriteLine($"error: quick '{what}': expected gemm, attention or conv"); return 2;
             }
         }
+        if (args is ["conv-ab", ..]) { ConvQuickBench.RunAB(args[1..]); return 0; }
         if (args is ["gemm-ab", ..]) { GemmQuickBench.RunAB(args[1..]); return 0; }
         if (args is ["gemm", ..]) { GemmQuickBench.RunSmallM(args[1..]); return 0; }
         BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);

@@ -76,13 +76,20 @@ public class ConvTests
     /// The CPU path switches to row-major tasks with weights packed once per call when its padded input copy
     /// passes 8 MiB; the small cases above never get there. CPU only (the float64 reference takes ~0.3 s).
     /// </summary>
+    /// <remarks>The row-major path pads one slab of input rows per task into that worker's scratch (4 MiB at most): with
+    /// 2 threads it runs 8 chunks of 32 rows; with 1 thread 3 chunks (slab rows from the budget), the scratch reused by
+    /// chunks of different heights; O = 3 (a single channel block) takes it too.</remarks>
     [Theory]
-    [InlineData(1, 256, 1, 1, 1, 1)]
-    [InlineData(2, 512, 0, 1, 0, 1)]
-    public void Conv2d_cpu_large_input_row_major_path_matches_reference(int stride, int size, int top, int bottom, int left, int right)
+    [InlineData(1, 256, 1, 1, 1, 1, 6, 0)]
+    [InlineData(2, 512, 0, 1, 0, 1, 6, 0)]
+    [InlineData(1, 256, 1, 1, 1, 1, 3, 0)]
+    [InlineData(1, 256, 1, 1, 1, 1, 6, 1)]
+    [InlineData(2, 512, 0, 1, 0, 1, 5, 1)]
+    public void Conv2d_cpu_large_input_row_major_path_matches_reference(int stride, int size, int top, int bottom, int left, int right, int o, int threads)
     {
-        var dev = Backends.Get("cpu");
-        const int c = 32, o = 6; // o % 4 = 2: a partial channel block
+        Backends.Get("cpu");
+        using var dev = new CpuDevice(threads);
+        const int c = 32; // o % 4 = 2: a partial channel block
         int h = size, w = size - 3; // width not a multiple of 16
         var pad = new Conv2dPadding(top, bottom, left, right);
         var rng = new Random(stride);
@@ -96,6 +103,85 @@ public class ConvTests
         var (expected, bound) = ReferenceConv(xs, ws, bs, c, h, w, o, 3, 3, stride, pad);
         AssertWithinBound(expected, bound, y.ToFloatArray(), c * 9, $"large conv s{stride} on cpu");
         y.AssertIntact("large conv on cpu");
+    }
+
+    public static TheoryData<string, int, int, int, int, bool, string> OneByOneCases()
+    {
+        var data = new TheoryData<string, int, int, int, int, bool, string>();
+        foreach (var backend in Backends.Ids)
+        {
+            // backend, C, O, H, W, bias, weight dtype
+            data.Add(backend, 37, 29, 7, 23, true, "F32");    // odd sizes: O not a multiple of the GEMM's 14 rows, H·W of its 32 columns
+            data.Add(backend, 400, 19, 5, 9, true, "F32");    // C > 384: the CPU GEMM's second K block accumulates onto the bias
+            data.Add(backend, 21, 17, 6, 11, false, "BF16");  // 16-bit weights widened once, no bias
+            data.Add(backend, 13, 5, 9, 3, true, "F16");
+            data.Add(backend, 3, 2, 1, 1, true, "F32");       // a single pixel
+        }
+        return data;
+    }
+
+    /// <summary>1×1 stride-1 unpadded convs: the CPU runs them as the packed GEMM Y[O, HW] = W[O, C] · X[C, HW] with the
+    /// bias per row; checked against the float64 reference on every backend (input given as [1, C, H, W]).</summary>
+    [Theory, MemberData(nameof(OneByOneCases))]
+    public void Conv2d_1x1_gemm_path_matches_float64_reference(string backend, int c, int o, int h, int w, bool withBias, string dtype)
+    {
+        var dev = Backends.Get(backend);
+        var rng = new Random(c * 1000 + o);
+        float[] xs = RandomValues(rng, c * h * w), ws = RandomValues(rng, o * c), bs = RandomValues(rng, o);
+        Tensor wt;
+        float[] rounded = ws;
+        if (dtype == "BF16")
+        {
+            var bits = Array.ConvertAll(ws, Bf16.FromFloat);
+            rounded = Array.ConvertAll(bits, Bf16.ToFloat);
+            wt = Tensor.FromSpan<ushort>(dev, bits, new Shape(o, c, 1, 1), DType.BF16);
+        }
+        else if (dtype == "F16")
+        {
+            var halves = Array.ConvertAll(ws, v => (Half)v);
+            rounded = Array.ConvertAll(halves, v => (float)v);
+            wt = Tensor.FromSpan<Half>(dev, halves, new Shape(o, c, 1, 1));
+        }
+        else wt = Tensor.FromArray(dev, ws, o, c, 1, 1);
+        using (wt)
+        {
+            using var x = Tensor.FromArray(dev, xs, 1, c, h, w);
+            using var b = Tensor.FromArray(dev, bs, o);
+            using var y = new Guarded(dev, DType.F32, 1, o, h, w);
+            Conv2d.Forward(x, wt, withBias ? b : null, y, 1, Conv2dPadding.None);
+            var (expected, bound) = ReferenceConv(xs, rounded, withBias ? bs : null, c, h, w, o, 1, 1, 1, Conv2dPadding.None);
+            AssertWithinBound(expected, bound, y.ToFloatArray(), c, $"conv 1x1 {c}->{o} {h}x{w} {dtype} bias={withBias} on {backend}");
+            y.AssertIntact($"conv 1x1 on {backend}");
+        }
+    }
+
+    /// <summary>The CPU's 1×1 GEMM path against its general direct path (the <c>Direct1x1</c> experiment switch, set by
+    /// reflection as the bench does) at a VAE-like shape with a ragged H·W: same sums, different order.</summary>
+    [Fact]
+    public void Conv2d_cpu_1x1_gemm_path_matches_direct_path()
+    {
+        var dev = Backends.Get("cpu");
+        const int c = 70, o = 45, h = 33, w = 35;
+        var rng = new Random(5);
+        float[] xs = RandomValues(rng, c * h * w), ws = RandomValues(rng, o * c), bs = RandomValues(rng, o);
+        using var x = Tensor.FromArray(dev, xs, c, h, w);
+        using var wt = Tensor.FromArray(dev, ws, o, c, 1, 1);
+        using var b = Tensor.FromArray(dev, bs, o);
+        using var yGemm = Tensor.Empty(dev, DType.F32, o, h, w);
+        using var yDirect = Tensor.Empty(dev, DType.F32, o, h, w);
+        var field = typeof(Conv2d).GetField("Direct1x1", System.Reflection.BindingFlags.Static | System.Reflection.BindingFlags.NonPublic)!;
+        Conv2d.Forward(x, wt, b, yGemm, 1, Conv2dPadding.None);
+        try
+        {
+            field.SetValue(null, true);
+            Conv2d.Forward(x, wt, b, yDirect, 1, Conv2dPadding.None);
+        }
+        finally
+        {
+            field.SetValue(null, false);
+        }
+        // Both sum 70 products of magnitude ≤ 1 in fp32: orders differ, so allow ~sqrt(70)·2^-24·70 ≈ 4e-5.
+        Compare.Close(yDirect.ToFloatArray(), yGemm.ToFloatArray(), 1e-5f, 5e-5f, "1x1 gemm vs direct on cpu");
     }
 
     [Theory, MemberData(nameof(Backends.All), MemberType = typeof(Backends))]

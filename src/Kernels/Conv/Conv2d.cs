@@ -30,8 +30,10 @@ public readonly record struct Conv2dPadding(int Top, int Bottom, int Left, int R
 /// are re-packed per task into [k][4 channels] (converting F16/BF16 on the way), so broadcasts read
 /// sequential memory; that costs O·C·kh·kw per call, negligible next to the O·C·kh·kw·H'·W' FMAs.
 /// Threads split (blocks of 4 output channels) × (chunks of output rows) while the padded input fits the
-/// cache; for larger inputs tasks are row chunks that run every channel block (weights packed once per call),
-/// so the input is read from DRAM once instead of once per channel block.
+/// cache (that copy lives in the calling thread's reusable scratch); for larger inputs tasks are row chunks that run
+/// every channel block (weights packed once per call), each padding only its own slab of input rows (≤ 4 MiB, in the
+/// worker's scratch) right before using it, so the input is read from DRAM once instead of once per channel block
+/// and no call allocates (and page-faults) a whole padded copy. 1×1 stride-1 unpadded convs are the packed GEMM.
 /// Measured (Zen 4, 2 threads, 3×3 pad 1): 512→512 at 32×32 / 64×64 and 256→256 at 128×128 run at 90–95% of
 /// a register-only Vector512 FMA loop per CPU-second (~105 of ~114 GFLOP/s per core); see bench/ConvBenchmarks.cs.
 /// </para>
@@ -81,8 +83,16 @@ public static partial class Conv2d
     /// <summary>Padded-input size above which tasks go row-major (see ForwardCpu); about a quarter of a 32 MiB L3.</summary>
     private const long RowMajorInputBytes = 8 << 20;
 
+    /// <summary>Experiment switch (bench conv-ab): run 1×1 stride-1 unpadded convs through the direct path instead of the GEMM.</summary>
+    internal static bool Direct1x1 = false;
+
     private static unsafe void ForwardCpu(CpuDevice device, Tensor x, Tensor weight, Tensor? bias, Tensor y, Geometry g)
     {
+        if (g.KH == 1 && g.KW == 1 && g.Stride == 1 && g.Pad == Conv2dPadding.None && !Direct1x1)
+        {
+            Forward1x1Gemm(device, x, weight, bias, y, g);
+            return;
+        }
         int lanes = Vector512.IsHardwareAccelerated ? 16 : 8;
         int s = g.Stride;
         int hp = g.H + g.Pad.Top + g.Pad.Bottom;
@@ -108,51 +118,128 @@ public static partial class Conv2d
                     weightIndex[i] = (c * g.KH + ky) * g.KW + kx;
                 }
 
-        using var xq = Tensor.Empty(device, DType.F32, new Shape((int)xqCount), "conv2d.xq");
-        BuildPhaseInput(device, x, xq, g, hp, wq);
-
         int oBlocks = (g.O + OcTile - 1) / OcTile;
         // Two task orders. While xq is small enough to stay in the last-level cache, tasks are (block of 4 output
         // channels) × (row chunk), each packing its own weights: no packing pass, and the input is re-read from
         // cache once per block. Past that, re-reading xq per channel block would stream it from DRAM
         // O/4 times, so all weights are packed once (O·K values, parallel) and tasks are row chunks that run every
         // channel block on rows whose input stays in L2 while the (cache-resident) packed weights stream.
-        bool rowMajor = xqCount * sizeof(float) > RowMajorInputBytes && oBlocks > 1;
-        int rowChunks = rowMajor
-            ? Math.Min(g.Ho, 4 * device.Threads)
-            : Math.Clamp((3 * device.Threads + oBlocks - 1) / oBlocks, 1, g.Ho); // split rows only when blocks are few
-        if (device.Threads == 1) rowChunks = 1;
-        int tasks = rowMajor ? rowChunks : oBlocks * rowChunks;
-
-        float* xqp = (float*)xq.Pointer;
+        bool large = xqCount * sizeof(float) > RowMajorInputBytes;
+        bool rowMajor = WholeInputCopy ? large && oBlocks > 1 : large;
         float* yp = (float*)y.Pointer;
         float* bp = bias is null ? null : (float*)bias.Pointer;
         nint wPtr = weight.Pointer;
         var wType = weight.DType;
-        var ctx = new CpuContext(xqp, yp, bp, wPtr, wType, g, lanes, nvx, wq, k, rowChunks);
-
-        fixed (int* offs = tapOffsets, widx = weightIndex)
+        float* xqp = null;
+        Tensor? xqTensor = null;
+        try
         {
-            int* offsPtr = offs, widxPtr = widx;
-            if (!rowMajor)
+            if (WholeInputCopy)
             {
-                if (tasks == 1)
-                    RunChannelBlockTask(ctx, offsPtr, widxPtr, 0);
+                xqTensor = Tensor.Empty(device, DType.F32, new Shape((int)xqCount), "conv2d.xq");
+                xqp = (float*)xqTensor.Pointer;
+            }
+            else if (!rowMajor)
+                // The whole padded input (≤ 8 MiB here) in the calling thread's scratch, reused by later calls: a fresh
+                // pool buffer would be zero-filled and page-faulted at every new size of a single VAE decode.
+                xqp = (float*)(_xqScratch ??= new()).Get(xqCount * sizeof(float));
+            if (xqp != null) BuildPhaseInput(device, (float*)x.Pointer, xqp, g, hp, wq);
+
+            fixed (int* offs = tapOffsets, widx = weightIndex)
+            {
+                int* offsPtr = offs, widxPtr = widx;
+                if (!rowMajor)
+                {
+                    int rowChunks = Math.Clamp((3 * device.Threads + oBlocks - 1) / oBlocks, 1, g.Ho); // split rows only when blocks are few
+                    if (device.Threads == 1) rowChunks = 1;
+                    int tasks = oBlocks * rowChunks;
+                    var ctx = new CpuContext(xqp, yp, bp, wPtr, wType, g, lanes, nvx, wq, k, rowChunks);
+                    if (tasks == 1)
+                        RunChannelBlockTask(ctx, offsPtr, widxPtr, 0);
+                    else
+                        Parallel.For(0, tasks, device.ParallelOptions, t => RunChannelBlockTask(ctx, offsPtr, widxPtr, t));
+                    return;
+                }
+                // Row-major: each task pads its own slab of input rows (≤ SlabBytes, in that worker's scratch) just
+                // before using it, so the input is never copied as a whole into a fresh buffer and the slab is cache-hot.
+                int chunks;
+                long slabFloats = 0;
+                if (xqp != null)
+                    chunks = device.Threads == 1 ? 1 : Math.Min(g.Ho, 4 * device.Threads);
                 else
-                    Parallel.For(0, tasks, device.ParallelOptions, t => RunChannelBlockTask(ctx, offsPtr, widxPtr, t));
-                return;
+                {
+                    int slabRowsBudget = (int)Math.Max(g.KH, SlabBytes / (rowBlock * sizeof(float)));
+                    int rowsPerChunk = Math.Max(1, (slabRowsBudget - g.KH) / s + 1);
+                    int needed = (g.Ho + rowsPerChunk - 1) / rowsPerChunk;
+                    chunks = Math.Min(g.Ho, device.Threads == 1 ? needed : Math.Max(4 * device.Threads, needed));
+                    int maxRows = (g.Ho + chunks - 1) / chunks;
+                    slabFloats = ((long)(maxRows - 1) * s + g.KH) * rowBlock;
+                }
+                var rowCtx = new CpuContext(xqp, yp, bp, wPtr, wType, g, lanes, nvx, wq, k, chunks);
+                long blockStride = (long)k * OcTile;
+                float* packed = (float*)(_packedScratch ??= new()).Get(oBlocks * blockStride * sizeof(float));
+                float* src = (float*)x.Pointer;
+                Parallel.For(0, oBlocks, device.ParallelOptions, ob => PackWeights(rowCtx, ob * OcTile, widxPtr, packed + ob * blockStride));
+                if (chunks == 1)
+                    RunRowTask(rowCtx, src, offsPtr, packed, slabFloats, 0);
+                else
+                    Parallel.For(0, chunks, device.ParallelOptions, t => RunRowTask(rowCtx, src, offsPtr, packed, slabFloats, t));
             }
-            long blockStride = (long)k * OcTile;
-            float* packed = (float*)NativeMemory.AlignedAlloc((nuint)(oBlocks * blockStride) * sizeof(float), 64);
-            try
+        }
+        finally
+        {
+            xqTensor?.Dispose();
+        }
+    }
+
+    /// <summary>Upper bound of one row task's padded input slab (rows × C × phases × wq floats); 4 MiB per thread keeps
+    /// both threads' slabs in L3 and re-pads only kh − s rows per chunk (~15% extra copying at 256 channels, 256²).</summary>
+    private const long SlabBytes = 4 << 20;
+
+    /// <summary>Experiment switch (bench conv-ab): the previous buffer handling — the whole padded input in a pool tensor for
+    /// every call, row-major tasks (only when O > 4) reading it.</summary>
+    internal static bool WholeInputCopy = false;
+
+    [ThreadStatic] private static ThreadScratch? _xqScratch, _slabScratch, _packedScratch;
+
+    /// <summary>
+    /// A 1×1, stride-1, unpadded conv is a plain GEMM over the NCHW planes: Y[O, H·W] = W[O, C] · X[C, H·W] (+ bias per
+    /// row), run by the packed BLIS GEMM (<see cref="GemmCpu"/>) with X as a [K, N] B operand (no copy of the input).
+    /// The direct path first copies the whole input into its padded buffer (32–64 MiB at the VAE's 1×1 shapes): in a
+    /// single VAE decode that buffer was a fresh pool allocation, zero-filled on one thread and page-faulted, and the
+    /// profile showed 10–24 GFLOP/s for these calls (bench quick conv, Zen 5, 2 threads: 256→128 at 256² 18.6 GFLOP/s
+    /// cold, 256 warm). The GEMM reads X where it is and packs only KC×NC panels into small per-thread buffers.
+    /// </summary>
+    private static unsafe void Forward1x1Gemm(CpuDevice device, Tensor x, Tensor weight, Tensor? bias, Tensor y, Geometry g)
+    {
+        int n = g.H * g.W;
+        float* a = (float*)weight.Pointer;
+        float* converted = null;
+        try
+        {
+            if (weight.DType != DType.F32)
             {
-                Parallel.For(0, oBlocks, device.ParallelOptions, ob => PackWeights(ctx, ob * OcTile, widxPtr, packed + ob * blockStride));
-                Parallel.For(0, tasks, device.ParallelOptions, t => RunRowTask(ctx, offsPtr, packed, t));
+                long count = (long)g.O * g.C;
+                converted = (float*)NativeMemory.AlignedAlloc((nuint)count * sizeof(float), 64);
+                if (weight.DType == DType.BF16)
+                {
+                    ushort* src = (ushort*)weight.Pointer;
+                    for (long i = 0; i < count; i++) converted[i] = BitConverter.Int32BitsToSingle(src[i] << 16);
+                }
+                else
+                {
+                    Half* src = (Half*)weight.Pointer;
+                    for (long i = 0; i < count; i++) converted[i] = (float)src[i];
+                }
+                a = converted;
             }
-            finally
-            {
-                NativeMemory.AlignedFree(packed);
-            }
+            var b = new BOperand((float*)x.Pointer, DType.F32, BLayout.KN, n);
+            GemmCpu.Run(a, g.C, b, null, (float*)y.Pointer, n, g.O, n, g.C, device.Threads,
+                bias is null ? null : (float*)bias.Pointer);
+        }
+        finally
+        {
+            if (converted != null) NativeMemory.AlignedFree(converted);
         }
     }
 
@@ -167,52 +254,55 @@ public static partial class Conv2d
     }
 
     /// <summary>xq[r][c][p][i] = x[c][r − top][i·s + p − left], zero outside x (r over the padded rows).</summary>
-    private static unsafe void BuildPhaseInput(CpuDevice device, Tensor x, Tensor xq, Geometry g, int hp, int wq)
+    private static unsafe void BuildPhaseInput(CpuDevice device, float* src, float* dst, Geometry g, int hp, int wq)
     {
-        float* src = (float*)x.Pointer;
-        float* dst = (float*)xq.Pointer;
+        long rowBlock = (long)g.C * g.Stride * wq;
+        if (device.Threads == 1 || (long)g.C * g.H * g.W < 1 << 15)
+            for (int r = 0; r < hp; r++) PadRow(src, dst + r * rowBlock, g, wq, r);
+        else
+            Parallel.For(0, hp, device.ParallelOptions, r => PadRow(src, dst + r * rowBlock, g, wq, r));
+    }
+
+    /// <summary>One padded row r of xq (all channels and phases) at <paramref name="row0"/>: row0[c][p][i] = x[c][r − top][i·s + p − left].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // optimized from the first call: a single VAE decode calls each shape a few times
+    private static unsafe void PadRow(float* src, float* row0, in Geometry g, int wq, int r)
+    {
         int s = g.Stride;
-        void PaddedRow(int r)
+        int iy = r - g.Pad.Top;
+        for (int c = 0; c < g.C; c++)
         {
-            int iy = r - g.Pad.Top;
-            for (int c = 0; c < g.C; c++)
+            for (int p = 0; p < s; p++)
             {
-                for (int p = 0; p < s; p++)
+                float* row = row0 + ((long)c * s + p) * wq;
+                if (iy < 0 || iy >= g.H)
                 {
-                    float* row = dst + (((long)r * g.C + c) * s + p) * wq;
-                    if (iy < 0 || iy >= g.H)
+                    new Span<float>(row, wq).Clear();
+                    continue;
+                }
+                float* srow = src + ((long)c * g.H + iy) * g.W;
+                if (s == 1)
+                {
+                    // i − left in [0, W): one copy, zeros around it.
+                    int lo = Math.Min(g.Pad.Left, wq);
+                    int n = Math.Clamp(wq - lo, 0, g.W);
+                    new Span<float>(row, lo).Clear();
+                    new ReadOnlySpan<float>(srow, n).CopyTo(new Span<float>(row + lo, n));
+                    new Span<float>(row + lo + n, wq - lo - n).Clear();
+                }
+                else
+                {
+                    for (int i = 0; i < wq; i++)
                     {
-                        new Span<float>(row, wq).Clear();
-                        continue;
-                    }
-                    float* srow = src + ((long)c * g.H + iy) * g.W;
-                    if (s == 1)
-                    {
-                        // i − left in [0, W): one copy, zeros around it.
-                        int lo = Math.Min(g.Pad.Left, wq);
-                        int n = Math.Clamp(wq - lo, 0, g.W);
-                        new Span<float>(row, lo).Clear();
-                        new ReadOnlySpan<float>(srow, n).CopyTo(new Span<float>(row + lo, n));
-                        new Span<float>(row + lo + n, wq - lo - n).Clear();
-                    }
-                    else
-                    {
-                        for (int i = 0; i < wq; i++)
-                        {
-                            int ix = i * s + p - g.Pad.Left;
-                            row[i] = (uint)ix < (uint)g.W ? srow[ix] : 0f;
-                        }
+                        int ix = i * s + p - g.Pad.Left;
+                        row[i] = (uint)ix < (uint)g.W ? srow[ix] : 0f;
                     }
                 }
             }
         }
-        if (device.Threads == 1 || (long)g.C * g.H * g.W < 1 << 15)
-            for (int r = 0; r < hp; r++) PaddedRow(r);
-        else
-            Parallel.For(0, hp, device.ParallelOptions, PaddedRow);
     }
 
     /// <summary>Channel-block-major task: one block of 4 output channels (weights packed here) over one chunk of output rows.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // optimized from the first call: a single VAE decode calls each shape a few times
     private static unsafe void RunChannelBlockTask(in CpuContext ctx, int* offs, int* weightIndex, int task)
     {
         int ob = task / ctx.RowChunks, rc = task % ctx.RowChunks;
@@ -225,7 +315,7 @@ public static partial class Conv2d
             PackWeights(ctx, ob * OcTile, weightIndex, wp);
             int jobs = (int)rowCount * ctx.Nvx;
             for (int j0 = 0; j0 < jobs; j0 += VecTile)
-                ComputeTile(ctx, offs, wp, ob * OcTile, (int)rowStart, j0, jobs, tile);
+                ComputeTile(ctx, ctx.Xq, offs, wp, ob * OcTile, (int)rowStart, j0, jobs, tile);
         }
         finally
         {
@@ -233,26 +323,40 @@ public static partial class Conv2d
         }
     }
 
-    /// <summary>Row-major task: one chunk of output rows, every block of output channels (weights packed once per call).</summary>
-    private static unsafe void RunRowTask(in CpuContext ctx, int* offs, float* packedWeights, int task)
+    /// <summary>Row-major task: one chunk of output rows, every block of output channels (weights packed once per call).
+    /// Without a whole-input copy (ctx.Xq null) the task first pads its slab of input rows into this thread's scratch.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // optimized from the first call: a single VAE decode calls each shape a few times
+    private static unsafe void RunRowTask(in CpuContext ctx, float* src, int* offs, float* packedWeights, long slabFloats, int task)
     {
         var (rowStart, rowCount) = Partition.Range(ctx.G.Ho, task, ctx.RowChunks);
         if (rowCount == 0) return;
+        var g = ctx.G;
+        long rowBlock = (long)g.C * g.Stride * ctx.Wq;
+        long rowStep = g.Stride * rowBlock;          // xq distance between output rows
+        float* xq = ctx.Xq;
+        if (xq == null)
+        {
+            float* slab = (float*)(_slabScratch ??= new()).Get(slabFloats * sizeof(float));
+            int r0 = (int)rowStart * g.Stride, slabRows = ((int)rowCount - 1) * g.Stride + g.KH;
+            for (int i = 0; i < slabRows; i++) PadRow(src, slab + i * rowBlock, g, ctx.Wq, r0 + i);
+            xq = slab - rowStart * rowStep;         // so that output row rowStart reads the slab's first row
+        }
         float* tile = stackalloc float[OcTile * VecTile * 16];
         int jobs = (int)rowCount * ctx.Nvx;
-        int oBlocks = (ctx.G.O + OcTile - 1) / OcTile;
+        int oBlocks = (g.O + OcTile - 1) / OcTile;
         long blockStride = (long)ctx.K * OcTile;
         // The tile's input (a few rows of xq) stays in L1/L2 while the packed weights stream from L3.
         for (int j0 = 0; j0 < jobs; j0 += VecTile)
             for (int ob = 0; ob < oBlocks; ob++)
-                ComputeTile(ctx, offs, packedWeights + ob * blockStride, ob * OcTile, (int)rowStart, j0, jobs, tile);
+                ComputeTile(ctx, xq, offs, packedWeights + ob * blockStride, ob * OcTile, (int)rowStart, j0, jobs, tile);
     }
 
     /// <summary>
     /// Output vectors [j0, j0 + 4) of a row chunk (vector j: row rowStart + j / nvx, pixels (j % nvx)·lanes …) for
     /// output channels o0 … o0 + 3: the register tile, then bias and the stores of the valid channels and pixels.
     /// </summary>
-    private static unsafe void ComputeTile(in CpuContext ctx, int* offs, float* wp, int o0, int rowStart, int j0, int jobs, float* tile)
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // optimized from the first call: a single VAE decode calls each shape a few times
+    private static unsafe void ComputeTile(in CpuContext ctx, float* xq, int* offs, float* wp, int o0, int rowStart, int j0, int jobs, float* tile)
     {
         var g = ctx.G;
         int s = g.Stride, lanes = ctx.Lanes, nvx = ctx.Nvx;
@@ -267,7 +371,7 @@ public static partial class Conv2d
             int j = j0 + Math.Min(v, valid - 1);   // a short last group repeats its last vector
             jobRow[v] = rowStart + j / nvx;
             jobX[v] = j % nvx * lanes;
-            inp[v] = ctx.Xq + jobRow[v] * rowStep + jobX[v];
+            inp[v] = xq + jobRow[v] * rowStep + jobX[v];
         }
         if (lanes == 16)
             Tile512(wp, offs, ctx.K, inp[0], inp[1], inp[2], inp[3], tile);
@@ -291,6 +395,7 @@ public static partial class Conv2d
     }
 
     /// <summary>wp[k·4 + j] = weight[o0 + j][weightIndex[k]] as F32 (zero for channels past O).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // optimized from the first call: a single VAE decode calls each shape a few times
     private static unsafe void PackWeights(in CpuContext ctx, int o0, int* weightIndex, float* wp)
     {
         int k = ctx.K, o = ctx.G.O;

@@ -62,8 +62,9 @@ internal static unsafe partial class GemmCpu
     /// (OPTIMIZATION_LOG.md, 2026-12-02 sixth session). A field, not a constant, so `bench gemm-ab PrefetchB` can A/B it.</summary>
     internal static bool PrefetchB = true;
 
-    /// <summary>C = A·B (+ bias) using up to <paramref name="threads"/> threads.</summary>
-    public static void Run(float* a, long lda, in BOperand b, float* bias, float* c, long ldc, int m, int n, int k, int threads)
+    /// <summary>C = A·B (+ bias) using up to <paramref name="threads"/> threads; <paramref name="rowBias"/> [M], when given,
+    /// is added to every row (C[i, j] += rowBias[i]: a convolution's per-output-channel bias with C = weight · input).</summary>
+    public static void Run(float* a, long lda, in BOperand b, float* bias, float* c, long ldc, int m, int n, int k, int threads, float* rowBias = null)
     {
         if (m == 0 || n == 0) return;
         if (k == 0)
@@ -72,10 +73,11 @@ internal static unsafe partial class GemmCpu
             {
                 var row = new Span<float>(c + i * ldc, n);
                 if (bias == null) row.Clear(); else new ReadOnlySpan<float>(bias, n).CopyTo(row);
+                if (rowBias != null) for (int j = 0; j < n; j++) row[j] += rowBias[i];
             }
             return;
         }
-        if (m <= GemvMaxRows && b.Layout == BLayout.NK)
+        if (m <= GemvMaxRows && b.Layout == BLayout.NK && rowBias == null)
         {
             Gemv(a, lda, b, bias, c, ldc, m, n, k, threads);
             return;
@@ -86,23 +88,23 @@ internal static unsafe partial class GemmCpu
         threads = (int)Math.Clamp(Math.Min(threads, flops / (1 << 21)), 1, 64);
         if (threads == 1)
         {
-            Block(a, lda, b, bias, c, ldc, 0, m, 0, n, k);
+            Block(a, lda, b, bias, c, ldc, 0, m, 0, n, k, rowBias);
             return;
         }
         bool splitN = n >= threads * NR * 2 || n >= m;
         var bb = b;
-        nint pa = (nint)a, pbias = (nint)bias, pc = (nint)c;
+        nint pa = (nint)a, pbias = (nint)bias, pc = (nint)c, prow = (nint)rowBias;
         Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, t =>
         {
             if (splitN)
             {
                 var (start, len) = Partition.Range(n, t, threads, NR);
-                if (len > 0) Block((float*)pa, lda, bb, (float*)pbias, (float*)pc, ldc, 0, m, (int)start, (int)len, k);
+                if (len > 0) Block((float*)pa, lda, bb, (float*)pbias, (float*)pc, ldc, 0, m, (int)start, (int)len, k, (float*)prow);
             }
             else
             {
                 var (start, len) = Partition.Range(m, t, threads, MR);
-                if (len > 0) Block((float*)pa, lda, bb, (float*)pbias, (float*)pc, ldc, (int)start, (int)len, 0, n, k);
+                if (len > 0) Block((float*)pa, lda, bb, (float*)pbias, (float*)pc, ldc, (int)start, (int)len, 0, n, k, (float*)prow);
             }
         });
     }
@@ -260,8 +262,10 @@ internal static unsafe partial class GemmCpu
         public static float Load1(void* data, long offset) => Fp8.Decode(((byte*)data)[offset], Fp8Format.E5M2);
     }
 
-    /// <summary>The single-threaded blocked loop nest over C[m0.., n0..] (one thread's share).</summary>
-    public static void Block(float* a, long lda, in BOperand b, float* bias, float* c, long ldc, int m0, int mLen, int n0, int nLen, int k)
+    /// <summary>The single-threaded blocked loop nest over C[m0.., n0..] (one thread's share). With a
+    /// <paramref name="rowBias"/>, the first K block's tile is filled with rowBias[row] (+ bias[col]) where the tile is
+    /// about to be computed (so it is in L1) and the micro-kernel accumulates into it.</summary>
+    public static void Block(float* a, long lda, in BOperand b, float* bias, float* c, long ldc, int m0, int mLen, int n0, int nLen, int k, float* rowBias = null)
     {
         int kcMax = Math.Min(KC, k);
         int ncMax = Math.Min(NC, RoundUp(nLen, NR));
@@ -288,15 +292,35 @@ internal static unsafe partial class GemmCpu
                         float* biasTile = bias == null ? null : bias + jc + jr;
                         float* scaleTile = b.Scale == null ? null : b.Scale + jc + jr;
                         for (int ir = 0; ir < mc; ir += MR)
+                        {
+                            float* cTile = c + (ic + ir) * ldc + jc + jr;
+                            int mr = Math.Min(MR, mc - ir);
+                            bool acc = accumulate;
+                            if (rowBias != null && !accumulate)
+                            {
+                                FillRowBias(cTile, ldc, mr, nr, rowBias + ic + ir, biasTile);
+                                acc = true;
+                            }
                             if (Simd512.Native)
-                                Kernel14x32(packA + (long)ir * kc, panelB, kc, c + (ic + ir) * ldc + jc + jr, ldc,
-                                    Math.Min(MR, mc - ir), nr, accumulate, biasTile, scaleTile);
+                                Kernel14x32(packA + (long)ir * kc, panelB, kc, cTile, ldc, mr, nr, acc, biasTile, scaleTile);
                             else
-                                Kernel14x32Avx2(packA + (long)ir * kc, panelB, kc, c + (ic + ir) * ldc + jc + jr, ldc,
-                                    Math.Min(MR, mc - ir), nr, accumulate, biasTile, scaleTile);
+                                Kernel14x32Avx2(packA + (long)ir * kc, panelB, kc, cTile, ldc, mr, nr, acc, biasTile, scaleTile);
+                        }
                     }
                 }
             }
+        }
+    }
+
+    /// <summary>C[r, 0..nr) = rowBias[r] (+ bias[0..nr)) for the mr rows of a tile.</summary>
+    private static void FillRowBias(float* c, long ldc, int mr, int nr, float* rowBias, float* bias)
+    {
+        for (int r = 0; r < mr; r++)
+        {
+            var row = new Span<float>(c + r * ldc, nr);
+            row.Fill(rowBias[r]);
+            if (bias != null)
+                for (int j = 0; j < nr; j++) row[j] += bias[j];
         }
     }
 
