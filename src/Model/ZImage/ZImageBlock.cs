@@ -69,23 +69,35 @@ public sealed class ZImageBlock : IDisposable
     /// x [N, D] updated in place. <paramref name="segments"/> are the items' rows; item i uses modulation row i of
     /// <paramref name="mod"/> ([B, 4, D], null for an unmodulated block). cos/sin [N, head_dim]: each row's RoPE factors,
     /// interleaved pairs. <paramref name="trace"/> sees the first item's internals.
+    /// <para>Token merging: with <paramref name="merge"/>, both branches (attention: q/k/v, attention per merged item,
+    /// output projection and its norm; the FFN and its norm) run on the merged rows — the modulated norm of x averaged
+    /// per group — and are copied back to every row before the gated residuals. <paramref name="keysOut"/> (optional
+    /// [N, D]) receives the key projections (before norm and RoPE), from which the transformer plans the merge.</para>
     /// </summary>
-    public void Forward(Tensor x, IReadOnlyList<TokenSegment> segments, Tensor? mod, Tensor cos, Tensor sin, Action<string, Tensor>? trace = null)
+    public void Forward(Tensor x, IReadOnlyList<TokenSegment> segments, Tensor? mod, Tensor cos, Tensor sin, Action<string, Tensor>? trace = null,
+        ZImageTokenMerge? merge = null, Tensor? keysOut = null)
     {
         var dev = x.Device;
         int n = x.Shape[0];
+        int nm = merge?.Rows ?? n; // rows the branches compute on
+        var branchSegments = merge?.Segments ?? segments;
+        if (merge is not null) (cos, sin, trace) = (merge.Cos, merge.Sin, null);
         if ((mod is null) != (_adaLn is null)) throw new InvalidOperationException("ZImageBlock: modulation must be given exactly for modulated blocks");
         Tensor? Row(int item, int r) => mod?.Slice(item, 1).Reshape(4, _dim).Slice(r, 1);
 
         using var h = Tensor.Empty(dev, DType.F32, n, _dim);
         NormScaled(x, _attnNorm1, h, segments, mod, 0, trace, "attn_in");
+        using var hm = merge is null ? null : Tensor.Empty(dev, DType.F32, nm, _dim);
+        if (merge is not null) merge.Merge(h, hm!);
+        var branch = hm ?? h;
 
-        using var q = Tensor.Empty(dev, DType.F32, n, _heads, _headDim);
-        using var k = Tensor.Empty(dev, DType.F32, n, _heads, _headDim);
-        using var v = Tensor.Empty(dev, DType.F32, n, _heads, _headDim);
-        _q.Forward(h, q.Reshape(n, _dim));
-        _k.Forward(h, k.Reshape(n, _dim));
-        _v.Forward(h, v.Reshape(n, _dim));
+        using var q = Tensor.Empty(dev, DType.F32, nm, _heads, _headDim);
+        using var k = Tensor.Empty(dev, DType.F32, nm, _heads, _headDim);
+        using var v = Tensor.Empty(dev, DType.F32, nm, _heads, _headDim);
+        _q.Forward(branch, q.Reshape(nm, _dim));
+        _k.Forward(branch, k.Reshape(nm, _dim));
+        _v.Forward(branch, v.Reshape(nm, _dim));
+        if (keysOut is not null) k.Reshape(nm, _dim).CopyTo(keysOut);
         trace?.Invoke("attn.to_q", q.Reshape(n, _dim));
         trace?.Invoke("attn.to_k", k.Reshape(n, _dim));
         trace?.Invoke("attn.to_v", v.Reshape(n, _dim));
@@ -101,32 +113,35 @@ public sealed class ZImageBlock : IDisposable
         trace?.Invoke("attn.q_rope", q);
         trace?.Invoke("attn.k_rope", k);
         trace?.Invoke("attn.v", v);
-        using (var o = Tensor.Empty(dev, DType.F32, n, _heads, _headDim))
+        using (var o = Tensor.Empty(dev, DType.F32, nm, _heads, _headDim))
         {
-            foreach (var s in segments)
+            foreach (var s in branchSegments)
                 Attention.Forward(q.Slice(s.Offset, s.Length), k.Slice(s.Offset, s.Length), v.Slice(s.Offset, s.Length), o.Slice(s.Offset, s.Length));
             trace?.Invoke("attn.sdpa_out", o);
-            _out.Forward(o.Reshape(n, _dim), h);
+            _out.Forward(o.Reshape(nm, _dim), branch);
         }
         trace?.Invoke("attn.out", h);
-        RmsNorm.Forward(h, _attnNorm2, h, _eps);
+        RmsNorm.Forward(branch, _attnNorm2, branch, _eps);
         trace?.Invoke("attention_norm2", h);
+        if (merge is not null) merge.Unmerge(hm!, h);
         Residual(x, h, segments, mod, 1);
 
         NormScaled(x, _ffnNorm1, h, segments, mod, 2, trace, "ffn_in");
-        using (var a = Tensor.Empty(dev, DType.F32, n, _ffn))
-        using (var b = Tensor.Empty(dev, DType.F32, n, _ffn))
+        if (merge is not null) merge.Merge(h, hm!);
+        using (var a = Tensor.Empty(dev, DType.F32, nm, _ffn))
+        using (var b = Tensor.Empty(dev, DType.F32, nm, _ffn))
         {
-            _w1.Forward(h, a);
-            _w3.Forward(h, b);
+            _w1.Forward(branch, a);
+            _w3.Forward(branch, b);
             trace?.Invoke("ffn.w1", a);
             trace?.Invoke("ffn.w3", b);
             SwiGlu.Forward(a, b, a);
-            _w2.Forward(a, h);
+            _w2.Forward(a, branch);
         }
         trace?.Invoke("ffn.out", h);
-        RmsNorm.Forward(h, _ffnNorm2, h, _eps);
+        RmsNorm.Forward(branch, _ffnNorm2, branch, _eps);
         trace?.Invoke("ffn_norm2", h);
+        if (merge is not null) merge.Unmerge(hm!, h);
         Residual(x, h, segments, mod, 3);
         return;
 

@@ -59,6 +59,7 @@ public sealed class ZImageModel : IDiffusionModel, Bench.IStageFlopModel
     private readonly bool _ropeCache;
     private readonly bool _syncPerBlock;
     private readonly bool _populateWeights;
+    private readonly double? _tokenMergeRatio;
     private readonly bool _bf16Transformer;
     private readonly Dictionary<string, float[]> _promptCache = new();
     private ZImageTransformer? _transformer;
@@ -78,6 +79,7 @@ public sealed class ZImageModel : IDiffusionModel, Bench.IStageFlopModel
         _ropeCache = options.RopeCache;
         _syncPerBlock = options.SyncPerBlock;
         _populateWeights = options.PopulateWeights;
+        _tokenMergeRatio = options.TokenMergeRatio;
         DiskCache = options.PromptCache;
         if (options.TextLayers is { } layers && !(layers.Length == 1 && layers[0] == snapshot.TextLayer))
             throw new ArgumentException($"--text-layers {string.Join(',', layers)}: Z-Image conditions on one hidden state, hidden_states[-2] = layer {snapshot.TextLayer} of this encoder");
@@ -252,7 +254,7 @@ public sealed class ZImageModel : IDiffusionModel, Bench.IStageFlopModel
                 _transformerWeights = _snapshot.OpenWeights("transformer");
                 var load = _transformerWeights.Loader(_device, _quant, _populateWeights);
                 if (_bf16Transformer) load = load.ConvertingF32MatricesToBf16(_device);
-                _transformer = new ZImageTransformer(_snapshot.TransformerConfig, load, _device, _quant) { CacheRope = _ropeCache, SyncPerBlock = _syncPerBlock };
+                _transformer = new ZImageTransformer(_snapshot.TransformerConfig, load, _device, _quant) { CacheRope = _ropeCache, SyncPerBlock = _syncPerBlock, TokenMergeRatio = _tokenMergeRatio };
             }
             return _transformer;
         }
@@ -265,7 +267,7 @@ public sealed class ZImageModel : IDiffusionModel, Bench.IStageFlopModel
     }
 
     /// <summary>The transformer with the pipeline's conventions: t = (1000 − timestep)/1000 and the output negated.</summary>
-    public IReadOnlySet<string> HonouredSwitches { get; } = new HashSet<string> { "rope-cache", "sync-per-block", "populate-weights", "fused-swiglu" };
+    public IReadOnlySet<string> HonouredSwitches { get; } = new HashSet<string> { "rope-cache", "sync-per-block", "populate-weights", "fused-swiglu", "tome" };
 
     private sealed class ZImageDenoiser(ZImageTransformer model, LatentLayout layout) : IDenoiser
     {

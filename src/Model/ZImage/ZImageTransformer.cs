@@ -177,13 +177,22 @@ public sealed class ZImageTransformer : IDisposable
             cap.Slice(rope.Captions[b].Offset, rope.Captions[b].Length).CopyTo(x.Slice(u.Offset + p, rope.Captions[b].Length));
         }
         trace?.Invoke("unified.seq", x);
-        for (int i = 0; i < _layers.Length; i++)
+        using (var keys = TokenMergeRatio is null ? null : Tensor.Empty(dev, DType.F32, rope.UnifiedRows, d))
         {
-            var tr = Sub(trace, $"layers.{i}");
-            using var mod = _layers[i].Modulation(adaln, tr);
-            _layers[i].Forward(x, rope.Unified, mod, rope.UnifiedCos, rope.UnifiedSin, tr);
-            if (SyncPerBlock) dev.Synchronize();
-            trace?.Invoke($"layers.{i}", x);
+            ZImageTokenMerge? merge = null;
+            try
+            {
+                for (int i = 0; i < _layers.Length; i++)
+                {
+                    var tr = Sub(trace, $"layers.{i}");
+                    using var mod = _layers[i].Modulation(adaln, tr);
+                    _layers[i].Forward(x, rope.Unified, mod, rope.UnifiedCos, rope.UnifiedSin, tr, merge, i == 0 ? keys : null);
+                    if (i == 0 && keys is not null) merge = PlanMerge(keys, rows, cols, rope);
+                    if (SyncPerBlock) dev.Synchronize();
+                    trace?.Invoke($"layers.{i}", x);
+                }
+            }
+            finally { merge?.Dispose(); }
         }
 
         // Final layer on the image rows: LayerNorm (no affine) · (1 + Linear(SiLU(adaln))), then Linear to patches.
@@ -205,6 +214,32 @@ public sealed class ZImageTransformer : IDisposable
             LayerNormModulate.Forward(x.Slice(rope.Unified[b].Offset, s), _zeros, scale.Slice(b, 1), norm.Slice(b * s, s), FinalEps);
         _finalLinear.Forward(norm, output.Reshape(batch * s, pc));
         trace?.Invoke("output", output.Reshape(s, pc));
+    }
+
+    /// <summary>
+    /// The experiment switch <c>tome RATIO</c> (null = off): token merging of ⌊ratio · S⌋ of each item's image tokens
+    /// (ToMe's bipartite matching, <see cref="TokenMerging"/>) in every main layer after the first, whose key projections
+    /// plan it (one plan per item and forward). The refiners run unmerged (they see one modality each, before the
+    /// unified sequence exists); pad and caption rows are never merged.
+    /// </summary>
+    public double? TokenMergeRatio { get; init; }
+
+    private ZImageTokenMerge PlanMerge(Tensor keys, int rows, int cols, RopeSet rope)
+    {
+        int s = rows * cols;
+        var plans = new List<TokenMergePlan>();
+        try
+        {
+            foreach (var u in rope.Unified)
+                plans.Add(TokenMerging.Plan(keys.Slice(u.Offset, s), rows, cols, TokenMergeRatio!.Value, 0, u.Length,
+                    rope.UnifiedCos.Slice(u.Offset, u.Length), rope.UnifiedSin.Slice(u.Offset, u.Length)));
+            return new ZImageTokenMerge(plans.ToArray(), rope.Unified);
+        }
+        catch
+        {
+            foreach (var p in plans) p.Dispose();
+            throw;
+        }
     }
 
     private static Action<string, Tensor>? Sub(Action<string, Tensor>? trace, string prefix) =>
