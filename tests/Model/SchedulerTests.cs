@@ -115,6 +115,18 @@ public class SchedulerTests
     }
 
     [Fact]
+    public void One_step_with_a_terminal_shift_is_the_finite_schedule_from_pure_noise()
+    {
+        // shift_terminal stretches by (1 − σ_last) / (1 − terminal), which is 0 when the only σ is 1 (Qwen-Image at one
+        // step): the schedule stays [1, 0] instead of diffusers' 0 / 0 NaNs; with two steps the stretch still applies.
+        var qwenLike = KleinConfig with { ShiftTerminal = 0.02 };
+        var one = FlowMatchEulerScheduler.Create(qwenLike, 1, 0.5);
+        Assert.Equal(new[] { 1f, 0f }, one.Sigmas);
+        var two = FlowMatchEulerScheduler.Create(qwenLike, 2, 0.5);
+        Assert.Equal(0.02f, two.Sigmas[1], 1e-6f);
+    }
+
+    [Fact]
     public void Static_shift_without_dynamic_shifting()
     {
         var cfg = KleinConfig with { UseDynamicShifting = false, Shift = 3.0 };

@@ -137,7 +137,10 @@ public sealed class FlowMatchEulerScheduler
         {
             // stretch_shift_to_terminal (float32): 1 − (1 − t) / ((1 − t_last) / (1 − terminal))
             float scale = (1f - sigmas[steps - 1]) / (float)(1.0 - terminal);
-            for (int i = 0; i < steps; i++) sigmas[i] = 1f - (1f - sigmas[i]) / scale;
+            // One step leaves the single σ at 1 and scale 0: diffusers divides 0 by 0 there (every σ NaN, a NaN image);
+            // there is nothing to stretch, so the schedule stays [1, 0].
+            if (scale != 0)
+                for (int i = 0; i < steps; i++) sigmas[i] = 1f - (1f - sigmas[i]) / scale;
         }
         sigmas[steps] = 0f;
         var timesteps = new float[steps];

@@ -115,6 +115,7 @@ internal static class FlowSchedules
     private static void StretchToTerminal(double[] sig, double terminal)
     {
         double scale = (1 - sig[^1]) / (1 - terminal);
+        if (scale == 0) return; // a single σ of 1 (one step): nothing to stretch (diffusers' 0 / 0 would make it NaN)
         for (int i = 0; i < sig.Length; i++) sig[i] = 1 - (1 - sig[i]) / scale;
     }
 
