@@ -159,10 +159,10 @@ public class ExperimentTests
             Assert.Equal(first, fresh);
         }
         finally { TimestepEmbedding.CacheFrequencies = true; }
-        string z = ZImageTinyDir.Value;
+        string z = TinyFamilySnapshots.ZImage;
         Assert.Equal(Generate(z, true), Generate(z, false));
-        Assert.Equal(Generate(Flux1TinyDir.Value, true), Generate(Flux1TinyDir.Value, false));
-        Assert.Equal(Generate(QwenImageTinyDir.Value, true), Generate(QwenImageTinyDir.Value, false));
+        Assert.Equal(Generate(TinyFamilySnapshots.Flux1Dev, true), Generate(TinyFamilySnapshots.Flux1Dev, false));
+        Assert.Equal(Generate(TinyFamilySnapshots.QwenImage, true), Generate(TinyFamilySnapshots.QwenImage, false));
     }
 
     [Fact]
@@ -180,31 +180,10 @@ public class ExperimentTests
         Assert.False(ExperimentSwitches.Apply(SwitchSet.Parse("populate-weights=off"), new RunSettings(new GenerationJob(), new ModelOptions())).Options.PopulateWeights);
         Assert.True(new ModelOptions().PopulateWeights);
         Assert.Equal(Generate(TinySnapshot.Dir, true), Generate(TinySnapshot.Dir, false));
-        Assert.Equal(Generate(ZImageTinyDir.Value, true), Generate(ZImageTinyDir.Value, false));
-        Assert.Equal(Generate(Flux1TinyDir.Value, true), Generate(Flux1TinyDir.Value, false));
-        Assert.Equal(Generate(QwenImageTinyDir.Value, true), Generate(QwenImageTinyDir.Value, false));
+        Assert.Equal(Generate(TinyFamilySnapshots.ZImage, true), Generate(TinyFamilySnapshots.ZImage, false));
+        Assert.Equal(Generate(TinyFamilySnapshots.Flux1Dev, true), Generate(TinyFamilySnapshots.Flux1Dev, false));
+        Assert.Equal(Generate(TinyFamilySnapshots.QwenImage, true), Generate(TinyFamilySnapshots.QwenImage, false));
     }
-
-    private static readonly Lazy<string> Flux1TinyDir = new(() =>
-    {
-        string dir = Path.Combine(Path.GetTempPath(), $"pureflux-tests-exp-flux1-{Environment.ProcessId}");
-        if (!File.Exists(Path.Combine(dir, "model_index.json"))) PureFlux.Model.Flux1.Flux1RandomSnapshot.Write(dir, PureFlux.Model.Flux1.Flux1Preset.TinyDev, 7);
-        return dir;
-    });
-
-    private static readonly Lazy<string> QwenImageTinyDir = new(() =>
-    {
-        string dir = Path.Combine(Path.GetTempPath(), $"pureflux-tests-exp-qwen-{Environment.ProcessId}");
-        if (!File.Exists(Path.Combine(dir, "model_index.json"))) PureFlux.Model.QwenImage.QwenImageRandomSnapshot.Write(dir, PureFlux.Model.QwenImage.QwenImagePreset.Tiny, 3);
-        return dir;
-    });
-
-    private static readonly Lazy<string> ZImageTinyDir = new(() =>
-    {
-        string dir = Path.Combine(Path.GetTempPath(), $"pureflux-tests-exp-zimage-{Environment.ProcessId}");
-        if (!File.Exists(Path.Combine(dir, "model_index.json"))) PureFlux.Model.ZImage.ZImageRandomSnapshot.Write(dir, PureFlux.Model.ZImage.ZImagePreset.Tiny, 0);
-        return dir;
-    });
 
     // ---------------------------------------------------------------- the command
 

@@ -143,46 +143,19 @@ public class TokenMergingTests
     /// identity bit for bit on every backend; 0.5 moves the image a little.
     /// </summary>
     [Theory, MemberData(nameof(Backends.All), MemberType = typeof(Backends))]
-    public void Qwen_image_at_ratio_zero_is_the_identity_and_merging_moves_the_image_a_little(string backend)
-    {
-        string dir = QwenTinyDir.Value;
-        var job = new GenerationJob { Prompts = ["a red fox", "a much longer prompt about a small red fox in the snow"], Width = 48, Height = 48, Steps = 2, Seed = 3 };
-        float[] Run(double? ratio)
-        {
-            var dev = Backends.Get(backend); // shared per backend: not disposed here
-            using var model = ModelFamilies.Open(dir, dev, new ModelOptions { TokenMergeRatio = ratio });
-            Assert.Contains("tome", model.HonouredSwitches);
-            return GenerationEngine.Run(model, job).Decoded;
-        }
-        var baseline = Run(null);
-        Assert.Equal(baseline, Run(0));
-        var merged = Run(0.5);
-        double diff = 0, norm = 0;
-        for (int i = 0; i < baseline.Length; i++)
-        {
-            Assert.True(float.IsFinite(merged[i]), $"tome 0.5 on {backend}: non-finite output at {i}");
-            diff += Math.Pow(merged[i] - baseline[i], 2);
-            norm += Math.Pow(baseline[i], 2);
-        }
-        Assert.InRange(Math.Sqrt(diff / norm), 1e-4, 0.5);
-    }
+    public void Qwen_image_at_ratio_zero_is_the_identity_and_merging_moves_the_image_a_little(string backend) =>
+        IdentityAtZeroAndSmallMove(backend, TinyFamilySnapshots.QwenImage,
+            new GenerationJob { Prompts = ["a red fox", "a much longer prompt about a small red fox in the snow"], Width = 48, Height = 48, Steps = 2, Seed = 3 });
 
     [Fact]
     public void Qwen_image_at_one_step_gives_a_finite_image()
     {
         // Its scheduler's shift_terminal stretch divided 0 by 0 at one step (σ NaN, the NonFiniteGuard refused the job).
         using var cpu = new CpuDevice(2);
-        using var model = ModelFamilies.Open(QwenTinyDir.Value, cpu, new ModelOptions());
+        using var model = ModelFamilies.Open(TinyFamilySnapshots.QwenImage, cpu, new ModelOptions());
         var image = GenerationEngine.Run(model, new GenerationJob { Prompts = ["a red fox"], Width = 32, Height = 32, Steps = 1, Seed = 3 }).Decoded;
         Assert.All(image, v => Assert.True(float.IsFinite(v)));
     }
-
-    private static readonly Lazy<string> QwenTinyDir = new(() =>
-    {
-        string dir = Path.Combine(Path.GetTempPath(), $"pureflux-tome-qwen-{Environment.ProcessId}");
-        if (!File.Exists(Path.Combine(dir, "model_index.json"))) PureFlux.Model.QwenImage.QwenImageRandomSnapshot.Write(dir, PureFlux.Model.QwenImage.QwenImagePreset.Tiny, 3);
-        return dir;
-    });
 
     /// <summary>
     /// Z-Image (tiny, random): two prompts of different lengths, so the unified sequence holds two ragged items with pad
@@ -190,10 +163,14 @@ public class TokenMergingTests
     /// bit on every backend; 0.5 moves the images a little.
     /// </summary>
     [Theory, MemberData(nameof(Backends.All), MemberType = typeof(Backends))]
-    public void Zimage_at_ratio_zero_is_the_identity_and_merging_moves_the_image_a_little(string backend)
+    public void Zimage_at_ratio_zero_is_the_identity_and_merging_moves_the_image_a_little(string backend) =>
+        IdentityAtZeroAndSmallMove(backend, TinyFamilySnapshots.ZImage,
+            new GenerationJob { Prompts = ["a red fox", "a much longer prompt about a small red fox in the snow"], Width = 48, Height = 48, Steps = 1, Seed = 3 });
+
+    /// <summary>A family's tiny snapshot under <paramref name="job"/>: tome ratio 0 gives the unmerged image bit for bit,
+    /// 0.5 a finite one within 1e-4..0.5 relative RMS of it.</summary>
+    private static void IdentityAtZeroAndSmallMove(string backend, string dir, GenerationJob job)
     {
-        string dir = ZImageTinyDir.Value;
-        var job = new GenerationJob { Prompts = ["a red fox", "a much longer prompt about a small red fox in the snow"], Width = 48, Height = 48, Steps = 1, Seed = 3 };
         float[] Run(double? ratio)
         {
             var dev = Backends.Get(backend); // shared per backend: not disposed here
@@ -214,10 +191,4 @@ public class TokenMergingTests
         Assert.InRange(Math.Sqrt(diff / norm), 1e-4, 0.5);
     }
 
-    private static readonly Lazy<string> ZImageTinyDir = new(() =>
-    {
-        string dir = Path.Combine(Path.GetTempPath(), $"pureflux-tome-zimage-{Environment.ProcessId}");
-        if (!File.Exists(Path.Combine(dir, "model_index.json"))) PureFlux.Model.ZImage.ZImageRandomSnapshot.Write(dir, PureFlux.Model.ZImage.ZImagePreset.Tiny, 0);
-        return dir;
-    });
 }
